@@ -1,0 +1,80 @@
+# flowlens — `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS ?= -mod=mod
+BIN := bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/flowlens/flowlens/agent.Version=$(VERSION)
+# Debian packages the build, the lab and the tests need: command -> package.
+DEB_CMDS := clang:clang llc:llvm bpftool:bpftool ip:iproute2 iptables:iptables ipset:ipset \
+	iperf3:iperf3 nc:netcat-openbsd tcpdump:tcpdump promtool:prometheus
+DEB_FILES := /usr/include/bpf/bpf_helpers.h:libbpf-dev
+
+.DEFAULT_GOAL := help
+
+##@ General
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Setup
+.PHONY: deps
+deps: ## Install the Debian packages and kernel mounts flowlens needs (root), or name what is missing.
+	@command -v $(GO) >/dev/null || { echo "deps: Go is not installed (need Go >= 1.26 on PATH)"; exit 1; }
+	@missing=""; \
+	for pair in $(DEB_CMDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	for pair in $(DEB_FILES); do f=$${pair%%:*}; pkg=$${pair##*:}; [ -e $$f ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "deps: installing$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || { echo "deps: apt-get install$$missing failed"; exit 1; }; \
+		else echo "deps: missing Debian packages:$$missing (run as root: apt-get install$$missing)"; exit 1; fi; \
+	fi
+	@if [ "$$(id -u)" = 0 ]; then \
+		mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || { echo "deps: cannot mount bpffs on /sys/fs/bpf"; exit 1; }; \
+		mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || { echo "deps: cannot mount tracefs on /sys/kernel/tracing"; exit 1; }; \
+	fi
+	@[ -r /sys/kernel/btf/vmlinux ] || { echo "deps: the kernel has no BTF (/sys/kernel/btf/vmlinux); flowlens needs CONFIG_DEBUG_INFO_BTF=y"; exit 1; }
+
+##@ Build
+.PHONY: generate
+generate: ## Regenerate the eBPF objects (bpf2go) and the gRPC/protobuf code (buf).
+	$(GO) generate ./bpf/... ./proto/...
+
+.PHONY: build
+build: ## Build flowlens, flowlens-agent and flowlens-lab into bin/.
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+.PHONY: lint
+lint: ## go vet, gofmt, buf lint, and a check that generated code is current.
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '/headers/')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(MAKE) check-generated
+
+.PHONY: check-generated
+check-generated: ## Fail when committed generated code differs from what the sources produce.
+	./hack/check-generated.sh
+
+##@ Run
+.PHONY: demo
+demo: deps build ## Build the lab (two K3s-like nodes in netns), run the agent on node1 and show flows with names and verdicts.
+	./hack/demo.sh
+
+##@ Test
+.PHONY: test
+test: deps ## All tests: unit, privileged (as root: real BPF, netns, iptables), generated-code check and alert rules.
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	promtool test rules deploy/prometheus/tests/*.yaml
+	$(MAKE) check-generated
+
+.PHONY: test-unit
+test-unit: ## Unit tests only (no root needed).
+	$(GO) test -count=1 -short ./...
+
+.PHONY: bench
+bench: deps build ## Benchmarks: decoder, enrichment, policy engine, pipeline, and iperf3 through the lab with/without the agent.
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	./hack/bench-datapath.sh

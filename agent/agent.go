@@ -1,0 +1,162 @@
+// Package agent is the flowlens daemon: it runs the kernel capture, names and
+// judges every flow, and fans the flows out to the recent-flow ring (served
+// over gRPC), Prometheus metrics and the JSON flow log.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// source produces flow and lost-event records (the kernel capture). Run
+// returns after a final flush once ctx is done; it must never block on out
+// for long, counting what it could not send instead.
+type source interface {
+	Run(ctx context.Context, out chan<- *flowlensv1.GetFlowsResponse) error
+	Status() map[string]string
+}
+
+// stateReporter describes a component for ServerStatus: where its data
+// comes from and how it is doing.
+type stateReporter interface {
+	State() (source, state string)
+}
+
+// deps are the agent's parts. New builds the real ones; tests pass fakes.
+type deps struct {
+	source   source
+	names    namer
+	judge    judge
+	flowlog  flowWriter
+	ring     sink
+	enrich   stateReporter
+	policy   stateReporter
+	gatherer prometheus.Gatherer
+	// background runs until ctx ends: informers, policy reloads, the gRPC
+	// server. An error stops the agent.
+	background []func(ctx context.Context) error
+	closers    []func() error
+}
+
+// Agent is one node's observer.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	deps    deps
+	pipe    *pipeline
+	started time.Time
+	running chan struct{}
+}
+
+func newAgent(cfg Config, log *slog.Logger, reg prometheus.Registerer, d deps) (*Agent, error) {
+	m, err := newFlowMetrics(reg, cfg.NodeName, cfg.MetricsPodLabels)
+	if err != nil {
+		return nil, fmt.Errorf("register flow metrics: %w", err)
+	}
+	a := &Agent{
+		cfg:  cfg,
+		log:  log,
+		deps: d,
+		pipe: &pipeline{
+			log:     log.With("component", "pipeline"),
+			node:    cfg.NodeName,
+			ann:     &annotator{names: d.names, judge: d.judge},
+			metrics: m,
+			flowlog: d.flowlog,
+			ring:    d.ring,
+		},
+		running: make(chan struct{}),
+	}
+	return a, nil
+}
+
+// Run captures until ctx ends, then writes what is pending, detaches
+// everything and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
+	defer func() {
+		for _, c := range a.deps.closers {
+			if err := c(); err != nil {
+				a.log.Error("closing", "err", err)
+			}
+		}
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan *flowlensv1.GetFlowsResponse, a.cfg.QueueSize)
+	g.Go(func() error {
+		defer close(ch)
+		close(a.running)
+		if err := a.deps.source.Run(gctx, ch); err != nil {
+			return fmt.Errorf("capture: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		a.pipe.run(ch)
+		return nil
+	})
+	if a.cfg.MetricsAddress != "" && a.deps.gatherer != nil {
+		g.Go(func() error {
+			return serveHTTP(gctx, a.cfg.MetricsAddress, a.deps.gatherer, a.ready, a.log.With("component", "http"))
+		})
+	}
+	for _, bg := range a.deps.background {
+		g.Go(func() error { return bg(gctx) })
+	}
+	err := g.Wait()
+	a.log.Info("agent stopped", "flows", a.pipe.seen.Load())
+	return err
+}
+
+func (a *Agent) ready() error {
+	select {
+	case <-a.running:
+		return nil
+	default:
+		return fmt.Errorf("capture not started")
+	}
+}
+
+// Status implements the observer's status source.
+func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
+	st := &flowlensv1.ServerStatusResponse{
+		NodeName:    a.cfg.NodeName,
+		Version:     Version,
+		Kernel:      kernelRelease(),
+		SeenFlows:   a.pipe.seen.Load(),
+		AttachModes: map[string]string{},
+	}
+	if !a.started.IsZero() {
+		st.UptimeNs = uint64(time.Since(a.started))
+	}
+	for k, v := range a.deps.source.Status() {
+		if k == "interfaces" {
+			var n uint32
+			fmt.Sscan(v, &n)
+			st.AttachedInterfaces = n
+			continue
+		}
+		st.AttachModes[k] = v
+	}
+	if a.deps.policy != nil {
+		st.PolicySource, st.PolicyState = a.deps.policy.State()
+	} else {
+		st.PolicySource, st.PolicyState = "none", "no intended policy set configured"
+	}
+	if a.deps.enrich != nil {
+		st.EnrichmentSource, st.EnrichmentState = a.deps.enrich.State()
+	} else {
+		st.EnrichmentSource, st.EnrichmentState = "none", "endpoints are named by IP only"
+	}
+	return st
+}
+
+// Version is set at build time with -ldflags "-X github.com/flowlens/flowlens/agent.Version=...".
+var Version = "dev"

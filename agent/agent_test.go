@@ -1,0 +1,251 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowlens/flowlens/agent/flowlog"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// fakeSource plays records as the kernel capture would, then waits for ctx
+// and plays the records of its final flush.
+type fakeSource struct {
+	before, final []*flowlensv1.GetFlowsResponse
+}
+
+func (f *fakeSource) Run(ctx context.Context, out chan<- *flowlensv1.GetFlowsResponse) error {
+	for _, r := range f.before {
+		out <- r
+	}
+	<-ctx.Done()
+	for _, r := range f.final {
+		out <- r
+	}
+	return nil
+}
+
+func (f *fakeSource) Status() map[string]string {
+	return map[string]string{"veth": "tcx", "interfaces": "3"}
+}
+
+type fakeNamer map[string]*flowlensv1.Endpoint
+
+func (f fakeNamer) Endpoint(ip netip.Addr, _ time.Time) *flowlensv1.Endpoint {
+	if ep, ok := f[ip.String()]; ok {
+		return ep
+	}
+	return &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_WORLD}
+}
+
+func (f fakeNamer) Service(ip netip.Addr, port uint16, _ string) *flowlensv1.Service {
+	if ip.String() == "10.43.0.20" {
+		return &flowlensv1.Service{Namespace: "demo", Name: "backend", Port: uint32(port)}
+	}
+	return nil
+}
+
+// denyTo denies connections to one address and records what it was asked.
+type denyTo struct {
+	mu   sync.Mutex
+	dst  netip.Addr
+	seen []PolicyQuery
+}
+
+func (d *denyTo) Judge(q PolicyQuery) *flowlensv1.PolicyVerdict {
+	d.mu.Lock()
+	d.seen = append(d.seen, q)
+	d.mu.Unlock()
+	if q.Dst == d.dst {
+		return &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_DENY, Summary: "deny"}
+	}
+	return &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Summary: "allow"}
+}
+
+type memSink struct {
+	mu  sync.Mutex
+	got []*flowlensv1.GetFlowsResponse
+}
+
+func (m *memSink) Write(r *flowlensv1.GetFlowsResponse) {
+	m.mu.Lock()
+	m.got = append(m.got, r)
+	m.mu.Unlock()
+}
+
+func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply bool) *flowlensv1.GetFlowsResponse {
+	fl := &flowlensv1.Flow{
+		Time:     timestamppb.Now(),
+		Verdict:  v,
+		Ip:       &flowlensv1.IP{Source: src, Destination: dst},
+		L4:       &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{SourcePort: sport, DestinationPort: dport}}},
+		IsReply:  reply,
+		Counters: &flowlensv1.Counters{Packets: 2, Bytes: 120},
+	}
+	if v == flowlensv1.Verdict_DROPPED {
+		fl.DropReason = "NETFILTER_DROP"
+	}
+	return &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl}}
+}
+
+func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
+	names := fakeNamer{
+		"10.42.0.10": {Kind: flowlensv1.EndpointKind_POD, Namespace: "demo", PodName: "frontend", NodeName: "node1"},
+		"10.42.0.11": {Kind: flowlensv1.EndpointKind_POD, Namespace: "demo", PodName: "backend", NodeName: "node1"},
+		"10.42.0.12": {Kind: flowlensv1.EndpointKind_POD, Namespace: "demo", PodName: "db", NodeName: "node1"},
+	}
+	judge := &denyTo{dst: netip.MustParseAddr("10.42.0.12")}
+	src := &fakeSource{
+		before: []*flowlensv1.GetFlowsResponse{
+			tcpFlow("10.42.0.10", "10.42.0.11", 40000, 8080, flowlensv1.Verdict_FORWARDED, false),
+			tcpFlow("10.42.0.11", "10.42.0.10", 8080, 40000, flowlensv1.Verdict_FORWARDED, true),
+			tcpFlow("10.42.0.10", "10.42.0.12", 40001, 8080, flowlensv1.Verdict_DROPPED, false),
+			// Intended deny, kernel forwarded: an UNEXPECTED_ALLOW.
+			tcpFlow("10.42.0.11", "10.42.0.12", 40002, 8080, flowlensv1.Verdict_FORWARDED, false),
+			{ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource_KERNEL_RING_BUFFER, NumEventsLost: 7}}},
+		},
+		// Written on shutdown: must still reach the flow log.
+		final: []*flowlensv1.GetFlowsResponse{
+			tcpFlow("10.42.0.10", "10.42.0.11", 40003, 8080, flowlensv1.Verdict_FORWARDED, false),
+		},
+	}
+	var logOut bytes.Buffer
+	fw, err := flowlog.New(flowlog.Config{Path: "-"}, &logOut)
+	require.NoError(t, err)
+	ring := &memSink{}
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.NodeName = "node1"
+	cfg.MetricsAddress = ""
+	a, err := newAgent(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, deps{
+		source: src, names: names, judge: judge, flowlog: fw, ring: ring, gatherer: reg,
+	})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	require.Eventually(t, func() bool { return a.pipe.seen.Load() == 4 }, 5*time.Second, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+
+	lines := strings.Split(strings.TrimSpace(logOut.String()), "\n")
+	require.Len(t, lines, 5, "four flows before shutdown and one from the final flush")
+	var first map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
+	assert.Equal(t, "frontend", first["source"].(map[string]any)["pod_name"])
+	assert.Equal(t, "backend", first["destination"].(map[string]any)["pod_name"])
+	assert.Equal(t, "node1", first["node_name"])
+
+	ring.mu.Lock()
+	require.Len(t, ring.got, 6)
+	byPort := map[uint32]*flowlensv1.Flow{}
+	for _, r := range ring.got {
+		if fl := r.GetFlow(); fl != nil {
+			byPort[fl.GetL4().GetTcp().GetSourcePort()] = fl
+		}
+		assert.Equal(t, "node1", r.GetNodeName())
+	}
+	ring.mu.Unlock()
+	assert.Equal(t, flowlensv1.Mismatch_NONE, byPort[40000].GetPolicy().GetMismatch())
+	assert.Equal(t, flowlensv1.Mismatch_NONE, byPort[40001].GetPolicy().GetMismatch(), "intended deny, dropped")
+	assert.Equal(t, flowlensv1.Mismatch_UNEXPECTED_ALLOW, byPort[40002].GetPolicy().GetMismatch())
+
+	// The reply was judged as the connection it answers: initiator first.
+	judge.mu.Lock()
+	assert.Contains(t, judge.seen, PolicyQuery{
+		Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"),
+		SrcKind: flowlensv1.EndpointKind_POD, DstKind: flowlensv1.EndpointKind_POD, Port: 8080, Protocol: "TCP",
+	})
+	judge.mu.Unlock()
+
+	assert.Equal(t, 1.0, testutil.ToFloat64(a.pipe.metrics.mismatches.WithLabelValues("UNEXPECTED_ALLOW", "demo", "demo")))
+	assert.Equal(t, 7.0, testutil.ToFloat64(a.pipe.metrics.lost.WithLabelValues("KERNEL_RING_BUFFER")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.pipe.metrics.packets.WithLabelValues("DROPPED", "NETFILTER_DROP", "", "demo", "frontend")))
+
+	st := a.Status()
+	assert.Equal(t, uint32(3), st.GetAttachedInterfaces())
+	assert.Equal(t, "tcx", st.GetAttachModes()["veth"])
+	assert.EqualValues(t, 5, st.GetSeenFlows())
+}
+
+func TestMismatchOnlyForNetfilterDrops(t *testing.T) {
+	allow := &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW}
+	deny := &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_DENY}
+	for _, tc := range []struct {
+		name    string
+		verdict flowlensv1.Verdict
+		reason  string
+		pv      *flowlensv1.PolicyVerdict
+		want    flowlensv1.Mismatch
+	}{
+		{"allowed and forwarded", flowlensv1.Verdict_FORWARDED, "", allow, flowlensv1.Mismatch_NONE},
+		{"allowed but netfilter dropped", flowlensv1.Verdict_DROPPED, "NETFILTER_DROP", allow, flowlensv1.Mismatch_UNEXPECTED_DROP},
+		{"allowed, dropped for no socket", flowlensv1.Verdict_DROPPED, "NO_SOCKET", allow, flowlensv1.Mismatch_NONE},
+		{"denied and dropped", flowlensv1.Verdict_DROPPED, "NETFILTER_DROP", deny, flowlensv1.Mismatch_NONE},
+		{"denied but forwarded", flowlensv1.Verdict_FORWARDED, "", deny, flowlensv1.Mismatch_UNEXPECTED_ALLOW},
+		{"not isolated, dropped", flowlensv1.Verdict_DROPPED, "NETFILTER_DROP", &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_NOT_ISOLATED}, flowlensv1.Mismatch_UNEXPECTED_DROP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fl := &flowlensv1.Flow{Verdict: tc.verdict, DropReason: tc.reason}
+			assert.Equal(t, tc.want, mismatchOf(fl, tc.pv))
+		})
+	}
+}
+
+func TestICMPErrorsAreNotJudged(t *testing.T) {
+	judge := &denyTo{}
+	a := &annotator{judge: judge}
+	fl := &flowlensv1.Flow{
+		Verdict: flowlensv1.Verdict_FORWARDED,
+		Ip:      &flowlensv1.IP{Source: "10.42.0.1", Destination: "10.42.0.10"},
+		L4:      &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Icmpv4{Icmpv4: &flowlensv1.ICMPv4{Type: 3, Code: 3}}},
+	}
+	a.annotate(fl)
+	assert.Nil(t, fl.GetPolicy())
+	assert.Empty(t, judge.seen)
+}
+
+func TestConfigValidateNamesTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		mutate func(*Config)
+		flag   string
+	}{
+		{func(c *Config) { c.AttachMode = "xdp" }, "--attach-mode"},
+		{func(c *Config) { c.Interfaces = []string{"veth["} }, "--interfaces"},
+		{func(c *Config) { c.FlowTableSize = 1 }, "--flow-table-size"},
+		{func(c *Config) { c.WatchCIDRs = []string{"10.42.0.0/33"} }, "--watch-cidr"},
+		{func(c *Config) { c.FlushInterval = time.Millisecond }, "--flush-interval"},
+		{func(c *Config) { c.IdleTimeout = time.Second }, "--idle-timeout"},
+		{func(c *Config) { c.ClusterFile = "/nonexistent/cluster.yaml" }, "--cluster-file"},
+		{func(c *Config) { c.TLSCert = "/etc/hostname" }, "--tls-cert and --tls-key"},
+		{func(c *Config) { c.GRPCAddress = "localhost" }, "--grpc-address"},
+		{func(c *Config) { c.LogLevel = "loud" }, "--log-level"},
+		{func(c *Config) { c.QueueSize = 0 }, "--queue-size"},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			c := DefaultConfig()
+			c.NodeName = "n"
+			tc.mutate(&c)
+			err := c.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.flag)
+		})
+	}
+	c := DefaultConfig()
+	require.NoError(t, c.Validate())
+}

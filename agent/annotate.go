@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"net/netip"
+	"time"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// namer says who an address is; the enrichment resolvers implement it.
+type namer interface {
+	Endpoint(ip netip.Addr, at time.Time) *flowlensv1.Endpoint
+	Service(ip netip.Addr, port uint16, proto string) *flowlensv1.Service
+}
+
+// judge gives the intended NetworkPolicy verdict of a connection; nil when
+// there is no intended set to judge by.
+type judge interface {
+	Judge(q PolicyQuery) *flowlensv1.PolicyVerdict
+}
+
+// PolicyQuery is a connection as NetworkPolicy sees it: from its initiator to
+// the (post-DNAT) responder.
+type PolicyQuery struct {
+	Src, Dst         netip.Addr
+	SrcKind, DstKind flowlensv1.EndpointKind
+	Port             uint16
+	Protocol         string // TCP, UDP, SCTP, ICMP
+}
+
+// annotator adds names, the service and the policy verdict to a flow.
+type annotator struct {
+	names namer
+	judge judge
+}
+
+func (a *annotator) annotate(fl *flowlensv1.Flow) {
+	ip := fl.GetIp()
+	src, err1 := netip.ParseAddr(ip.GetSource())
+	dst, err2 := netip.ParseAddr(ip.GetDestination())
+	if err1 != nil || err2 != nil {
+		return
+	}
+	at := time.Now()
+	if t := fl.GetTime(); t != nil {
+		at = t.AsTime()
+	}
+	proto, sport, dport := l4Of(fl)
+	if a.names != nil {
+		fl.Source = a.names.Endpoint(src, at)
+		fl.Destination = a.names.Endpoint(dst, at)
+		a.service(fl, proto, dport)
+	}
+	if a.judge == nil || isICMPError(fl) {
+		return
+	}
+	q := PolicyQuery{Src: src, Dst: dst, SrcKind: fl.GetSource().GetKind(), DstKind: fl.GetDestination().GetKind(), Port: dport, Protocol: proto}
+	if fl.GetIsReply() {
+		// A reply is allowed exactly when the connection it answers is.
+		q = PolicyQuery{Src: dst, Dst: src, SrcKind: q.DstKind, DstKind: q.SrcKind, Port: sport, Protocol: proto}
+	}
+	pv := a.judge.Judge(q)
+	if pv == nil {
+		return
+	}
+	pv.Mismatch = mismatchOf(fl, pv)
+	fl.Policy = pv
+}
+
+// service fills destination_service: the capture reports the pre-DNAT
+// address in ip.destination_original (and its port in destination_service)
+// when conntrack translated the flow; a flow still addressed to a ClusterIP
+// (dropped before translation) names the service from the destination.
+func (a *annotator) service(fl *flowlensv1.Flow, proto string, dport uint16) {
+	if orig := fl.GetIp().GetDestinationOriginal(); orig != "" {
+		addr, err := netip.ParseAddr(orig)
+		if err != nil {
+			return
+		}
+		port := uint16(fl.GetDestinationService().GetPort())
+		if svc := a.names.Service(addr, port, proto); svc != nil {
+			fl.DestinationService = svc
+		}
+		return
+	}
+	if fl.GetDestination().GetKind() == flowlensv1.EndpointKind_SERVICE {
+		dst, _ := netip.ParseAddr(fl.GetIp().GetDestination())
+		if svc := a.names.Service(dst, dport, proto); svc != nil {
+			fl.DestinationService = svc
+		}
+	}
+}
+
+// mismatchOf compares what the kernel did with the intent. Only netfilter
+// drops are policy decisions; a drop for another reason (no socket, a full
+// queue) says nothing about policy, so it is never a mismatch.
+func mismatchOf(fl *flowlensv1.Flow, pv *flowlensv1.PolicyVerdict) flowlensv1.Mismatch {
+	intendedAllow := pv.GetVerdict() == flowlensv1.IntendedVerdict_ALLOW || pv.GetVerdict() == flowlensv1.IntendedVerdict_NOT_ISOLATED
+	switch fl.GetVerdict() {
+	case flowlensv1.Verdict_DROPPED:
+		if fl.GetDropReason() == "NETFILTER_DROP" && intendedAllow {
+			return flowlensv1.Mismatch_UNEXPECTED_DROP
+		}
+	case flowlensv1.Verdict_FORWARDED:
+		if pv.GetVerdict() == flowlensv1.IntendedVerdict_DENY {
+			return flowlensv1.Mismatch_UNEXPECTED_ALLOW
+		}
+	}
+	return flowlensv1.Mismatch_NONE
+}
+
+func l4Of(fl *flowlensv1.Flow) (proto string, sport, dport uint16) {
+	switch p := fl.GetL4().GetProtocol().(type) {
+	case *flowlensv1.Layer4_Tcp:
+		return "TCP", uint16(p.Tcp.GetSourcePort()), uint16(p.Tcp.GetDestinationPort())
+	case *flowlensv1.Layer4_Udp:
+		return "UDP", uint16(p.Udp.GetSourcePort()), uint16(p.Udp.GetDestinationPort())
+	case *flowlensv1.Layer4_Sctp:
+		return "SCTP", uint16(p.Sctp.GetSourcePort()), uint16(p.Sctp.GetDestinationPort())
+	case *flowlensv1.Layer4_Icmpv4, *flowlensv1.Layer4_Icmpv6:
+		return "ICMP", 0, 0
+	}
+	return "", 0, 0
+}
+
+// isICMPError reports ICMP errors (unreachable, time exceeded, ...): they are
+// RELATED to another connection, which policy already judged, and the
+// unreachables a REJECT sends come from the node itself.
+func isICMPError(fl *flowlensv1.Flow) bool {
+	switch p := fl.GetL4().GetProtocol().(type) {
+	case *flowlensv1.Layer4_Icmpv4:
+		switch p.Icmpv4.GetType() {
+		case 3, 4, 5, 11, 12:
+			return true
+		}
+	case *flowlensv1.Layer4_Icmpv6:
+		return p.Icmpv6.GetType() < 128
+	}
+	return false
+}

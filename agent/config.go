@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Config is everything the agent is told on its command line. Each field's
+// flag is registered by BindFlags, which documents accepted values and
+// defaults; Validate checks them before anything is started.
+type Config struct {
+	NodeName string
+
+	// Enrichment: one of ClusterFile (static YAML) or the Kubernetes API
+	// (in-cluster, or Kubeconfig). NoKube disables the API.
+	ClusterFile     string
+	Kubeconfig      string
+	NoKube          bool
+	NamedCIDRs      []string
+	DeletedPodGrace time.Duration
+
+	// Policies is a file or directory of NetworkPolicy YAML that is the
+	// intended set; empty means the cluster's own set is the intent.
+	Policies             string
+	PolicyReloadInterval time.Duration
+
+	// Capture.
+	AttachMode    string
+	Interfaces    []string
+	FlowTableSize int
+	WatchCIDRs    []string
+	FlushInterval time.Duration
+	IdleTimeout   time.Duration
+	QueueSize     int
+
+	// Flow log.
+	FlowLog           string
+	FlowLogMaxSizeMB  int
+	FlowLogMaxBackups int
+	FlowLogCompress   bool
+	FlowLogAllow      []string
+	FlowLogDeny       []string
+
+	// gRPC.
+	GRPCAddress  string
+	TLSCert      string
+	TLSKey       string
+	TLSClientCA  string
+	RingCapacity int
+
+	// Metrics and health.
+	MetricsAddress   string
+	MetricsPodLabels bool
+
+	LogLevel  string
+	LogFormat string
+}
+
+// DefaultConfig returns the defaults the flags advertise.
+func DefaultConfig() Config {
+	return Config{
+		NodeName:             os.Getenv("NODE_NAME"),
+		DeletedPodGrace:      2 * time.Minute,
+		PolicyReloadInterval: 10 * time.Second,
+		AttachMode:           "auto",
+		Interfaces:           []string{"veth*"},
+		FlowTableSize:        65536,
+		WatchCIDRs:           []string{"10.42.0.0/16", "10.43.0.0/16"},
+		FlushInterval:        5 * time.Second,
+		IdleTimeout:          60 * time.Second,
+		QueueSize:            8192,
+		FlowLogMaxSizeMB:     100,
+		FlowLogMaxBackups:    5,
+		GRPCAddress:          "127.0.0.1:4280",
+		RingCapacity:         65536,
+		MetricsAddress:       ":9280",
+		LogLevel:             "info",
+		LogFormat:            "text",
+	}
+}
+
+// BindFlags registers the agent's flags on fs, writing into c.
+func (c *Config) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this node (default $NODE_NAME, then the hostname)")
+	fs.StringVar(&c.ClusterFile, "cluster-file", c.ClusterFile, "YAML file or directory of Namespaces, Pods, Services, EndpointSlices and Nodes to name endpoints without a Kubernetes API")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig for the Kubernetes API (default: in-cluster config when running in a pod)")
+	fs.BoolVar(&c.NoKube, "no-kube", c.NoKube, "do not use the Kubernetes API even when in a cluster")
+	fs.StringSliceVar(&c.NamedCIDRs, "named-cidr", c.NamedCIDRs, "name=CIDR for addresses outside the cluster, e.g. proxmox=10.0.1.10/32 (repeatable)")
+	fs.DurationVar(&c.DeletedPodGrace, "deleted-pod-grace", c.DeletedPodGrace, "how long a deleted pod's IP keeps resolving to it")
+	fs.StringVar(&c.Policies, "policies", c.Policies, "file or directory of NetworkPolicy YAML taken as the intended set (default: the cluster's policies)")
+	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "how often --policies is checked for changes")
+	fs.StringVar(&c.AttachMode, "attach-mode", c.AttachMode, "how programs attach to veths: auto (TCX, falling back to tc), tcx, or tc")
+	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) of veth names to observe")
+	fs.IntVar(&c.FlowTableSize, "flow-table-size", c.FlowTableSize, "entries in the in-kernel flow table")
+	fs.StringSliceVar(&c.WatchCIDRs, "watch-cidr", c.WatchCIDRs, "pod and service CIDRs whose drops are reported")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often kernel counters are reported as flow records")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flows idle this long are removed from the kernel table")
+	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "records buffered between capture and the pipeline; overflow is counted as lost")
+	fs.StringVar(&c.FlowLog, "flow-log", c.FlowLog, "write flows as JSON lines to this file, or - for stdout (default: off)")
+	fs.IntVar(&c.FlowLogMaxSizeMB, "flow-log-max-size-mb", c.FlowLogMaxSizeMB, "rotate the flow log file at this size")
+	fs.IntVar(&c.FlowLogMaxBackups, "flow-log-max-backups", c.FlowLogMaxBackups, "rotated flow log files to keep")
+	fs.BoolVar(&c.FlowLogCompress, "flow-log-compress", c.FlowLogCompress, "gzip rotated flow log files")
+	fs.StringArrayVar(&c.FlowLogAllow, "flow-log-allow", c.FlowLogAllow, `JSON FlowFilter; only matching flows are logged (repeatable, any may match), e.g. '{"verdict":["DROPPED"]}'`)
+	fs.StringArrayVar(&c.FlowLogDeny, "flow-log-deny", c.FlowLogDeny, "JSON FlowFilter; matching flows are not logged (repeatable)")
+	fs.StringVar(&c.GRPCAddress, "grpc-address", c.GRPCAddress, "address of the Observer gRPC API (empty disables it)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate for the gRPC API")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key for the gRPC API")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA for client certificates (enables mTLS)")
+	fs.IntVar(&c.RingCapacity, "ring-capacity", c.RingCapacity, "recent flows kept for GetFlows")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "address for /metrics, /healthz and /readyz (empty disables it)")
+	fs.BoolVar(&c.MetricsPodLabels, "metrics-pod-labels", c.MetricsPodLabels, "add a pod label to flow metrics (higher cardinality; series of deleted pods are removed)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+}
+
+// Validate checks every setting and names the flag of the first bad one.
+func (c *Config) Validate() error {
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--node-name not set and hostname unknown: %w", err)
+		}
+		c.NodeName = h
+	}
+	switch c.AttachMode {
+	case "auto", "tcx", "tc":
+	default:
+		return fmt.Errorf("--attach-mode %q: want auto, tcx or tc", c.AttachMode)
+	}
+	for _, g := range c.Interfaces {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("--interfaces %q: bad glob: %w", g, err)
+		}
+	}
+	if c.FlowTableSize < 64 || c.FlowTableSize > 1<<24 {
+		return fmt.Errorf("--flow-table-size %d: want 64..16777216", c.FlowTableSize)
+	}
+	if _, err := c.WatchPrefixes(); err != nil {
+		return err
+	}
+	if c.FlushInterval < 100*time.Millisecond {
+		return fmt.Errorf("--flush-interval %s: want at least 100ms", c.FlushInterval)
+	}
+	if c.IdleTimeout < c.FlushInterval {
+		return fmt.Errorf("--idle-timeout %s: must not be shorter than --flush-interval %s", c.IdleTimeout, c.FlushInterval)
+	}
+	if c.QueueSize < 1 {
+		return fmt.Errorf("--queue-size %d: must be positive", c.QueueSize)
+	}
+	if c.RingCapacity < 1 {
+		return fmt.Errorf("--ring-capacity %d: must be positive", c.RingCapacity)
+	}
+	if c.DeletedPodGrace < 0 {
+		return fmt.Errorf("--deleted-pod-grace %s: must not be negative", c.DeletedPodGrace)
+	}
+	if c.Policies != "" && c.PolicyReloadInterval < time.Second {
+		return fmt.Errorf("--policy-reload-interval %s: want at least 1s", c.PolicyReloadInterval)
+	}
+	for _, p := range []struct{ flag, file string }{
+		{"--cluster-file", c.ClusterFile}, {"--policies", c.Policies}, {"--kubeconfig", c.Kubeconfig},
+		{"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey}, {"--tls-client-ca", c.TLSClientCA},
+	} {
+		if p.file == "" {
+			continue
+		}
+		if _, err := os.Stat(p.file); err != nil {
+			return fmt.Errorf("%s %s: %w", p.flag, p.file, err)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	for _, a := range []struct{ flag, addr string }{{"--grpc-address", c.GRPCAddress}, {"--metrics-address", c.MetricsAddress}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
+	}
+	if c.FlowLog != "" && c.FlowLog != "-" && c.FlowLogMaxSizeMB < 1 {
+		return fmt.Errorf("--flow-log-max-size-mb %d: must be positive", c.FlowLogMaxSizeMB)
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// WatchPrefixes parses --watch-cidr.
+func (c *Config) WatchPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.WatchCIDRs))
+	for _, s := range c.WatchCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("--watch-cidr %q: %w", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// SlogLevel parses --log-level.
+func (c *Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// flowMetrics counts flows from the point of view of the local pod: the
+// sender for records counted as it left its veth, the receiver for records
+// counted on delivery, and whichever end is a pod of this node for drops.
+// Labels stop at namespace and workload unless pod labels are asked for, so
+// series stay bounded by the number of workloads, not pods or IPs.
+type flowMetrics struct {
+	podLabels bool
+	node      string
+
+	flows      *prometheus.CounterVec
+	packets    *prometheus.CounterVec
+	bytes      *prometheus.CounterVec
+	mismatches *prometheus.CounterVec
+	policy     *prometheus.CounterVec
+	lost       *prometheus.CounterVec
+}
+
+func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*flowMetrics, error) {
+	labels := []string{"verdict", "drop_reason", "direction", "namespace", "workload"}
+	if podLabels {
+		labels = append(labels, "pod")
+	}
+	m := &flowMetrics{
+		podLabels: podLabels,
+		node:      node,
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowlens_flows_total", Help: "Flow records observed, by kernel verdict and the local pod's namespace and workload.",
+		}, labels),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowlens_packets_total", Help: "Packets observed, by kernel verdict and the local pod's namespace and workload.",
+		}, labels),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowlens_bytes_total", Help: "Bytes observed, by kernel verdict and the local pod's namespace and workload.",
+		}, labels),
+		mismatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowlens_policy_mismatches_total", Help: "Flow records where the kernel's verdict disagrees with the intended NetworkPolicy set.",
+		}, []string{"mismatch", "source_namespace", "destination_namespace"}),
+		policy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowlens_policy_verdicts_total", Help: "Flow records by intended NetworkPolicy verdict and kernel verdict.",
+		}, []string{"intended", "verdict", "namespace"}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowlens_pipeline_lost_events_total", Help: "Records lost before the pipeline, by source, as reported in the flow stream.",
+		}, []string{"source"}),
+	}
+	for _, c := range []prometheus.Collector{m.flows, m.packets, m.bytes, m.mismatches, m.policy, m.lost} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
+	local := m.localEndpoint(fl)
+	vals := []string{fl.GetVerdict().String(), fl.GetDropReason(), directionLabel(fl), local.GetNamespace(), workloadName(local)}
+	if m.podLabels {
+		vals = append(vals, local.GetPodName())
+	}
+	m.flows.WithLabelValues(vals...).Inc()
+	m.packets.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetPackets()))
+	m.bytes.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetBytes()))
+	if pv := fl.GetPolicy(); pv != nil {
+		m.policy.WithLabelValues(pv.GetVerdict().String(), fl.GetVerdict().String(), local.GetNamespace()).Inc()
+		if mm := pv.GetMismatch(); mm == flowlensv1.Mismatch_UNEXPECTED_DROP || mm == flowlensv1.Mismatch_UNEXPECTED_ALLOW {
+			m.mismatches.WithLabelValues(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace()).Inc()
+		}
+	}
+}
+
+func (m *flowMetrics) observeLost(l *flowlensv1.LostEvents) {
+	m.lost.WithLabelValues(l.GetSource().String()).Add(float64(l.GetNumEventsLost()))
+}
+
+// forgetPod drops the series of a deleted pod; only pod-labelled series name
+// a pod, so there is nothing to do without them.
+func (m *flowMetrics) forgetPod(namespace, pod string) {
+	if !m.podLabels {
+		return
+	}
+	sel := prometheus.Labels{"namespace": namespace, "pod": pod}
+	m.flows.DeletePartialMatch(sel)
+	m.packets.DeletePartialMatch(sel)
+	m.bytes.DeletePartialMatch(sel)
+}
+
+func (m *flowMetrics) localEndpoint(fl *flowlensv1.Flow) *flowlensv1.Endpoint {
+	switch fl.GetTrafficDirection() {
+	case flowlensv1.TrafficDirection_EGRESS:
+		return fl.GetSource()
+	case flowlensv1.TrafficDirection_INGRESS:
+		return fl.GetDestination()
+	}
+	for _, ep := range []*flowlensv1.Endpoint{fl.GetSource(), fl.GetDestination()} {
+		if ep.GetKind() == flowlensv1.EndpointKind_POD && (ep.GetNodeName() == m.node || ep.GetNodeName() == "") {
+			return ep
+		}
+	}
+	return fl.GetSource()
+}
+
+func directionLabel(fl *flowlensv1.Flow) string {
+	switch fl.GetTrafficDirection() {
+	case flowlensv1.TrafficDirection_EGRESS:
+		return "egress"
+	case flowlensv1.TrafficDirection_INGRESS:
+		return "ingress"
+	}
+	return ""
+}
+
+func workloadName(ep *flowlensv1.Endpoint) string {
+	if ws := ep.GetWorkloads(); len(ws) > 0 {
+		return ws[0].GetName()
+	}
+	return ep.GetPodName()
+}

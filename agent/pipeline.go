@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// flowWriter is the JSON flow log.
+type flowWriter interface {
+	Write(*flowlensv1.Flow) error
+	Flush() error
+}
+
+// sink receives every record after annotation: the recent-flow ring that the
+// gRPC API serves from.
+type sink interface {
+	Write(*flowlensv1.GetFlowsResponse)
+}
+
+// pipeline is the single goroutine between capture and the consumers: it
+// annotates each flow once, then fans it out. Consumers must not block it;
+// the ring gives every client its own bounded queue.
+type pipeline struct {
+	log     *slog.Logger
+	node    string
+	ann     *annotator
+	metrics *flowMetrics
+	flowlog flowWriter // nil when off
+	ring    sink       // nil when the API is off
+
+	seen       atomic.Uint64
+	logErrors  atomic.Uint64
+	lastLogErr time.Time
+}
+
+// run handles records until in is closed; capture closes it after its final
+// flush, so every pending record is written before run returns.
+func (p *pipeline) run(in <-chan *flowlensv1.GetFlowsResponse) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	defer p.flush()
+	for {
+		select {
+		case ev, ok := <-in:
+			if !ok {
+				return
+			}
+			p.handle(ev)
+			// Flush when caught up so a quiet stream is still written promptly
+			// without a syscall per record under load.
+			if len(in) == 0 {
+				p.flush()
+			}
+		case <-tick.C:
+			p.flush()
+		}
+	}
+}
+
+func (p *pipeline) handle(ev *flowlensv1.GetFlowsResponse) {
+	if ev.NodeName == "" {
+		ev.NodeName = p.node
+	}
+	switch r := ev.ResponseTypes.(type) {
+	case *flowlensv1.GetFlowsResponse_Flow:
+		fl := r.Flow
+		if fl.NodeName == "" {
+			fl.NodeName = p.node
+		}
+		if ev.Time == nil {
+			ev.Time = fl.Time
+		}
+		p.ann.annotate(fl)
+		p.seen.Add(1)
+		if p.metrics != nil {
+			p.metrics.observe(fl)
+		}
+		if p.flowlog != nil {
+			if err := p.flowlog.Write(fl); err != nil {
+				p.logError(err)
+			}
+		}
+	case *flowlensv1.GetFlowsResponse_LostEvents:
+		if p.metrics != nil {
+			p.metrics.observeLost(r.LostEvents)
+		}
+		p.log.Warn("records lost", "source", r.LostEvents.GetSource().String(), "count", r.LostEvents.GetNumEventsLost())
+	}
+	if p.ring != nil {
+		p.ring.Write(ev)
+	}
+}
+
+func (p *pipeline) flush() {
+	if p.flowlog == nil {
+		return
+	}
+	if err := p.flowlog.Flush(); err != nil {
+		p.logError(err)
+	}
+}
+
+// logError reports flow-log failures at most once a minute: a full disk must
+// not turn into a log storm, and capture goes on regardless.
+func (p *pipeline) logError(err error) {
+	p.logErrors.Add(1)
+	if time.Since(p.lastLogErr) > time.Minute {
+		p.lastLogErr = time.Now()
+		p.log.Error("writing flow log", "err", err, "errors_so_far", p.logErrors.Load())
+	}
+}
