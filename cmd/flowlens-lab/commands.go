@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flowlens/flowlens/lab"
+)
+
+const defaultStateDir = "/run/flowlens-lab"
+
+func newRootCmd(log *slog.Logger) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "flowlens-lab",
+		Short:         "Build a K3s-node emulation (cni0, veths, flannel.1, kube-router-shaped rules) in network namespaces",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	var stateDir string
+	root.PersistentFlags().StringVar(&stateDir, "state-dir", defaultStateDir, "directory holding state.json, cluster.yaml and policies.yaml")
+	root.AddCommand(upCmd(log, &stateDir), downCmd(log, &stateDir), trafficCmd(log, &stateDir), statusCmd(&stateDir))
+	return root
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "state.json") }
+
+func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
+	var (
+		nodes  int
+		prefix string
+		hold   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Create the lab and write state.json, cluster.yaml and policies.yaml to --state-dir",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes != 1 && nodes != 2 {
+				return fmt.Errorf("--nodes %d: want 1 or 2", nodes)
+			}
+			if _, err := os.Stat(statePath(*stateDir)); err == nil {
+				return fmt.Errorf("%s exists: a lab is already up (run down first)", statePath(*stateDir))
+			}
+			if err := os.MkdirAll(*stateDir, 0o755); err != nil {
+				return fmt.Errorf("--state-dir: %w", err)
+			}
+			l, err := lab.Up(cmd.Context(), lab.Config{Prefix: prefix, Nodes: nodes, Log: log})
+			if err != nil {
+				return err
+			}
+			if err := writeLabFiles(l, *stateDir); err != nil {
+				return errors.Join(err, l.Close(), removeLabFiles(*stateDir))
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "lab %s up (state in %s)\n", l.Prefix(), *stateDir)
+			for _, n := range l.Nodes() {
+				fmt.Fprintf(out, "node %s netns %s ip %s podCIDR %s\n", n.Name, n.NetNS, n.IP, n.PodCIDR)
+			}
+			if !hold {
+				return nil
+			}
+			fmt.Fprintln(out, "holding; SIGINT or SIGTERM tears the lab down")
+			<-cmd.Context().Done()
+			return errors.Join(l.Close(), removeLabFiles(*stateDir))
+		},
+	}
+	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of node namespaces (1 or 2; 2 joins them over VXLAN)")
+	cmd.Flags().StringVar(&prefix, "prefix", "", "name prefix for every namespace (default fl + 4 random hex)")
+	cmd.Flags().BoolVar(&hold, "hold", false, "keep running and tear down on SIGINT/SIGTERM")
+	return cmd
+}
+
+func writeLabFiles(l *lab.Lab, dir string) error {
+	if err := lab.SaveState(statePath(dir), l.State()); err != nil {
+		return err
+	}
+	if err := l.WriteClusterYAML(filepath.Join(dir, "cluster.yaml")); err != nil {
+		return err
+	}
+	return l.WritePolicyYAML(filepath.Join(dir, "policies.yaml"))
+}
+
+func removeLabFiles(dir string) error {
+	var errs []error
+	for _, f := range []string{"state.json", "cluster.yaml", "policies.yaml"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func downCmd(log *slog.Logger, stateDir *string) *cobra.Command {
+	var prefix string
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove everything state.json lists, and sweep any namespace carrying the prefix",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var errs []error
+			st, err := lab.LoadState(statePath(*stateDir))
+			switch {
+			case err == nil:
+				l, aerr := lab.Attach(st, log)
+				if aerr != nil {
+					return aerr
+				}
+				errs = append(errs, l.Close())
+				if prefix == "" {
+					prefix = st.Prefix
+				}
+			case errors.Is(err, os.ErrNotExist):
+				if prefix == "" {
+					return fmt.Errorf("no %s and no --prefix: nothing to take down", statePath(*stateDir))
+				}
+			default:
+				return err
+			}
+			removed, err := lab.Sweep(context.WithoutCancel(cmd.Context()), prefix)
+			errs = append(errs, err, removeLabFiles(*stateDir))
+			for _, n := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "swept %s\n", n)
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s down\n", prefix)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "prefix", "", "also sweep namespaces with this prefix (default: the state's)")
+	return cmd
+}
+
+func trafficCmd(log *slog.Logger, stateDir *string) *cobra.Command {
+	var duration time.Duration
+	cmd := &cobra.Command{
+		Use:   "traffic",
+		Short: "Run the scenario's traffic cases every ~2 s (allowed, rejected, UDP burst, cross-node, ClusterIP)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := attach(log, *stateDir)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			return l.RunTraffic(ctx, log)
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")
+	return cmd
+}
+
+func statusCmd(stateDir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the lab recorded in state.json and whether its namespaces exist",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := lab.LoadState(statePath(*stateDir))
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "no lab (no %s)\n", statePath(*stateDir))
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+}
+
+func printStatus(w io.Writer, st lab.State) error {
+	present := map[string]bool{}
+	names, err := lab.ListNetNS()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		present[n] = true
+	}
+	mark := func(ns string) string {
+		if present[ns] {
+			return "up"
+		}
+		return "MISSING"
+	}
+	fmt.Fprintf(w, "lab %s, scenario %s\n", st.Prefix, st.Scenario.Name)
+	for _, n := range st.Nodes {
+		fmt.Fprintf(w, "node %-6s %-8s netns %s ip %s podCIDR %s\n", n.Name, mark(n.NetNS), n.NetNS, n.IP, n.PodCIDR)
+	}
+	for _, p := range st.Pods {
+		fmt.Fprintf(w, "pod  %-22s %-8s netns %s ip %s node %s veth %s\n", p.Key(), mark(p.NetNS), p.NetNS, p.IP, p.Node, p.HostVeth)
+	}
+	return nil
+}
+
+func attach(log *slog.Logger, dir string) (*lab.Lab, error) {
+	st, err := lab.LoadState(statePath(dir))
+	if err != nil {
+		return nil, err
+	}
+	return lab.Attach(st, log)
+}

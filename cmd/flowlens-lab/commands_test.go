@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/lab"
+)
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := newRootCmd(slog.New(slog.DiscardHandler))
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"up", "--nodes", "3", "--state-dir", dir}, "--nodes 3: want 1 or 2"},
+		{[]string{"down", "--state-dir", dir}, "nothing to take down"},
+		{[]string{"traffic", "--state-dir", dir}, "read lab state"},
+		{[]string{"down", "--state-dir", dir, "--prefix", "BAD!"}, "prefix"},
+	} {
+		t.Run(strings.Join(tc.args[:1], " "), func(t *testing.T) {
+			_, err := runCLI(t, tc.args...)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	out, err := runCLI(t, "status", "--state-dir", dir)
+	require.NoError(t, err)
+	assert.Contains(t, out, "no lab")
+}
+
+func TestUpTrafficDown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces")
+	}
+	dir := t.TempDir()
+	prefix := lab.NewPrefix()
+	t.Cleanup(func() { _, _ = lab.Sweep(context.Background(), prefix) })
+
+	out, err := runCLI(t, "up", "--nodes", "2", "--prefix", prefix, "--state-dir", dir)
+	require.NoError(t, err)
+	assert.Contains(t, out, prefix+"-node1")
+	assert.Contains(t, out, prefix+"-node2")
+	for _, f := range []string{"state.json", "cluster.yaml", "policies.yaml"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+	_, err = runCLI(t, "up", "--state-dir", dir)
+	assert.ErrorContains(t, err, "already up")
+
+	out, err = runCLI(t, "status", "--state-dir", dir)
+	require.NoError(t, err)
+	assert.Contains(t, out, "demo/remote")
+	assert.NotContains(t, out, "MISSING")
+
+	_, err = runCLI(t, "traffic", "--state-dir", dir, "--duration", "500ms")
+	require.NoError(t, err)
+
+	out, err = runCLI(t, "down", "--state-dir", dir)
+	require.NoError(t, err)
+	assert.Contains(t, out, "lab "+prefix+" down")
+	names, err := lab.ListNetNS()
+	require.NoError(t, err)
+	for _, n := range names {
+		assert.False(t, strings.HasPrefix(n, prefix+"-"), "leaked %s", n)
+	}
+	assert.NoFileExists(t, filepath.Join(dir, "state.json"))
+}

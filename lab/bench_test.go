@@ -1,0 +1,64 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+)
+
+// BenchmarkUpClose prints how long building and removing a two-node lab takes (8 namespaces,
+// veths, VXLAN, rules on both nodes).
+func BenchmarkUpClose(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: builds network namespaces")
+	}
+	var up, down time.Duration
+	for b.Loop() {
+		start := time.Now()
+		l, err := Up(context.Background(), Config{Nodes: 2})
+		if err != nil {
+			b.Fatal(err)
+		}
+		mid := time.Now()
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+		up += mid.Sub(start)
+		down += time.Since(mid)
+	}
+	b.ReportMetric(float64(up.Milliseconds())/float64(b.N), "up-ms/op")
+	b.ReportMetric(float64(down.Milliseconds())/float64(b.N), "close-ms/op")
+}
+
+// BenchmarkRuleSync prints the cost of one kube-router-style full re-sync (ipset restore and
+// iptables-restore on both nodes), which AddPod pays.
+func BenchmarkRuleSync(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: builds network namespaces")
+	}
+	l, err := Up(context.Background(), Config{Nodes: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	for b.Loop() {
+		if err := l.SyncRules(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRenderFilter prints the cost of generating one node's filter table text.
+func BenchmarkRenderFilter(b *testing.B) {
+	sc := DefaultScenario()
+	var pods []placedPod
+	for _, p := range sc.Pods {
+		pods = append(pods, placedPod{Spec: p, IP: p.IP})
+	}
+	in := ruleInput{Node: 1, Rules: sc.Rules, Services: sc.Services, Pods: pods, SyncVersion: "1"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = renderFilter(in)
+	}
+}

@@ -1,0 +1,252 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Servers answers on every port the scenario's pods declare or listen on: TCP servers read until
+// the client half-closes and reply "ok <n>\n"; UDP servers count datagrams.
+type Servers struct {
+	closers []io.Closer
+	wg      sync.WaitGroup
+	udp     map[string]*atomic.Int64 // "ns/pod:port" -> datagrams received
+}
+
+// UDPReceived is how many datagrams the UDP server of pod ("ns/name") at port has received.
+func (s *Servers) UDPReceived(pod string, port int) int64 {
+	if c, ok := s.udp[fmt.Sprintf("%s:%d", pod, port)]; ok {
+		return c.Load()
+	}
+	return 0
+}
+
+// Close stops every server and waits for their goroutines.
+func (s *Servers) Close() error {
+	var errs []error
+	for _, c := range s.closers {
+		if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StartServers starts the scenario's servers in its pods.
+func (l *Lab) StartServers() (*Servers, error) {
+	s := &Servers{udp: map[string]*atomic.Int64{}}
+	for _, p := range l.Pods() {
+		for _, port := range append(append([]Port(nil), p.spec.Ports...), p.spec.Listen...) {
+			if err := s.start(p, port); err != nil {
+				return nil, errors.Join(err, s.Close())
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Servers) start(p *Pod, port Port) error {
+	if port.Protocol == "UDP" {
+		c, err := p.ListenUDP(port.Port)
+		if err != nil {
+			return err
+		}
+		n := &atomic.Int64{}
+		s.udp[fmt.Sprintf("%s:%d", p.Key(), port.Port)] = n
+		s.closers = append(s.closers, c)
+		s.wg.Go(func() {
+			buf := make([]byte, 65536)
+			for {
+				if _, _, err := c.ReadFromUDP(buf); err != nil {
+					return
+				}
+				n.Add(1)
+			}
+		})
+		return nil
+	}
+	ln, err := p.ListenTCP(port.Port)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, ln)
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Go(func() { serveTCP(c, p.Key()) })
+		}
+	})
+	return nil
+}
+
+// serveTCP names the serving pod in its reply, so a client of a ClusterIP learns which backend
+// it reached.
+func serveTCP(c net.Conn, pod string) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	n, _ := io.Copy(io.Discard, c)
+	fmt.Fprintf(c, "ok %d %s\n", n, pod)
+}
+
+// Result is the outcome of one traffic case attempt.
+type Result struct {
+	Case    Case
+	Allowed bool
+	Sent    int64 // bytes (TCP) or datagrams (UDP)
+	Got     int64 // bytes of the reply (TCP) or datagrams received (UDP)
+	// ServedBy is the pod ("ns/name") that answered an allowed TCP case, e.g. the backend a
+	// ClusterIP picked.
+	ServedBy string
+	Err      error
+}
+
+// OK reports whether the attempt matched the case's expectation.
+func (r Result) OK() bool { return r.Allowed == r.Case.Allowed }
+
+// RunCase runs one case once: TCP sends a payload and reads the reply; UDP sends Count datagrams
+// and reads how many arrived. servers must be the lab's running servers.
+func (l *Lab) RunCase(ctx context.Context, s *Servers, c Case) Result {
+	res := Result{Case: c}
+	from := l.Pod(c.From)
+	if from == nil {
+		res.Err = fmt.Errorf("case %s: no pod %s", c.Name, c.From)
+		return res
+	}
+	dst, err := l.caseDst(c)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if c.Protocol == "UDP" {
+		return l.runUDP(from, dst, s, c)
+	}
+	conn, err := from.DialTCP(ctx, dst, 2*time.Second)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	payload := strings.Repeat("flowlens-lab ", 1000)
+	n, err := io.WriteString(conn, payload)
+	res.Sent = int64(n)
+	if err == nil {
+		err = conn.(*net.TCPConn).CloseWrite()
+	}
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	reply, err := io.ReadAll(conn)
+	res.Got = int64(len(reply))
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.Allowed = strings.HasPrefix(string(reply), fmt.Sprintf("ok %d ", n))
+	if f := strings.Fields(string(reply)); res.Allowed && len(f) == 3 {
+		res.ServedBy = f[2]
+	}
+	return res
+}
+
+func (l *Lab) runUDP(from *Pod, dst netip.AddrPort, s *Servers, c Case) Result {
+	res := Result{Case: c}
+	count := max(c.Count, 1)
+	to := l.Pod(c.To)
+	var before int64
+	if to != nil {
+		before = s.UDPReceived(c.To, c.Port)
+	}
+	conn, err := from.DialUDP(dst)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer conn.Close()
+	for i := range count {
+		if _, err := fmt.Fprintf(conn, "flowlens-lab %d", i); err != nil {
+			// A REJECT's ICMP port-unreachable surfaces as ECONNREFUSED on a later send.
+			res.Err = err
+			break
+		}
+		res.Sent++
+	}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for to != nil && time.Now().Before(deadline) && s.UDPReceived(c.To, c.Port)-before < res.Sent {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if to != nil {
+		res.Got = s.UDPReceived(c.To, c.Port) - before
+	}
+	res.Allowed = res.Got > 0
+	return res
+}
+
+func (l *Lab) caseDst(c Case) (netip.AddrPort, error) {
+	if c.Service != "" {
+		for _, svc := range l.scenario.Services {
+			if svc.Namespace+"/"+svc.Name == c.Service {
+				return netip.AddrPortFrom(svc.ClusterIP, uint16(c.Port)), nil
+			}
+		}
+		return netip.AddrPort{}, fmt.Errorf("case %s: no service %s", c.Name, c.Service)
+	}
+	to := l.Pod(c.To)
+	if to == nil {
+		return netip.AddrPort{}, fmt.Errorf("case %s: no pod %s", c.Name, c.To)
+	}
+	return to.AddrPort(c.Port), nil
+}
+
+// RunTraffic starts the scenario's servers and runs every case every ~2 s until ctx is done,
+// logging each attempt and whether it was allowed.
+func (l *Lab) RunTraffic(ctx context.Context, log *slog.Logger) error {
+	if log == nil {
+		log = l.log
+	}
+	s, err := l.StartServers()
+	if err != nil {
+		return fmt.Errorf("start servers: %w", err)
+	}
+	defer s.Close()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for round := 1; ; round++ {
+		for _, c := range l.scenario.Cases {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r := l.RunCase(ctx, s, c)
+			attrs := []any{"round", round, "case", c.Name, "from", c.From, "to", c.To + c.Service,
+				"proto", c.Protocol, "port", c.Port, "allowed", r.Allowed, "expected", c.Allowed,
+				"sent", r.Sent, "got", r.Got}
+			if r.Err != nil {
+				attrs = append(attrs, "err", r.Err)
+			}
+			if r.OK() {
+				log.Info("traffic", attrs...)
+			} else {
+				log.Warn("traffic: unexpected verdict", attrs...)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
