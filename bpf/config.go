@@ -1,0 +1,118 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"time"
+)
+
+// AttachMode selects how programs are attached to pod veths.
+type AttachMode string
+
+const (
+	// AttachAuto uses TCX and falls back to tc clsact when the kernel has no TCX.
+	AttachAuto AttachMode = "auto"
+	// AttachTCX requires TCX links (Linux 6.6+).
+	AttachTCX AttachMode = "tcx"
+	// AttachTC uses a clsact qdisc and direct-action cls_bpf filters via netlink.
+	AttachTC AttachMode = "tc"
+)
+
+// Config configures a Capture. Zero values take the defaults below.
+type Config struct {
+	AttachMode AttachMode
+	// Interfaces are path.Match globs on interface names; only veth links
+	// that match one are attached. Default ["veth*"].
+	Interfaces []string
+	// FlowTableSize is the capacity of the in-kernel flow table. Default 65536.
+	FlowTableSize int
+	// WatchCIDRs scope drop reporting: a drop is reported only when one end
+	// is in one of these or is a local pod. Default 10.42.0.0/16, 10.43.0.0/16.
+	WatchCIDRs []netip.Prefix
+	// FlushInterval is how often counters are read and records emitted. Default 5s.
+	FlushInterval time.Duration
+	// IdleTimeout removes flows without packets for this long from the
+	// kernel table, after reporting what remains. Default 60s.
+	IdleTimeout time.Duration
+	// NodeName is written into every record.
+	NodeName string
+}
+
+// Defaults.
+const (
+	DefaultFlowTableSize = 65536
+	DefaultFlushInterval = 5 * time.Second
+	DefaultIdleTimeout   = 60 * time.Second
+)
+
+// DefaultInterfaces and DefaultWatchCIDRs are K3s's defaults: CNI host veths,
+// the cluster CIDR and the service CIDR.
+var (
+	DefaultInterfaces = []string{"veth*"}
+	DefaultWatchCIDRs = []netip.Prefix{
+		netip.MustParsePrefix("10.42.0.0/16"),
+		netip.MustParsePrefix("10.43.0.0/16"),
+	}
+)
+
+// withDefaults returns cfg with defaults filled in, or an error naming the
+// first invalid setting.
+func (cfg Config) withDefaults() (Config, error) {
+	switch cfg.AttachMode {
+	case "":
+		cfg.AttachMode = AttachAuto
+	case AttachAuto, AttachTCX, AttachTC:
+	default:
+		return cfg, fmt.Errorf("attach mode %q: want auto, tcx or tc", cfg.AttachMode)
+	}
+	if len(cfg.Interfaces) == 0 {
+		cfg.Interfaces = DefaultInterfaces
+	}
+	for _, g := range cfg.Interfaces {
+		if _, err := path.Match(g, ""); err != nil {
+			return cfg, fmt.Errorf("interface glob %q: %w", g, err)
+		}
+	}
+	if cfg.FlowTableSize == 0 {
+		cfg.FlowTableSize = DefaultFlowTableSize
+	}
+	if cfg.FlowTableSize < 16 || cfg.FlowTableSize > 1<<24 {
+		return cfg, fmt.Errorf("flow table size %d: want 16..%d", cfg.FlowTableSize, 1<<24)
+	}
+	if len(cfg.WatchCIDRs) == 0 {
+		cfg.WatchCIDRs = DefaultWatchCIDRs
+	}
+	if len(cfg.WatchCIDRs) > 64 {
+		return cfg, errors.New("watch CIDRs: at most 64")
+	}
+	for _, p := range cfg.WatchCIDRs {
+		if !p.IsValid() {
+			return cfg, fmt.Errorf("watch CIDR %v: invalid prefix", p)
+		}
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.FlushInterval < 10*time.Millisecond {
+		return cfg, fmt.Errorf("flush interval %v: want at least 10ms", cfg.FlushInterval)
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.IdleTimeout < cfg.FlushInterval {
+		return cfg, fmt.Errorf("idle timeout %v: want at least the flush interval %v", cfg.IdleTimeout, cfg.FlushInterval)
+	}
+	return cfg, nil
+}
+
+// matchInterface reports whether name matches one of the globs.
+func matchInterface(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}

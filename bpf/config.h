@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Settings user space writes before load (spec.Variables[...].Set), and
+ * counters it reads through the Variables API.
+ */
+#ifndef __FLOWLENS_CONFIG_H
+#define __FLOWLENS_CONFIG_H
+
+#include "headers/kernel.h"
+
+/* Inode of the network namespace this instance observes. kfree_skb is a
+ * global tracepoint: without this filter, one node's capture would report
+ * another namespace's drops. */
+volatile const __u32 netns_ino = 0;
+
+/* Entries inserted into flows (by any program). User space compares this
+ * with the keys it discovered to estimate LRU evictions before a read. */
+__u64 flows_created = 0;
+
+/* drop_events reservations that failed (ring buffer full). */
+__u64 ringbuf_lost = 0;
+
+#endif /* __FLOWLENS_CONFIG_H */

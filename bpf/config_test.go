@@ -1,0 +1,49 @@
+package bpf
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := Config{}.withDefaults()
+	require.NoError(t, err)
+	assert.Equal(t, AttachAuto, cfg.AttachMode)
+	assert.Equal(t, []string{"veth*"}, cfg.Interfaces)
+	assert.Equal(t, 65536, cfg.FlowTableSize)
+	assert.Equal(t, DefaultWatchCIDRs, cfg.WatchCIDRs)
+	assert.Equal(t, 5*time.Second, cfg.FlushInterval)
+	assert.Equal(t, time.Minute, cfg.IdleTimeout)
+}
+
+func TestConfigInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"mode", Config{AttachMode: "xdp"}, `attach mode "xdp"`},
+		{"glob", Config{Interfaces: []string{"veth["}}, `interface glob "veth["`},
+		{"table", Config{FlowTableSize: 3}, "flow table size 3"},
+		{"cidr", Config{WatchCIDRs: []netip.Prefix{{}}}, "watch CIDR"},
+		{"flush", Config{FlushInterval: time.Millisecond}, "flush interval 1ms"},
+		{"idle", Config{FlushInterval: time.Minute, IdleTimeout: time.Second}, "idle timeout 1s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.cfg.withDefaults()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestMatchInterface(t *testing.T) {
+	assert.True(t, matchInterface([]string{"veth*"}, "veth1234abcd"))
+	assert.False(t, matchInterface([]string{"veth*"}, "flannel.1"))
+	assert.True(t, matchInterface([]string{"cni*", "lxc?"}, "lxc1"))
+}

@@ -1,0 +1,543 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * flowlens capture: per-flow counters for the traffic of the pods on this
+ * node, and the kernel's verdict on it.
+ *
+ * 1. tc_from_pod (tc/TCX ingress on a pod's host-side veth) counts every
+ *    packet the pod sends, keyed by the 5-tuple as sent (pre-NAT), and learns
+ *    the pod's IP (local_pods).
+ * 2. tc_to_pod (tc/TCX egress on the veth) counts packets delivered to the
+ *    pod, unless a local pod sent them (already counted at its own veth, so
+ *    same-node traffic is counted once). Delivery is past policy: it marks
+ *    the packets forwarded.
+ * 3. nf_accept (netfilter link after the filter table on FORWARD, INPUT and
+ *    OUTPUT) marks packets of known flows as past policy. Keys come from the
+ *    skb's conntrack entry, which holds the tuples as each side sent them.
+ * 4. kfree_skb (tp_btf) counts packets the kernel freed with a drop reason in
+ *    this network namespace, for pod and service addresses, and tells user
+ *    space of a flow's first drop through the drop_events ring buffer.
+ * No program ever changes a verdict.
+ */
+#include "headers/kernel.h"
+#include "headers/bpf_helpers.h"
+#include "headers/bpf_endian.h"
+#include "headers/bpf_core_read.h"
+#include "headers/bpf_tracing.h"
+#include "types.h"
+#include "config.h"
+#include "maps.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Emit BTF for the structs user space decodes but no map declares. */
+const struct drop_event *unused_drop_event __attribute__((unused));
+
+struct pkt_info {
+	struct flow_key key;
+	__u8 tcp_flags;
+};
+
+struct iphdr_min {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__u8 saddr[4];
+	__u8 daddr[4];
+};
+
+struct ipv6hdr_min {
+	__be32 vtc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Reads packet bytes: from a tc context with bpf_skb_load_bytes, or from
+ * kernel memory (skb->head) in tracing and netfilter programs. kern is a
+ * compile-time constant at every call site, so the unused helper is
+ * compiled out. */
+static __always_inline int load(void *src, bool kern, __u32 off, void *dst, __u32 len)
+{
+	if (kern)
+		return bpf_probe_read_kernel(dst, len, (unsigned char *)src + off);
+	return bpf_skb_load_bytes(src, off, dst, len);
+}
+
+static __always_inline void map_v4(__u8 *dst16, const __u8 *src4)
+{
+	__builtin_memset(dst16, 0, 10);
+	dst16[10] = 0xff;
+	dst16[11] = 0xff;
+	__builtin_memcpy(dst16 + 12, src4, 4);
+}
+
+static __always_inline bool icmp_has_id(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == 0 || type == 8 || (type >= 13 && type <= 18);
+	return type == 128 || type == 129;
+}
+
+static __always_inline int parse_l4(void *src, bool kern, __u32 off, struct pkt_info *pi)
+{
+	switch (pi->key.proto) {
+	case IPPROTO_TCP: {
+		__u8 h[14];
+		if (load(src, kern, off, h, sizeof(h)) < 0)
+			return -1;
+		pi->key.sport = (__u16)h[0] << 8 | h[1];
+		pi->key.dport = (__u16)h[2] << 8 | h[3];
+		pi->tcp_flags = h[13];
+		return 0;
+	}
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP: {
+		__u8 h[4];
+		if (load(src, kern, off, h, sizeof(h)) < 0)
+			return -1;
+		pi->key.sport = (__u16)h[0] << 8 | h[1];
+		pi->key.dport = (__u16)h[2] << 8 | h[3];
+		return 0;
+	}
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6: {
+		__u8 h[8];
+		if (load(src, kern, off, h, sizeof(h)) < 0)
+			return -1;
+		pi->key.dport = (__u16)h[0] << 8 | h[1];
+		if (icmp_has_id(pi->key.proto, h[0]))
+			pi->key.sport = (__u16)h[4] << 8 | h[5];
+		return 0;
+	}
+	}
+	return 0;
+}
+
+/* Parses an IPv4/IPv6 packet whose network header starts at off. */
+static __always_inline int parse_l3(void *src, bool kern, __u32 off, __u16 eth_proto, struct pkt_info *pi)
+{
+	__builtin_memset(pi, 0, sizeof(*pi));
+	if (eth_proto == ETH_P_IP) {
+		struct iphdr_min ip;
+		if (load(src, kern, off, &ip, sizeof(ip)) < 0)
+			return -1;
+		__u32 ihl = (ip.ver_ihl & 0x0f) * 4;
+		if (ihl < sizeof(ip))
+			return -1;
+		pi->key.family = FAMILY_IPV4;
+		pi->key.proto = ip.protocol;
+		map_v4(pi->key.saddr, ip.saddr);
+		map_v4(pi->key.daddr, ip.daddr);
+		if (bpf_ntohs(ip.frag_off) & 0x1fff)
+			return 0; /* not the first fragment: no L4 header */
+		return parse_l4(src, kern, off + ihl, pi);
+	}
+	if (eth_proto == ETH_P_IPV6) {
+		struct ipv6hdr_min ip6;
+		if (load(src, kern, off, &ip6, sizeof(ip6)) < 0)
+			return -1;
+		pi->key.family = FAMILY_IPV6;
+		__builtin_memcpy(pi->key.saddr, ip6.saddr, 16);
+		__builtin_memcpy(pi->key.daddr, ip6.daddr, 16);
+		__u8 nh = ip6.nexthdr;
+		__u32 l4 = off + sizeof(ip6);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			__u8 ext[8];
+			if (nh != IPPROTO_IPV6_HOPOPTS && nh != IPPROTO_IPV6_ROUTING &&
+			    nh != IPPROTO_IPV6_DSTOPTS && nh != IPPROTO_IPV6_FRAGMENT)
+				break;
+			if (load(src, kern, l4, ext, sizeof(ext)) < 0)
+				return -1;
+			if (nh == IPPROTO_IPV6_FRAGMENT) {
+				if (((__u16)ext[2] << 8 | ext[3]) & 0xfff8) {
+					pi->key.proto = ext[0];
+					return 0;
+				}
+				l4 += 8;
+			} else {
+				l4 += ((__u32)ext[1] + 1) * 8;
+			}
+			nh = ext[0];
+		}
+		pi->key.proto = nh;
+		return parse_l4(src, kern, l4, pi);
+	}
+	return -1;
+}
+
+static __always_inline void reverse_key(const struct flow_key *k, struct flow_key *r)
+{
+	__builtin_memcpy(r, k, sizeof(*r));
+	__builtin_memcpy(r->saddr, k->daddr, 16);
+	__builtin_memcpy(r->daddr, k->saddr, 16);
+	if (k->proto == IPPROTO_ICMP || k->proto == IPPROTO_ICMPV6) {
+		/* Echo-style pairs share the id; the type flips. */
+		__u8 t = k->dport >> 8;
+		switch (t) {
+		case 8: t = 0; break;
+		case 0: t = 8; break;
+		case 13: case 15: case 17: t += 1; break;
+		case 14: case 16: case 18: t -= 1; break;
+		case 128: t = 129; break;
+		case 129: t = 128; break;
+		}
+		r->dport = (__u16)t << 8;
+		return;
+	}
+	r->sport = k->dport;
+	r->dport = k->sport;
+}
+
+static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now)
+{
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
+	if (st)
+		return st;
+
+	struct flow_stats init;
+	__builtin_memset(&init, 0, sizeof(init));
+	init.first_ns = now;
+	init.last_ns = now;
+	init.obs = obs;
+	init.ifindex = ifindex;
+	/* The first direction seen is the initiator's; conntrack corrects this
+	 * in nf_accept for connections that predate the agent. */
+	struct flow_key rev;
+	reverse_key(key, &rev);
+	if (bpf_map_lookup_elem(&flows, &rev))
+		init.is_reply = 1;
+	if (bpf_map_update_elem(&flows, key, &init, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&flows_created, 1);
+	return bpf_map_lookup_elem(&flows, key);
+}
+
+static __always_inline void count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now);
+	if (!st)
+		return;
+	__sync_fetch_and_add(&st->pkts, segs);
+	__sync_fetch_and_add(&st->bytes, bytes);
+	if (delivered) {
+		__sync_fetch_and_add(&st->fwd_pkts, segs);
+		__sync_fetch_and_add(&st->fwd_bytes, bytes);
+	}
+	st->last_ns = now;
+	if ((st->tcp_flags | pi->tcp_flags) != st->tcp_flags)
+		st->tcp_flags |= pi->tcp_flags;
+	if (st->obs == OBS_NONE)
+		st->obs = obs; /* created by kfree_skb before the veth saw it */
+	if (st->ifindex != ifindex)
+		st->ifindex = ifindex;
+}
+
+static __always_inline __u64 tc_segs(struct __sk_buff *skb)
+{
+	__u32 segs = skb->gso_segs;
+	return segs ? segs : 1;
+}
+
+/* IP-layer length, so veth counts and netfilter/kfree counts agree. */
+static __always_inline __u64 tc_l3_len(struct __sk_buff *skb)
+{
+	return skb->len > ETH_HLEN ? skb->len - ETH_HLEN : 0;
+}
+
+static __always_inline bool is_multicast(const struct flow_key *k)
+{
+	if (k->family == FAMILY_IPV4)
+		return (k->daddr[12] & 0xf0) == 0xe0 ||
+		       (k->daddr[12] == 0xff && k->daddr[13] == 0xff && k->daddr[14] == 0xff && k->daddr[15] == 0xff);
+	return k->daddr[0] == 0xff;
+}
+
+SEC("tc")
+int tc_from_pod(struct __sk_buff *skb)
+{
+	struct pkt_info pi;
+	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
+		return TC_ACT_UNSPEC;
+
+	struct addr_key pod;
+	__builtin_memcpy(pod.addr, pi.key.saddr, 16);
+	__u32 *known = bpf_map_lookup_elem(&local_pods, &pod);
+	if (!known || *known != skb->ifindex) {
+		__u32 ifindex = skb->ifindex;
+		bpf_map_update_elem(&local_pods, &pod, &ifindex, BPF_ANY);
+	}
+
+	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_FROM_POD, false);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tc_to_pod(struct __sk_buff *skb)
+{
+	struct pkt_info pi;
+	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
+		return TC_ACT_UNSPEC;
+
+	struct addr_key src;
+	__builtin_memcpy(src.addr, pi.key.saddr, 16);
+	if (bpf_map_lookup_elem(&local_pods, &src))
+		return TC_ACT_UNSPEC; /* counted at the sender's veth */
+	if (bpf_map_lookup_elem(&nat_counted, &pi.key))
+		return TC_ACT_UNSPEC; /* same, seen here after NAT */
+
+	/* The destination of a unicast packet delivered here is this veth's
+	 * pod: learn it too, so a drop towards a pod that never sent anything
+	 * yet is still known as ingress to a local pod. */
+	if (!is_multicast(&pi.key)) {
+		struct addr_key dst;
+		__builtin_memcpy(dst.addr, pi.key.daddr, 16);
+		__u32 *known = bpf_map_lookup_elem(&local_pods, &dst);
+		if (!known || *known != skb->ifindex) {
+			__u32 ifindex = skb->ifindex;
+			bpf_map_update_elem(&local_pods, &dst, &ifindex, BPF_ANY);
+		}
+	}
+
+	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_TO_POD, true);
+	return TC_ACT_UNSPEC;
+}
+
+#define CT_TUPLE(ct, dir, field) (&(ct)->tuplehash[dir].tuple.field)
+
+/* Fills key from one direction of a conntrack entry: that direction's
+ * packets as their sender emitted them. dir must be a constant so CO-RE
+ * relocates the array index against the kernel's element size. */
+#define KEY_FROM_CT(ct, dir, key)                                                     \
+	({                                                                            \
+		int __ret = 0;                                                        \
+		union nf_inet_addr __s, __d;                                          \
+		__be16 __sp = 0, __dp = 0;                                            \
+		__u16 __l3 = 0;                                                       \
+		__u8 __p = 0;                                                         \
+		if (bpf_core_read(&__s, sizeof(__s), CT_TUPLE(ct, dir, src.u3)) ||    \
+		    bpf_core_read(&__d, sizeof(__d), CT_TUPLE(ct, dir, dst.u3)) ||    \
+		    bpf_core_read(&__sp, sizeof(__sp), CT_TUPLE(ct, dir, src.u.all)) || \
+		    bpf_core_read(&__dp, sizeof(__dp), CT_TUPLE(ct, dir, dst.u.all)) || \
+		    bpf_core_read(&__l3, sizeof(__l3), CT_TUPLE(ct, dir, src.l3num)) || \
+		    bpf_core_read(&__p, sizeof(__p), CT_TUPLE(ct, dir, dst.protonum)))  \
+			__ret = -1;                                                   \
+		else                                                                  \
+			__ret = fill_key_from_ct(key, &__s, &__d, __sp, __dp, __l3, __p); \
+		__ret;                                                                \
+	})
+
+static __always_inline int fill_key_from_ct(struct flow_key *key, union nf_inet_addr *s, union nf_inet_addr *d,
+					    __be16 sp, __be16 dp, __u16 l3num, __u8 proto)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	if (l3num == 2 /* AF_INET */) {
+		key->family = FAMILY_IPV4;
+		map_v4(key->saddr, (__u8 *)&s->ip);
+		map_v4(key->daddr, (__u8 *)&d->ip);
+	} else if (l3num == 10 /* AF_INET6 */) {
+		key->family = FAMILY_IPV6;
+		__builtin_memcpy(key->saddr, s->ip6, 16);
+		__builtin_memcpy(key->daddr, d->ip6, 16);
+	} else {
+		return -1;
+	}
+	key->proto = proto;
+	switch (proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		key->sport = bpf_ntohs(sp);
+		key->dport = bpf_ntohs(dp);
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		/* dst.u.icmp is {type, code}; src.u.icmp.id the echo id. */
+		key->dport = bpf_ntohs(dp);
+		if (icmp_has_id(proto, key->dport >> 8))
+			key->sport = bpf_ntohs(sp);
+		break;
+	}
+	return 0;
+}
+
+/* Records where a DNAT sent the original direction of a connection (the
+ * backend behind a ClusterIP): the reply tuple's source. */
+static __always_inline void note_xlat(struct nf_conn *ct, __u8 ctinfo, struct flow_stats *st)
+{
+	if (st->xlat || (ctinfo != IP_CT_NEW && ctinfo != IP_CT_ESTABLISHED))
+		return;
+	if (!(BPF_CORE_READ(ct, status) & IPS_DST_NAT))
+		return;
+	struct flow_key reply;
+	if (KEY_FROM_CT(ct, 1, &reply))
+		return;
+	__builtin_memcpy(st->xlat_daddr, reply.saddr, 16);
+	st->xlat_dport = reply.sport;
+	st->xlat = 1;
+}
+
+/* Key of a kernel skb: from conntrack when it has the tuple of this
+ * direction (pre-DNAT, as the sender emitted it), else from the headers. */
+static __always_inline int key_from_skb(struct sk_buff *skb, struct pkt_info *pi, struct nf_conn **ctp, __u8 *ctinfop)
+{
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	__u8 ctinfo = nfct & NFCT_INFOMASK;
+	struct nf_conn *ct = (struct nf_conn *)(nfct & ~NFCT_INFOMASK);
+	*ctp = ct;
+	*ctinfop = ctinfo;
+	if (ct) {
+		__builtin_memset(pi, 0, sizeof(*pi));
+		if (ctinfo == IP_CT_NEW || ctinfo == IP_CT_ESTABLISHED) {
+			if (KEY_FROM_CT(ct, 0, &pi->key) == 0)
+				return 0;
+		} else if (ctinfo == IP_CT_ESTABLISHED_REPLY) {
+			if (KEY_FROM_CT(ct, 1, &pi->key) == 0)
+				return 0;
+		}
+	}
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	return parse_l3(head, true, nh, proto, pi);
+}
+
+static __always_inline __u64 kskb_segs(struct sk_buff *skb)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	unsigned int end = BPF_CORE_READ(skb, end);
+	unsigned short segs = 0;
+	bpf_probe_read_kernel(&segs, sizeof(segs),
+			      head + end + bpf_core_field_offset(struct skb_shared_info, gso_segs));
+	return segs ? segs : 1;
+}
+
+SEC("netfilter")
+int nf_accept(struct bpf_nf_ctx *ctx)
+{
+	struct sk_buff *skb = ctx->skb;
+	struct pkt_info pi;
+	struct nf_conn *ct;
+	__u8 ctinfo;
+
+	if (key_from_skb(skb, &pi, &ct, &ctinfo) < 0)
+		return NF_ACCEPT;
+	/* Only flows a veth counted: non-pod traffic never enters the map. */
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
+	if (!st)
+		return NF_ACCEPT;
+
+	__u64 segs = kskb_segs(skb);
+	__sync_fetch_and_add(&st->fwd_pkts, segs);
+	__sync_fetch_and_add(&st->fwd_bytes, BPF_CORE_READ(skb, len));
+	if (!ct || st->obs != OBS_FROM_POD)
+		return NF_ACCEPT;
+
+	if (ctinfo == IP_CT_ESTABLISHED_REPLY && !st->is_reply)
+		st->is_reply = 1;
+	else if ((ctinfo == IP_CT_NEW || ctinfo == IP_CT_ESTABLISHED) && st->is_reply)
+		st->is_reply = 0;
+	if (pi.key.proto != IPPROTO_ICMP && pi.key.proto != IPPROTO_ICMPV6)
+		note_xlat(ct, ctinfo, st);
+
+	/* A NATed packet a local pod sent may reach another local pod with an
+	 * address that is not in local_pods (a ClusterIP as the source of a
+	 * backend's reply). Remember its post-NAT key so tc_to_pod skips it. */
+	unsigned long status = BPF_CORE_READ(ct, status);
+	if (!(status & IPS_NAT_MASK) || pi.key.proto == IPPROTO_ICMP || pi.key.proto == IPPROTO_ICMPV6)
+		return NF_ACCEPT;
+	struct flow_key other, post;
+	int err;
+	if (ctinfo == IP_CT_ESTABLISHED_REPLY)
+		err = KEY_FROM_CT(ct, 0, &other);
+	else if (ctinfo == IP_CT_NEW || ctinfo == IP_CT_ESTABLISHED)
+		err = KEY_FROM_CT(ct, 1, &other);
+	else
+		return NF_ACCEPT;
+	if (err)
+		return NF_ACCEPT;
+	reverse_key(&other, &post);
+	if (!bpf_map_lookup_elem(&nat_counted, &post)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&nat_counted, &post, &one, BPF_ANY);
+	}
+	return NF_ACCEPT;
+}
+
+static __always_inline bool watched(__u8 *addr)
+{
+	struct lpm_key lk;
+	lk.prefixlen = 128;
+	__builtin_memcpy(lk.addr, addr, 16);
+	return bpf_map_lookup_elem(&watch_cidrs, &lk) != NULL;
+}
+
+static __always_inline bool is_local_pod(__u8 *addr)
+{
+	struct addr_key k;
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(&local_pods, &k) != NULL;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	if ((__u32)reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		return 0;
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (!dev)
+		return 0;
+	if (BPF_CORE_READ(dev, nd_net.net, ns.inum) != netns_ino)
+		return 0;
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return 0;
+
+	struct pkt_info pi;
+	struct nf_conn *ct;
+	__u8 ctinfo;
+	if (key_from_skb(skb, &pi, &ct, &ctinfo) < 0)
+		return 0;
+
+	bool src_local = is_local_pod(pi.key.saddr);
+	bool dst_local = !src_local && is_local_pod(pi.key.daddr);
+	if (!src_local && !dst_local && !watched(pi.key.saddr) && !watched(pi.key.daddr))
+		return 0;
+
+	__u64 now = bpf_ktime_get_ns();
+	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	__u8 obs = src_local ? OBS_FROM_POD : (dst_local ? OBS_TO_POD : OBS_NONE);
+	struct flow_stats *st = flow_get_or_create(&pi.key, obs, src_local ? 0 : ifindex, now);
+	if (!st)
+		return 0;
+	__u64 before = st->drop_pkts;
+	__sync_fetch_and_add(&st->drop_pkts, kskb_segs(skb));
+	__sync_fetch_and_add(&st->drop_bytes, BPF_CORE_READ(skb, len));
+	st->drop_reason = reason;
+	st->drop_ifindex = ifindex;
+	st->last_ns = now;
+	if (ct && pi.key.proto != IPPROTO_ICMP && pi.key.proto != IPPROTO_ICMPV6)
+		note_xlat(ct, ctinfo, st);
+	if (before != 0)
+		return 0;
+
+	struct drop_event *ev = bpf_ringbuf_reserve(&drop_events, sizeof(*ev), 0);
+	if (!ev) {
+		__sync_fetch_and_add(&ringbuf_lost, 1);
+		return 0;
+	}
+	__builtin_memcpy(&ev->key, &pi.key, sizeof(ev->key));
+	ev->reason = reason;
+	ev->ifindex = ifindex;
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}

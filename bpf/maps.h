@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps. For each: who writes it, who reads it.
+ */
+#ifndef __FLOWLENS_MAPS_H
+#define __FLOWLENS_MAPS_H
+
+#include "headers/kernel.h"
+#include "headers/bpf_helpers.h"
+#include "types.h"
+
+/* Per-flow counters. Written by all programs (tc_* insert, nf_accept only
+ * updates, kfree_skb inserts drops); read and pruned by user space each
+ * flush. max_entries is set from Config.FlowTableSize before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, struct flow_stats);
+} flows SEC(".maps");
+
+/* IPs seen as the source of packets on a pod veth -> that veth's ifindex.
+ * Written by tc_from_pod; read by tc_to_pod (skip packets a local pod sent,
+ * already counted at its own veth) and kfree_skb (scope). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct addr_key);
+	__type(value, __u32);
+} local_pods SEC(".maps");
+
+/* Post-NAT keys of flows already counted at their sender's veth: a reply
+ * from a local service backend reaches the client with the ClusterIP as
+ * source, which is not in local_pods. Written by nf_accept when conntrack
+ * shows NAT; read by tc_to_pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct flow_key);
+	__type(value, __u8);
+} nat_counted SEC(".maps");
+
+/* Pod and service CIDRs: kfree_skb reports only drops touching them.
+ * Written by user space before attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key);
+	__type(value, __u8);
+} watch_cidrs SEC(".maps");
+
+/* First drop of a flow, so user space can report it at once. Written by
+ * kfree_skb; read by the user-space ring buffer reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} drop_events SEC(".maps");
+
+#endif /* __FLOWLENS_MAPS_H */

@@ -1,0 +1,310 @@
+package bpf
+
+import (
+	"errors"
+	"log/slog"
+	"sort"
+	"testing"
+	"time"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeTable is an in-memory flow table.
+type fakeTable struct {
+	flows       map[FlowKey]FlowStats
+	created     uint64
+	ringbufLost uint64
+	deleted     []FlowKey
+}
+
+func (f *fakeTable) iterate(fn func(key, val []byte)) error {
+	keys := make([]FlowKey, 0, len(f.flows))
+	for k := range f.flows {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Sport < keys[j].Sport })
+	for _, k := range keys {
+		fn(rawKey(k), rawStats(f.flows[k]))
+	}
+	return nil
+}
+
+func (f *fakeTable) lookup(key *FlowKey, st *FlowStats) error {
+	v, ok := f.flows[*key]
+	if !ok {
+		return errors.New("not found")
+	}
+	*st = v
+	return nil
+}
+
+func (f *fakeTable) delete(key *FlowKey) error {
+	delete(f.flows, *key)
+	f.deleted = append(f.deleted, *key)
+	return nil
+}
+
+func (f *fakeTable) counters() (uint64, uint64, error) { return f.created, f.ringbufLost, nil }
+
+type fixture struct {
+	table *fakeTable
+	rep   *reporter
+	out   chan Event
+	reg   *prometheus.Registry
+	mono  uint64
+}
+
+const sec = uint64(time.Second)
+
+func newFixture(t *testing.T, inference bool, outCap int) *fixture {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	fx := &fixture{table: &fakeTable{flows: map[FlowKey]FlowStats{}}, out: make(chan Event, outCap), reg: reg, mono: 100 * sec}
+	reasons := DropReasons{12: "NETFILTER_DROP"}
+	names := map[uint32]string{3: "vethaaaa", 4: "vethbbbb", 9: "cni0"}
+	agg := newAggregator("node-1", inference, time.Minute, reasons, func(i uint32) string { return names[i] }, int64(1_000_000*sec))
+	agg.newUUID = func() string { return "uuid" }
+	fx.rep = &reporter{agg: agg, table: fx.table, out: fx.out, metrics: m, log: slog.New(slog.DiscardHandler),
+		now: func() uint64 { return fx.mono }}
+	return fx
+}
+
+// put sets a flow's cumulative counters; new keys count as created.
+func (fx *fixture) put(k FlowKey, s FlowStats) {
+	if _, ok := fx.table.flows[k]; !ok {
+		fx.table.created++
+	}
+	if s.LastNs == 0 {
+		s.LastNs = fx.mono
+	}
+	fx.table.flows[k] = s
+}
+
+func (fx *fixture) flush(final bool) []Event {
+	fx.rep.flush(final)
+	var evs []Event
+	for {
+		select {
+		case ev := <-fx.out:
+			evs = append(evs, ev)
+		default:
+			return evs
+		}
+	}
+}
+
+func tcpKey(sport uint16) FlowKey {
+	return FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.42.0.11"), Sport: sport, Dport: 8080, Proto: protoTCP, Family: 4}
+}
+
+type rec struct {
+	verdict flowlensv1.Verdict
+	pkts    uint64
+	bytes   uint64
+}
+
+func recs(evs []Event) []rec {
+	var out []rec
+	for _, ev := range evs {
+		if ev.Flow != nil {
+			out = append(out, rec{ev.Flow.Verdict, ev.Flow.Counters.Packets, ev.Flow.Counters.Bytes})
+		}
+	}
+	return out
+}
+
+const (
+	fwd  = flowlensv1.Verdict_FORWARDED
+	drop = flowlensv1.Verdict_DROPPED
+)
+
+func TestReporterVerdicts(t *testing.T) {
+	type step struct {
+		stats FlowStats
+		want  []rec
+	}
+	from := func(pkts, fwdPkts, dropPkts uint64) FlowStats {
+		return FlowStats{Pkts: pkts, Bytes: pkts * 100, FwdPkts: fwdPkts, FwdBytes: fwdPkts * 100,
+			DropPkts: dropPkts, DropBytes: dropPkts * 100, DropReason: 12, Obs: obsFromPod, Ifindex: 3}
+	}
+	tests := []struct {
+		name      string
+		inference bool
+		steps     []step
+	}{
+		{"confirmed flow reports deltas", false, []step{
+			{from(10, 10, 0), []rec{{fwd, 10, 1000}}},
+			{from(15, 15, 0), []rec{{fwd, 5, 500}}},
+			{from(15, 15, 0), nil},
+		}},
+		{"unconfirmed packets wait for confirmation", false, []step{
+			{from(3, 0, 0), nil},
+			{from(4, 1, 0), []rec{{fwd, 4, 400}}},
+		}},
+		{"only dropped never forwarded", false, []step{
+			{from(1, 0, 1), []rec{{drop, 1, 100}}},
+			{from(3, 0, 3), []rec{{drop, 2, 200}}},
+		}},
+		{"only dropped never forwarded, inference", true, []step{
+			{from(1, 0, 1), []rec{{drop, 1, 100}}},
+			{from(3, 0, 3), []rec{{drop, 2, 200}}},
+			{from(3, 0, 3), nil},
+		}},
+		{"drop seen one read after the count", true, []step{
+			{from(1, 0, 0), nil},
+			{from(1, 0, 1), []rec{{drop, 1, 100}}},
+			{from(1, 0, 1), nil},
+		}},
+		{"inference forwards undropped packets one flush later", true, []step{
+			{from(5, 0, 0), nil},
+			{from(7, 0, 0), []rec{{fwd, 5, 500}}},
+			{from(7, 0, 0), []rec{{fwd, 2, 200}}},
+		}},
+		{"drops of a confirmed flow are not forwarded", false, []step{
+			{from(10, 8, 2), []rec{{drop, 2, 200}, {fwd, 8, 800}}},
+		}},
+		{"delivered flow from outside", false, []step{
+			{FlowStats{Pkts: 4, Bytes: 400, FwdPkts: 4, FwdBytes: 400, Obs: obsToPod, Ifindex: 3}, []rec{{fwd, 4, 400}}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, tt.inference, 100)
+			k := tcpKey(1)
+			for i, s := range tt.steps {
+				fx.mono += sec
+				fx.put(k, s.stats)
+				assert.Equal(t, s.want, recs(fx.flush(false)), "step %d", i)
+			}
+		})
+	}
+}
+
+func TestReporterRecordFields(t *testing.T) {
+	fx := newFixture(t, false, 100)
+	k := tcpKey(40000)
+	fx.put(k, FlowStats{FirstNs: 90 * sec, LastNs: 99 * sec, Pkts: 2, Bytes: 120, FwdPkts: 1,
+		TcpFlags: 0x12, Obs: obsFromPod, Ifindex: 3, IsReply: 1})
+	rev := FlowKey{Saddr: mapped("10.42.1.5"), Daddr: mapped("10.42.0.11"), Sport: 7, Dport: 8<<8 | 0, Proto: protoICMP, Family: 4}
+	fx.put(rev, FlowStats{LastNs: 99 * sec, DropPkts: 1, DropBytes: 84, DropReason: 12, DropIfindex: 9, Obs: obsToPod})
+
+	evs := fx.flush(false)
+	require.Len(t, evs, 2)
+	f := evs[1].Flow // sorted by sport: the ICMP key (7) first
+	if f.L4.GetTcp() == nil {
+		f = evs[0].Flow
+	}
+	assert.Equal(t, "node-1", f.NodeName)
+	assert.Equal(t, "10.42.0.10", f.Ip.Source)
+	assert.Equal(t, flowlensv1.IPVersion_IPV4, f.Ip.IpVersion)
+	assert.Equal(t, uint32(40000), f.L4.GetTcp().SourcePort)
+	assert.Equal(t, flowlensv1.TrafficDirection_EGRESS, f.TrafficDirection)
+	assert.Equal(t, flowlensv1.ObservationPoint_FROM_POD, f.ObservationPoint)
+	assert.Equal(t, "vethaaaa", f.Interface.Name)
+	assert.True(t, f.IsReply)
+	assert.True(t, f.TcpFlags.SYN && f.TcpFlags.ACK && !f.TcpFlags.FIN)
+	assert.Equal(t, int64(1_000_099), f.Time.Seconds, "monotonic converted to wall clock")
+	assert.Equal(t, int64(1_000_090), f.Counters.FirstSeen.Seconds)
+	assert.Equal(t, "uuid", f.Uuid)
+
+	d := evs[0].Flow
+	if d.L4.GetIcmpv4() == nil {
+		d = evs[1].Flow
+	}
+	assert.Equal(t, drop, d.Verdict)
+	assert.Equal(t, "NETFILTER_DROP", d.DropReason)
+	assert.Equal(t, flowlensv1.ObservationPoint_KFREE_SKB, d.ObservationPoint)
+	assert.Equal(t, flowlensv1.TrafficDirection_INGRESS, d.TrafficDirection)
+	assert.Equal(t, "cni0", d.Interface.Name)
+	assert.Equal(t, uint32(8), d.L4.GetIcmpv4().Type)
+	assert.Equal(t, uint32(0), d.L4.GetIcmpv4().Code)
+}
+
+func TestReporterIdleFlowsRemoved(t *testing.T) {
+	fx := newFixture(t, false, 100)
+	k := tcpKey(1)
+	fx.put(k, FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod, LastNs: fx.mono})
+	assert.Len(t, recs(fx.flush(false)), 1)
+	fx.put(k, FlowStats{Pkts: 3, FwdPkts: 3, Obs: obsFromPod, LastNs: fx.mono})
+	fx.mono += 2 * uint64(time.Minute)
+	assert.Equal(t, []rec{{fwd, 2, 0}}, recs(fx.flush(false)), "the remainder is reported first")
+	assert.Equal(t, []FlowKey{k}, fx.table.deleted)
+	assert.Empty(t, fx.rep.agg.flows)
+}
+
+func TestReporterLoss(t *testing.T) {
+	fx := newFixture(t, false, 1)
+	for i := uint16(1); i <= 3; i++ {
+		fx.put(tcpKey(i), FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod})
+	}
+	fx.table.created += 4 // created and evicted before any read
+	fx.table.ringbufLost = 2
+	evs := fx.flush(false)
+	require.Len(t, evs, 1, "out holds one event; the rest are lost")
+
+	lost := map[flowlensv1.LostEventSource]uint64{}
+	collect := func(evs []Event) {
+		for _, ev := range evs {
+			if ev.Lost != nil {
+				lost[ev.Lost.Source] += ev.Lost.NumEventsLost
+			}
+		}
+	}
+	// Each later flush has room for one Lost event at a time.
+	for range 4 {
+		collect(fx.flush(false))
+	}
+	assert.Equal(t, uint64(4), lost[flowlensv1.LostEventSource_KERNEL_FLOW_TABLE])
+	assert.Equal(t, uint64(2), lost[flowlensv1.LostEventSource_KERNEL_RING_BUFFER])
+	assert.Equal(t, uint64(2), lost[flowlensv1.LostEventSource_AGENT_QUEUE])
+
+	c := fx.rep.metrics.lost
+	assert.Equal(t, 4.0, testutil.ToFloat64(c.WithLabelValues("KERNEL_FLOW_TABLE")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(c.WithLabelValues("KERNEL_RING_BUFFER")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(c.WithLabelValues("AGENT_QUEUE")))
+}
+
+func TestReporterImmediateDrop(t *testing.T) {
+	fx := newFixture(t, false, 10)
+	k := tcpKey(9)
+	fx.put(k, FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60, DropReason: 12, Obs: obsFromPod})
+	fx.rep.reportKey(&k)
+	require.Equal(t, []rec{{drop, 1, 60}}, recs(fx.flush(false)[:1]))
+	assert.Empty(t, recs(fx.flush(false)), "the flush does not report the drop again")
+}
+
+func BenchmarkObserve(b *testing.B) {
+	agg := newAggregator("n", false, time.Minute, DropReasons{}, nil, 0)
+	agg.newUUID = func() string { return "" }
+	keys := make([]FlowKey, 1024)
+	for i := range keys {
+		keys[i] = tcpKey(uint16(i))
+	}
+	st := FlowStats{FwdPkts: 1, Obs: obsFromPod}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		st.Pkts++ // every observation yields one FORWARDED record
+		st.LastNs = uint64(i)
+		agg.observe(&keys[i%len(keys)], &st, uint64(i), false)
+	}
+}
+
+func TestReporterServiceTranslation(t *testing.T) {
+	fx := newFixture(t, false, 10)
+	k := FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.43.0.10"), Sport: 5000, Dport: 53, Proto: protoUDP, Family: 4}
+	fx.put(k, FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod, Xlat: 1, XlatDaddr: mapped("10.42.0.11"), XlatDport: 5353})
+	evs := fx.flush(false)
+	require.Len(t, evs, 1)
+	f := evs[0].Flow
+	assert.Equal(t, "10.42.0.11", f.Ip.Destination, "the backend the packets reached")
+	assert.Equal(t, "10.43.0.10", f.Ip.DestinationOriginal, "the ClusterIP the pod sent to")
+	assert.Equal(t, uint32(5353), f.L4.GetUdp().DestinationPort)
+	assert.Equal(t, uint32(5000), f.L4.GetUdp().SourcePort)
+}

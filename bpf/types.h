@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Structs shared with Go. bpf2go generates their Go mirrors (-type), so
+ * never mirror them by hand: change them here and run `make generate`.
+ */
+#ifndef __FLOWLENS_TYPES_H
+#define __FLOWLENS_TYPES_H
+
+#include "headers/kernel.h"
+
+#define FAMILY_IPV4 4
+#define FAMILY_IPV6 6
+
+/* Where the packets of a flow were counted. */
+enum flow_obs {
+	OBS_NONE = 0,     /* only seen dropped (kfree_skb) */
+	OBS_FROM_POD = 1, /* tc/TCX ingress on the pod's host-side veth */
+	OBS_TO_POD = 2,   /* tc/TCX egress on the pod's host-side veth */
+};
+
+/*
+ * One direction of a connection, as its sender emitted it (before any NAT on
+ * the sender's side). Addresses are 16 bytes; IPv4 is stored v4-mapped
+ * (::ffff:a.b.c.d). Ports are in host byte order. ICMP echo: sport = echo
+ * id; every ICMP: dport = type << 8 | code.
+ */
+struct flow_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family; /* FAMILY_IPV4 or FAMILY_IPV6 */
+	__u8 pad[2];
+};
+
+/* Cumulative counters of one flow_key; user space computes deltas. */
+struct flow_stats {
+	__u64 first_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 last_ns;
+	__u64 pkts; /* counted at the veth (obs) */
+	__u64 bytes;
+	__u64 fwd_pkts; /* seen past the policy layer (netfilter link or delivery) */
+	__u64 fwd_bytes;
+	__u64 drop_pkts; /* freed with a drop reason (kfree_skb) */
+	__u64 drop_bytes;
+	__u32 ifindex;      /* veth the packets were counted on */
+	__u32 drop_ifindex; /* skb->dev of the last drop */
+	__u32 drop_reason;  /* enum skb_drop_reason of the last drop */
+	__u8 tcp_flags;     /* OR of the flags seen */
+	__u8 obs;           /* enum flow_obs */
+	__u8 is_reply;      /* 1 when this is the responder's direction */
+	__u8 pad;
+	/* Where conntrack sent this direction after a DNAT (a ClusterIP's
+	 * backend), when xlat is 1. Set by nf_accept and kfree_skb. */
+	__u8 xlat_daddr[16];
+	__u16 xlat_dport;
+	__u8 xlat;
+	__u8 pad2[5];
+};
+
+/* Pushed to drop_events when a flow's drop_pkts goes from 0 to 1. */
+struct drop_event {
+	struct flow_key key;
+	__u32 reason;
+	__u32 ifindex;
+};
+
+/* local_pods and watch_cidrs keys: v4-mapped like flow_key. */
+struct addr_key {
+	__u8 addr[16];
+};
+
+struct lpm_key {
+	__u32 prefixlen; /* of the v4-mapped address: IPv4 /16 is 112 */
+	__u8 addr[16];
+};
+
+#endif /* __FLOWLENS_TYPES_H */
