@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flowlens/flowlens/bpf"
+
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -19,7 +21,7 @@ import (
 // returns after a final flush once ctx is done; it must never block on out
 // for long, counting what it could not send instead.
 type source interface {
-	Run(ctx context.Context, out chan<- *flowlensv1.GetFlowsResponse) error
+	Run(ctx context.Context, out chan<- bpf.Event) error
 	Status() map[string]string
 }
 
@@ -89,7 +91,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	ch := make(chan *flowlensv1.GetFlowsResponse, a.cfg.QueueSize)
+	ch := make(chan bpf.Event, a.cfg.QueueSize)
 	g.Go(func() error {
 		defer close(ch)
 		close(a.running)

@@ -19,16 +19,17 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/agent/flowlog"
+	"github.com/flowlens/flowlens/bpf"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // fakeSource plays records as the kernel capture would, then waits for ctx
 // and plays the records of its final flush.
 type fakeSource struct {
-	before, final []*flowlensv1.GetFlowsResponse
+	before, final []bpf.Event
 }
 
-func (f *fakeSource) Run(ctx context.Context, out chan<- *flowlensv1.GetFlowsResponse) error {
+func (f *fakeSource) Run(ctx context.Context, out chan<- bpf.Event) error {
 	for _, r := range f.before {
 		out <- r
 	}
@@ -87,7 +88,7 @@ func (m *memSink) Write(r *flowlensv1.GetFlowsResponse) {
 	m.mu.Unlock()
 }
 
-func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply bool) *flowlensv1.GetFlowsResponse {
+func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply bool) bpf.Event {
 	fl := &flowlensv1.Flow{
 		Time:     timestamppb.Now(),
 		Verdict:  v,
@@ -99,7 +100,7 @@ func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply b
 	if v == flowlensv1.Verdict_DROPPED {
 		fl.DropReason = "NETFILTER_DROP"
 	}
-	return &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl}}
+	return bpf.Event{Flow: fl}
 }
 
 func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
@@ -110,16 +111,16 @@ func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
 	}
 	judge := &denyTo{dst: netip.MustParseAddr("10.42.0.12")}
 	src := &fakeSource{
-		before: []*flowlensv1.GetFlowsResponse{
+		before: []bpf.Event{
 			tcpFlow("10.42.0.10", "10.42.0.11", 40000, 8080, flowlensv1.Verdict_FORWARDED, false),
 			tcpFlow("10.42.0.11", "10.42.0.10", 8080, 40000, flowlensv1.Verdict_FORWARDED, true),
 			tcpFlow("10.42.0.10", "10.42.0.12", 40001, 8080, flowlensv1.Verdict_DROPPED, false),
 			// Intended deny, kernel forwarded: an UNEXPECTED_ALLOW.
 			tcpFlow("10.42.0.11", "10.42.0.12", 40002, 8080, flowlensv1.Verdict_FORWARDED, false),
-			{ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource_KERNEL_RING_BUFFER, NumEventsLost: 7}}},
+			{Lost: &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource_KERNEL_RING_BUFFER, NumEventsLost: 7}},
 		},
 		// Written on shutdown: must still reach the flow log.
-		final: []*flowlensv1.GetFlowsResponse{
+		final: []bpf.Event{
 			tcpFlow("10.42.0.10", "10.42.0.11", 40003, 8080, flowlensv1.Verdict_FORWARDED, false),
 		},
 	}

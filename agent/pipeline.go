@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flowlens/flowlens/bpf"
+
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -38,7 +40,7 @@ type pipeline struct {
 
 // run handles records until in is closed; capture closes it after its final
 // flush, so every pending record is written before run returns.
-func (p *pipeline) run(in <-chan *flowlensv1.GetFlowsResponse) {
+func (p *pipeline) run(in <-chan bpf.Event) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	defer p.flush()
@@ -60,19 +62,16 @@ func (p *pipeline) run(in <-chan *flowlensv1.GetFlowsResponse) {
 	}
 }
 
-func (p *pipeline) handle(ev *flowlensv1.GetFlowsResponse) {
-	if ev.NodeName == "" {
-		ev.NodeName = p.node
-	}
-	switch r := ev.ResponseTypes.(type) {
-	case *flowlensv1.GetFlowsResponse_Flow:
-		fl := r.Flow
+func (p *pipeline) handle(in bpf.Event) {
+	resp := &flowlensv1.GetFlowsResponse{NodeName: p.node}
+	switch {
+	case in.Flow != nil:
+		fl := in.Flow
 		if fl.NodeName == "" {
 			fl.NodeName = p.node
 		}
-		if ev.Time == nil {
-			ev.Time = fl.Time
-		}
+		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_Flow{Flow: fl}
+		resp.Time = fl.Time
 		p.ann.annotate(fl)
 		p.seen.Add(1)
 		if p.metrics != nil {
@@ -83,14 +82,18 @@ func (p *pipeline) handle(ev *flowlensv1.GetFlowsResponse) {
 				p.logError(err)
 			}
 		}
-	case *flowlensv1.GetFlowsResponse_LostEvents:
+	case in.Lost != nil:
+		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: in.Lost}
+		resp.Time = in.Lost.GetLast()
 		if p.metrics != nil {
-			p.metrics.observeLost(r.LostEvents)
+			p.metrics.observeLost(in.Lost)
 		}
-		p.log.Warn("records lost", "source", r.LostEvents.GetSource().String(), "count", r.LostEvents.GetNumEventsLost())
+		p.log.Warn("records lost", "source", in.Lost.GetSource().String(), "count", in.Lost.GetNumEventsLost())
+	default:
+		return
 	}
 	if p.ring != nil {
-		p.ring.Write(ev)
+		p.ring.Write(resp)
 	}
 }
 

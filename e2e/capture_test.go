@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/lab"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// TestSingleNodeCapture covers issue 2's tests 1-6 once per attach mode:
+// allowed TCP, default-deny ingress, egress deny, an exact UDP burst, and a
+// clean detach.
+func TestSingleNodeCapture(t *testing.T) {
+	for _, mode := range []string{"auto", "tc"} {
+		t.Run("attach-mode="+mode, func(t *testing.T) {
+			l := startLab(t, 1)
+			before := bpfLinks(t)
+			a := startAgent(t, l, "node1", "--attach-mode", mode)
+			during := bpfLinks(t)
+			st, err := a.status()
+			require.NoError(t, err)
+			want := map[string]string{"auto": "tcx", "tc": "tc"}[mode]
+			assert.Equal(t, want, st.GetAttachModes()["veth"], "attach mode in status")
+
+			t.Run("allowed TCP", func(t *testing.T) {
+				fe := l.Pod("demo/frontend")
+				_, dst := podAddr(t, l, "demo/backend", 8080)
+				payload := payloadOf(64 << 10)
+				tp, reply, err := tcpExchange(t, fe, dst, 41001, payload)
+				require.NoError(t, err)
+				okReply(t, reply, len(payload), "demo/backend")
+
+				fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
+				rev := and(tp.reverse().is, verdict(flowlensv1.Verdict_FORWARDED))
+				a.waitFor("both directions FORWARDED", 5*time.Second, func() bool {
+					_, b1 := sum(a.match(fwd))
+					_, b2 := sum(a.match(rev))
+					return b1 >= uint64(len(payload)) && b2 > 0
+				})
+				f := a.match(fwd)[0]
+				assert.Equal(t, "demo", f.GetSource().GetNamespace())
+				assert.Equal(t, "frontend", f.GetSource().GetPodName())
+				assert.Equal(t, "backend", f.GetDestination().GetPodName())
+				assert.Equal(t, flowlensv1.TrafficDirection_EGRESS, f.GetTrafficDirection())
+				assert.False(t, f.GetIsReply())
+				assert.Equal(t, "node1", f.GetNodeName())
+				assert.True(t, a.match(rev)[0].GetIsReply(), "the backend's direction is the reply")
+				assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, f.GetPolicy().GetVerdict(), "intended verdict: %s", f.GetPolicy().GetSummary())
+				assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
+				assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_DROPPED))))
+				// Every packet counted once: the SYN, data and FIN of the
+				// client direction, at least payload/MTU segments.
+				pk, _ := sum(a.match(fwd))
+				assert.GreaterOrEqual(t, pk, uint64(len(payload)/1450))
+			})
+
+			t.Run("default-deny ingress is DROPPED", func(t *testing.T) {
+				fe := l.Pod("demo/frontend")
+				db, dbAddr := podAddr(t, l, "demo/db", 8080)
+				tp, _, err := tcpExchange(t, fe, dbAddr, 41002, []byte("hello"))
+				requireRefused(t, err)
+				drop := and(tp.is, verdict(flowlensv1.Verdict_DROPPED))
+				a.waitFor("the rejected SYN as DROPPED", 3*time.Second, func() bool { return len(a.match(drop)) > 0 })
+				f := a.match(drop)[0]
+				assert.Equal(t, "NETFILTER_DROP", f.GetDropReason())
+				assert.Equal(t, "frontend", f.GetSource().GetPodName())
+				assert.Equal(t, db.Name, f.GetDestination().GetPodName())
+				assert.Equal(t, flowlensv1.IntendedVerdict_DENY, f.GetPolicy().GetVerdict(), "intended verdict: %s", f.GetPolicy().GetSummary())
+				assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
+				// Give the agent two more flushes: still never FORWARDED.
+				time.Sleep(1200 * time.Millisecond)
+				assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))), "a rejected flow is never FORWARDED")
+			})
+
+			t.Run("egress deny is DROPPED", func(t *testing.T) {
+				out := l.Pod("other/outsider")
+				_, dst := podAddr(t, l, "demo/backend", 8080)
+				tp, _, err := tcpExchange(t, out, dst, 41003, []byte("hello"))
+				requireRefused(t, err)
+				drop := and(tp.is, verdict(flowlensv1.Verdict_DROPPED))
+				a.waitFor("the egress-denied SYN as DROPPED", 3*time.Second, func() bool { return len(a.match(drop)) > 0 })
+				f := a.match(drop)[0]
+				assert.Equal(t, "NETFILTER_DROP", f.GetDropReason())
+				assert.Equal(t, "other", f.GetSource().GetNamespace())
+				assert.Equal(t, "outsider", f.GetSource().GetPodName())
+				assert.Equal(t, "backend", f.GetDestination().GetPodName())
+				time.Sleep(1200 * time.Millisecond)
+				assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))))
+			})
+
+			t.Run("UDP burst counted exactly", func(t *testing.T) {
+				const n = 37
+				fe := l.Pod("demo/frontend")
+				_, dst := podAddr(t, l, "demo/backend", 5353)
+				before := l.servers.UDPReceived("demo/backend", 5353)
+				tp := udpBurst(t, fe, dst, 41004, n, 64)
+				fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
+				a.waitFor("all datagrams", 5*time.Second, func() bool {
+					p, _ := sum(a.match(fwd))
+					return p >= n
+				})
+				time.Sleep(1200 * time.Millisecond) // no late extras either
+				p, b := sum(a.match(fwd))
+				assert.Equal(t, uint64(n), p, "packets")
+				assert.Equal(t, uint64(n*(64+8+20)), b, "bytes: IP length of each datagram")
+				assert.Equal(t, int64(n), l.servers.UDPReceived("demo/backend", 5353)-before, "the server got them all")
+			})
+
+			a.stop()
+			after := bpfLinks(t)
+			created := 0
+			for id, desc := range during {
+				if _, old := before[id]; old {
+					continue
+				}
+				created++
+				if _, still := after[id]; still {
+					t.Errorf("BPF link left behind after the agent stopped: %s", desc)
+				}
+			}
+			assert.Positive(t, created, "the agent created BPF links (tracepoint, netfilter, TCX)")
+			node := l.Node("node1")
+			for _, p := range podsOn(l, "node1") {
+				for _, dir := range []string{"ingress", "egress"} {
+					out := run(t, "ip", "netns", "exec", node.NetNS, "tc", "filter", "show", "dev", p.HostVeth, dir)
+					assert.Empty(t, strings.TrimSpace(out), "tc %s filter left on %s", dir, p.HostVeth)
+				}
+				out := run(t, "ip", "netns", "exec", node.NetNS, "tc", "qdisc", "show", "dev", p.HostVeth)
+				assert.NotContains(t, out, "clsact", "clsact qdisc left on %s", p.HostVeth)
+				out = run(t, "ip", "netns", "exec", node.NetNS, "bpftool", "net", "show", "dev", p.HostVeth)
+				assert.NotContains(t, out, "tcx", "TCX program left on %s", p.HostVeth)
+			}
+		})
+	}
+}
+
+// TestNewVethObservedWithinASecond: a pod created after the agent started
+// is attached from netlink events before its first packet a second later.
+func TestNewVethObservedWithinASecond(t *testing.T) {
+	l := startLab(t, 1)
+	a := startAgent(t, l, "node1")
+	spec := lab.PodSpec{Namespace: "demo", Name: "late", Node: 1, Labels: map[string]string{"app": "frontend"},
+		PeerOf: []string{"demo/allow-frontend-to-backend/ingress/0"}, TargetOf: []string{"demo/default-deny-ingress"}}
+	p, err := l.AddPod(ctxTimeout(t, 10*time.Second), spec)
+	require.NoError(t, err)
+	time.Sleep(time.Second)
+	const n = 20
+	_, dst := podAddr(t, l, "demo/backend", 5353)
+	tp := udpBurst(t, p, dst, 41010, n, 32)
+	fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
+	a.waitFor("the new pod's datagrams", 5*time.Second, func() bool { pk, _ := sum(a.match(fwd)); return pk >= n })
+	pk, _ := sum(a.match(fwd))
+	assert.Equal(t, uint64(n), pk, "every datagram of the new veth counted")
+	f := a.match(fwd)[0]
+	assert.Equal(t, p.HostVeth, f.GetInterface().GetName())
+}
+
+// bpfLinks lists the kernel's BPF links with their program names.
+func bpfLinks(t *testing.T) map[string]string {
+	t.Helper()
+	out := run(t, "bpftool", "link", "show")
+	links := map[string]string{}
+	var id string
+	for _, line := range strings.Split(out, "\n") {
+		if line == "" {
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			id = strings.SplitN(line, ":", 2)[0]
+			links[id] = line
+			continue
+		}
+		links[id] += " " + strings.TrimSpace(line)
+	}
+	return links
+}
+
+func run(t *testing.T, argv ...string) string {
+	t.Helper()
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	require.NoError(t, err, "%s: %s", strings.Join(argv, " "), out)
+	return string(out)
+}
