@@ -250,3 +250,20 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 	c := DefaultConfig()
 	require.NoError(t, c.Validate())
 }
+
+func TestLinkScopeRecordsAreSkipped(t *testing.T) {
+	for _, tc := range []struct {
+		src, dst string
+		skip     bool
+	}{
+		{"fe80::1", "ff02::2", true},
+		{"::", "ff02::1:ff42:559a", true},
+		{"10.42.0.1", "224.0.0.22", true},
+		{"169.254.1.1", "10.42.0.5", true},
+		{"10.42.0.10", "10.42.0.11", false},
+		{"fd00::1", "fd00::2", false},
+	} {
+		fl := &flowlensv1.Flow{Ip: &flowlensv1.IP{Source: tc.src, Destination: tc.dst}}
+		assert.Equal(t, tc.skip, isLinkScope(fl), "%s -> %s", tc.src, tc.dst)
+	}
+}

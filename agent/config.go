@@ -40,6 +40,9 @@ type Config struct {
 	FlushInterval time.Duration
 	IdleTimeout   time.Duration
 	QueueSize     int
+	// ReportLinkLocal keeps records of link-local and multicast traffic
+	// (IPv6 neighbour discovery, MLD, IGMP), which NetworkPolicy does not govern.
+	ReportLinkLocal bool
 
 	// Flow log.
 	FlowLog           string
@@ -103,6 +106,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.WatchCIDRs, "watch-cidr", c.WatchCIDRs, "pod and service CIDRs whose drops are reported")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often kernel counters are reported as flow records")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flows idle this long are removed from the kernel table")
+	fs.BoolVar(&c.ReportLinkLocal, "report-link-local", c.ReportLinkLocal, "also report link-local and multicast traffic (neighbour discovery, MLD, IGMP), which NetworkPolicy does not govern")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "records buffered between capture and the pipeline; overflow is counted as lost")
 	fs.StringVar(&c.FlowLog, "flow-log", c.FlowLog, "write flows as JSON lines to this file, or - for stdout (default: off)")
 	fs.IntVar(&c.FlowLogMaxSizeMB, "flow-log-max-size-mb", c.FlowLogMaxSizeMB, "rotate the flow log file at this size")

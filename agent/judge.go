@@ -208,4 +208,3 @@ func treeStamp(root string) ([32]byte, error) {
 	copy(out[:], h.Sum(nil))
 	return out, nil
 }
-

@@ -1,8 +1,8 @@
 package agent
 
 import (
-	"strconv"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/flowlens/flowlens/enrich"

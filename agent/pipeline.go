@@ -2,6 +2,7 @@ package agent
 
 import (
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +33,11 @@ type pipeline struct {
 	metrics *flowMetrics
 	flowlog flowWriter // nil when off
 	ring    sink       // nil when the API is off
+	// linkLocal keeps link-local and multicast records; see Config.ReportLinkLocal.
+	linkLocal bool
 
 	seen       atomic.Uint64
+	skipped    atomic.Uint64
 	logErrors  atomic.Uint64
 	lastLogErr time.Time
 }
@@ -67,6 +71,10 @@ func (p *pipeline) handle(in bpf.Event) {
 	switch {
 	case in.Flow != nil:
 		fl := in.Flow
+		if !p.linkLocal && isLinkScope(fl) {
+			p.skipped.Add(1)
+			return
+		}
 		if fl.NodeName == "" {
 			fl.NodeName = p.node
 		}
@@ -114,4 +122,21 @@ func (p *pipeline) logError(err error) {
 		p.lastLogErr = time.Now()
 		p.log.Error("writing flow log", "err", err, "errors_so_far", p.logErrors.Load())
 	}
+}
+
+// isLinkScope reports records that never leave the pod's link: neighbour
+// discovery, MLD and IGMP to multicast groups, or traffic between
+// link-local addresses. No NetworkPolicy applies to them, and on every
+// IPv6-enabled pod they would otherwise bury the flows users look for.
+func isLinkScope(fl *flowlensv1.Flow) bool {
+	for _, s := range []string{fl.GetIp().GetSource(), fl.GetIp().GetDestination()} {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		if a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return true
+		}
+	}
+	return false
 }

@@ -28,9 +28,9 @@ func sampleFlow(v flowlensv1.Verdict) *flowlensv1.Flow {
 			}
 			return ""
 		}(),
-		Ip: &flowlensv1.IP{Source: "10.42.0.10", Destination: "10.42.0.11"},
-		L4: &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{SourcePort: 40000, DestinationPort: 8080}}},
-		Source: &flowlensv1.Endpoint{Namespace: "demo", PodName: "frontend", Labels: []string{"app=frontend"}},
+		Ip:       &flowlensv1.IP{Source: "10.42.0.10", Destination: "10.42.0.11"},
+		L4:       &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{SourcePort: 40000, DestinationPort: 8080}}},
+		Source:   &flowlensv1.Endpoint{Namespace: "demo", PodName: "frontend", Labels: []string{"app=frontend"}},
 		Counters: &flowlensv1.Counters{Packets: 3, Bytes: 180},
 	}
 }
