@@ -1,0 +1,208 @@
+package observe
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowlens/flowlens/filter"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// filterFlags turns filter flags into an allow list and a deny list, in
+// command-line order: pflag calls Set in the order flags appear, which is what
+// lets --not apply to the next filter flag only (hubble does the same with
+// its own flag values).
+//
+// All positive flags go into one allow filter (different flags AND, repeated
+// flags OR). Each negated flag becomes a deny filter of its own, so
+// `--not --namespace a --not --namespace b` hides both namespaces.
+type filterFlags struct {
+	allow      *flowlensv1.FlowFilter
+	deny       []*flowlensv1.FlowFilter
+	negateNext bool
+	// nodes are the positive --node values: with --port-forward they also
+	// choose which agents to connect to.
+	nodes []string
+}
+
+func newFilterFlags() *filterFlags { return &filterFlags{allow: &flowlensv1.FlowFilter{}} }
+
+// lists returns the allow and deny lists for a GetFlowsRequest.
+func (f *filterFlags) lists() (allow, deny []*flowlensv1.FlowFilter, err error) {
+	if f.negateNext {
+		return nil, nil, errors.New("--not must be followed by a filter flag")
+	}
+	if !proto.Equal(f.allow, &flowlensv1.FlowFilter{}) {
+		allow = []*flowlensv1.FlowFilter{f.allow}
+	}
+	return allow, f.deny, nil
+}
+
+// setter parses one flag value into a FlowFilter holding only that value.
+type setter func(v string) (*flowlensv1.FlowFilter, error)
+
+// filterValue is the pflag.Value of one filter flag.
+type filterValue struct {
+	owner  *filterFlags
+	set    setter
+	values []string
+	node   bool // the --node flag
+}
+
+func (v *filterValue) String() string { return strings.Join(v.values, ",") }
+func (v *filterValue) Type() string   { return "filter" }
+
+func (v *filterValue) Set(s string) error {
+	one, err := v.set(s)
+	if err != nil {
+		return err
+	}
+	if err := filter.Validate(one); err != nil {
+		var fe *filter.FieldError
+		if errors.As(err, &fe) {
+			return errors.New(fe.Reason) // pflag already names the flag and value
+		}
+		return err
+	}
+	v.values = append(v.values, s)
+	if v.owner.negateNext {
+		v.owner.deny = append(v.owner.deny, one)
+		v.owner.negateNext = false
+		return nil
+	}
+	if v.node {
+		v.owner.nodes = append(v.owner.nodes, s)
+	}
+	proto.Merge(v.owner.allow, one) // repeated fields append: values OR
+	return nil
+}
+
+// notValue is --not: a boolean flag that marks the next filter flag negated.
+type notValue struct{ owner *filterFlags }
+
+func (n *notValue) String() string   { return "false" }
+func (n *notValue) Type() string     { return "bool" }
+func (n *notValue) IsBoolFlag() bool { return true }
+func (n *notValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	if b && n.owner.negateNext {
+		return errors.New("--not given twice in a row")
+	}
+	n.owner.negateNext = b
+	return nil
+}
+
+type ff = flowlensv1.FlowFilter
+
+func str(fn func(*ff, string)) setter {
+	return func(v string) (*ff, error) { f := &ff{}; fn(f, v); return f, nil }
+}
+
+func port(fn func(*ff, uint32)) setter {
+	return func(v string) (*ff, error) {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, errors.New("invalid port (want a number 1-65535)")
+		}
+		f := &ff{}
+		fn(f, uint32(n))
+		return f, nil
+	}
+}
+
+func enumSetter(kind string, names map[string]int32, fn func(*ff, int32)) setter {
+	return func(v string) (*ff, error) {
+		n, ok := names[strings.ToUpper(v)]
+		if !ok || n == 0 {
+			var want []string
+			for name, i := range names {
+				if i != 0 {
+					want = append(want, name)
+				}
+			}
+			return nil, fmt.Errorf("unknown %s (want one of %s)", kind, strings.Join(sorted(want), ", "))
+		}
+		f := &ff{}
+		fn(f, n)
+		return f, nil
+	}
+}
+
+func mismatchSetter(v string) (*ff, error) {
+	f := &ff{}
+	switch strings.ToLower(v) {
+	case "any", "true":
+		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW}
+	case "drop", "unexpected_drop":
+		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP}
+	case "allow", "unexpected_allow":
+		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW}
+	case "none":
+		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_NONE}
+	default:
+		return nil, errors.New("unknown mismatch (want any, drop, allow or none)")
+	}
+	return f, nil
+}
+
+// addFlags registers every filter flag on fs.
+func (f *filterFlags) addFlags(fs *pflag.FlagSet) {
+	add := func(name, short, usage string, s setter) *pflag.Flag {
+		v := &filterValue{owner: f, set: s}
+		fl := fs.VarPF(v, name, short, usage)
+		if name == "node" {
+			v.node = true
+		}
+		return fl
+	}
+	add("pod", "", `pod at either end, "[namespace/]name" prefix`, str(func(f *ff, v string) { f.Pod = append(f.Pod, v) }))
+	add("from-pod", "", `source pod, "[namespace/]name" prefix`, str(func(f *ff, v string) { f.SourcePod = append(f.SourcePod, v) }))
+	add("to-pod", "", `destination pod, "[namespace/]name" prefix`, str(func(f *ff, v string) { f.DestinationPod = append(f.DestinationPod, v) }))
+	add("namespace", "n", "namespace at either end", str(func(f *ff, v string) { f.Namespace = append(f.Namespace, v) }))
+	add("from-namespace", "", "source namespace", str(func(f *ff, v string) { f.SourceNamespace = append(f.SourceNamespace, v) }))
+	add("to-namespace", "", "destination namespace", str(func(f *ff, v string) { f.DestinationNamespace = append(f.DestinationNamespace, v) }))
+	add("ip", "", "IP or CIDR at either end", str(func(f *ff, v string) { f.Ip = append(f.Ip, v) }))
+	add("from-ip", "", "source IP or CIDR", str(func(f *ff, v string) { f.SourceIp = append(f.SourceIp, v) }))
+	add("to-ip", "", "destination IP or CIDR", str(func(f *ff, v string) { f.DestinationIp = append(f.DestinationIp, v) }))
+	add("label", "l", `label selector at either end ("app=web,tier in (a,b)")`, str(func(f *ff, v string) { f.Label = append(f.Label, v) }))
+	add("from-label", "", "source label selector", str(func(f *ff, v string) { f.SourceLabel = append(f.SourceLabel, v) }))
+	add("to-label", "", "destination label selector", str(func(f *ff, v string) { f.DestinationLabel = append(f.DestinationLabel, v) }))
+	add("port", "", "port at either end", port(func(f *ff, v uint32) { f.Port = append(f.Port, v) }))
+	add("from-port", "", "source port", port(func(f *ff, v uint32) { f.SourcePort = append(f.SourcePort, v) }))
+	add("to-port", "", "destination port", port(func(f *ff, v uint32) { f.DestinationPort = append(f.DestinationPort, v) }))
+	add("protocol", "", "protocol: "+strings.Join(filter.Protocols, ", "), func(v string) (*ff, error) {
+		p, ok := filter.ParseProtocol(v)
+		if !ok {
+			return nil, errors.New("unknown protocol (want one of " + strings.Join(filter.Protocols, ", ") + ")")
+		}
+		return &ff{Protocol: []string{p}}, nil
+	})
+	add("verdict", "", "verdict: FORWARDED or DROPPED", enumSetter("verdict", flowlensv1.Verdict_value,
+		func(f *ff, v int32) { f.Verdict = append(f.Verdict, flowlensv1.Verdict(v)) }))
+	add("drop-reason", "", "kernel drop reason, e.g. NETFILTER_DROP", str(func(f *ff, v string) {
+		f.DropReason = append(f.DropReason, filter.NormalizeDropReason(v))
+	}))
+	add("traffic-direction", "", "traffic direction: ingress or egress", enumSetter("direction", flowlensv1.TrafficDirection_value,
+		func(f *ff, v int32) { f.TrafficDirection = append(f.TrafficDirection, flowlensv1.TrafficDirection(v)) }))
+	add("node", "", "node name or glob (with --port-forward, also which agents to connect to)",
+		str(func(f *ff, v string) { f.NodeName = append(f.NodeName, v) }))
+	mm := add("mismatch", "", "policy mismatch: any (default when given alone), drop, allow or none", mismatchSetter)
+	mm.NoOptDefVal = "any"
+	not := fs.VarPF(&notValue{owner: f}, "not", "", "negate the next filter flag")
+	not.NoOptDefVal = "true"
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
