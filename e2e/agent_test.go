@@ -33,7 +33,7 @@ type testLab struct {
 	policyFile  string
 }
 
-func startLab(t *testing.T, nodes int) *testLab {
+func startLab(t testing.TB, nodes int) *testLab {
 	t.Helper()
 	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -54,7 +54,7 @@ func startLab(t *testing.T, nodes int) *testLab {
 // agentProc is a running flowlens-agent in a node's network namespace,
 // writing its flow log to stdout.
 type agentProc struct {
-	t     *testing.T
+	t     testing.TB
 	node  *lab.Node
 	cmd   *exec.Cmd
 	mu    sync.Mutex
@@ -64,7 +64,7 @@ type agentProc struct {
 	errb  bytes.Buffer
 }
 
-func startAgent(t *testing.T, l *testLab, nodeName string, extra ...string) *agentProc {
+func startAgent(t testing.TB, l *testLab, nodeName string, extra ...string) *agentProc {
 	t.Helper()
 	node := l.Node(nodeName)
 	require.NotNil(t, node, "node %s", nodeName)
