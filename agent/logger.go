@@ -4,7 +4,7 @@ import (
 	"io"
 	"log/slog"
 
-	"k8s.io/klog/v2"
+	"github.com/flowlens/flowlens/enrich"
 )
 
 // NewLogger builds the agent's logger from --log-level/--log-format and
@@ -20,6 +20,6 @@ func NewLogger(cfg Config, w io.Writer) (*slog.Logger, error) {
 		h = slog.NewJSONHandler(w, opts)
 	}
 	log := slog.New(h)
-	klog.SetSlogLogger(log.With("component", "client-go"))
+	enrich.BridgeKlog(log.With("component", "client-go"))
 	return log, nil
 }

@@ -54,4 +54,6 @@ echo "== node2 saw these drops (flowlens observe --verdict DROPPED):"
 ip netns exec "$N2" "$BIN/flowlens" observe --server 127.0.0.1:4280 --verdict DROPPED --last 10
 echo
 echo "== drop metrics on node1:"
-ip netns exec "$N1" curl -s 127.0.0.1:9280/metrics 2>/dev/null | grep -E '^flowlens_(packets_total\{verdict="DROPPED"|policy_mismatches_total)' | head -20 || true
+# bash's /dev/tcp: no curl needed inside the node namespace.
+ip netns exec "$N1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9280 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' |
+	grep -E '^flowlens_(packets_total\{.*verdict="DROPPED"|policy_mismatches_total|policy_verdicts_total)' | head -20 || true
