@@ -1,0 +1,162 @@
+package policy
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"strconv"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// Intended is the verdict as the API names it: ALLOW, DENY or NOT_ISOLATED.
+func (v Verdict) Intended() flowlensv1.IntendedVerdict {
+	switch {
+	case !v.Isolated:
+		return flowlensv1.IntendedVerdict_NOT_ISOLATED
+	case v.Allowed:
+		return flowlensv1.IntendedVerdict_ALLOW
+	default:
+		return flowlensv1.IntendedVerdict_DENY
+	}
+}
+
+// Summary is a one-line explanation, for example
+// "deny: database/postgresql-cluster-1 ingress isolated by
+// database/default-deny-ingress, no rule allows linkding/linkding-0 on 5432/TCP".
+func (v Verdict) Summary() string { return string(v.AppendSummary(nil)) }
+
+// AppendSummary appends Summary to b (for writers that avoid allocating).
+func (v Verdict) AppendSummary(b []byte) []byte {
+	src, dst := v.SrcPod, v.DstPod
+	if src == "" {
+		src = v.Query.Src.String()
+	}
+	if dst == "" {
+		dst = v.Query.Dst.String()
+	}
+	if !v.Isolated {
+		return append(append(append(append(b, "allow: no policy isolates "...), src...), " or "...), dst...)
+	}
+	if v.Allowed {
+		b = append(b, "allow: "...)
+		first := true
+		for _, s := range []struct {
+			side *Side
+			who  string
+			dir  string
+		}{{&v.Egress, src, " egress"}, {&v.Ingress, dst, " ingress"}} {
+			if !s.side.Applicable {
+				continue
+			}
+			if !first {
+				b = append(b, "; "...)
+			}
+			first = false
+			b = append(append(b, s.who...), s.dir...)
+			if !s.side.Isolated {
+				b = append(b, " not isolated"...)
+				continue
+			}
+			b = append(b, " allowed by "...)
+			b = appendRefs(b, s.side.AllowedBy)
+		}
+		return b
+	}
+	b = append(b, "deny: "...)
+	if !v.Egress.Allowed {
+		b = appendDenied(b, src, " egress", &v.Egress, dst, v.Query)
+	}
+	if !v.Ingress.Allowed {
+		if !v.Egress.Allowed {
+			b = append(b, "; "...)
+		}
+		b = appendDenied(b, dst, " ingress", &v.Ingress, src, v.Query)
+	}
+	return b
+}
+
+func appendDenied(b []byte, who, dir string, s *Side, other string, q Query) []byte {
+	b = append(append(b, who...), dir...)
+	b = append(b, " isolated by "...)
+	b = appendRefs(b, s.IsolatedBy)
+	b = append(b, ", no rule allows "...)
+	b = append(b, other...)
+	b = append(b, " on "...)
+	return AppendPort(b, q.Port, q.Protocol)
+}
+
+func appendRefs(b []byte, refs []Ref) []byte {
+	for i, r := range refs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(append(append(b, r.Namespace...), '/'), r.Name...)
+		if r.Rule >= 0 {
+			b = append(b, " rule "...)
+			b = strconv.AppendInt(b, int64(r.Rule), 10)
+		}
+	}
+	return b
+}
+
+// AppendPort appends "5432/TCP", or "ICMP" for ICMP.
+func AppendPort(b []byte, port uint16, proto corev1.Protocol) []byte {
+	if proto == ProtocolICMP {
+		return append(b, "ICMP"...)
+	}
+	b = strconv.AppendUint(b, uint64(port), 10)
+	return append(append(b, '/'), proto...)
+}
+
+// Proto fills the API's PolicyVerdict: verdict, both sides and summary. The
+// mismatch (which needs the kernel's verdict, see MismatchOf) and the source
+// are left to the caller.
+func (v Verdict) Proto() *flowlensv1.PolicyVerdict {
+	return &flowlensv1.PolicyVerdict{
+		Verdict: v.Intended(),
+		Egress:  v.Egress.proto(),
+		Ingress: v.Ingress.proto(),
+		Summary: v.Summary(),
+	}
+}
+
+func (s Side) proto() *flowlensv1.PolicySide {
+	return &flowlensv1.PolicySide{
+		Applicable: s.Applicable,
+		Isolated:   s.Isolated,
+		Allowed:    s.Allowed,
+		IsolatedBy: refsProto(s.IsolatedBy),
+		AllowedBy:  refsProto(s.AllowedBy),
+	}
+}
+
+func refsProto(refs []Ref) []*flowlensv1.PolicyRef {
+	if len(refs) == 0 {
+		return nil
+	}
+	out := make([]*flowlensv1.PolicyRef, len(refs))
+	for i, r := range refs {
+		out[i] = &flowlensv1.PolicyRef{Namespace: r.Namespace, Name: r.Name, Rule: int32(r.Rule)}
+	}
+	return out
+}
+
+// MismatchOf compares the kernel's verdict with the intended one: an
+// intended allow (ALLOW, or NOT_ISOLATED: nothing isolates, so everything is
+// allowed) that the kernel DROPPED is UNEXPECTED_DROP, an intended DENY that
+// it FORWARDED is UNEXPECTED_ALLOW. Without an intended verdict or a kernel
+// verdict the answer is MISMATCH_UNSPECIFIED.
+func MismatchOf(kernel flowlensv1.Verdict, intended *flowlensv1.PolicyVerdict) flowlensv1.Mismatch {
+	if intended == nil || intended.Verdict == flowlensv1.IntendedVerdict_INTENDED_VERDICT_UNSPECIFIED ||
+		kernel == flowlensv1.Verdict_VERDICT_UNSPECIFIED {
+		return flowlensv1.Mismatch_MISMATCH_UNSPECIFIED
+	}
+	allow := intended.Verdict != flowlensv1.IntendedVerdict_DENY
+	switch {
+	case allow && kernel == flowlensv1.Verdict_DROPPED:
+		return flowlensv1.Mismatch_UNEXPECTED_DROP
+	case !allow && kernel == flowlensv1.Verdict_FORWARDED:
+		return flowlensv1.Mismatch_UNEXPECTED_ALLOW
+	default:
+		return flowlensv1.Mismatch_NONE
+	}
+}
