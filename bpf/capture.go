@@ -128,6 +128,7 @@ func (c *Capture) load() error {
 		return fmt.Errorf("set netns_ino: %w", err)
 	}
 	spec.Maps[flowlensMapFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
+	spec.Maps[flowlensMapCtFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -429,6 +429,27 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 	struct nf_conn *ct;
 	__u8 ctinfo;
 
+	/* Fast path: an established packet of a connection already matched to
+	 * its flow. User space needs fwd_pkts only as "seen past policy", so
+	 * once it is set there is nothing to add. */
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	__u8 info = nfct & NFCT_INFOMASK;
+	__u64 ctkey = 0;
+	if ((nfct & ~NFCT_INFOMASK) &&
+	    (info == IP_CT_ESTABLISHED || info == IP_CT_ESTABLISHED_REPLY)) {
+		ctkey = ((__u64)(nfct & ~NFCT_INFOMASK) << 1) | (info == IP_CT_ESTABLISHED_REPLY);
+		struct flow_key *known = bpf_map_lookup_elem(&ct_flows, &ctkey);
+		if (known) {
+			struct flow_stats *kst = bpf_map_lookup_elem(&flows, known);
+			/* The flow may have been pruned while idle and counted
+			 * anew at the veth: confirm it again. */
+			if (kst && !kst->fwd_pkts)
+				__sync_fetch_and_add(&kst->fwd_pkts, kskb_segs(skb));
+			if (kst)
+				return NF_ACCEPT;
+		}
+	}
+
 	if (key_from_skb(skb, &pi, &ct, &ctinfo) < 0)
 		return NF_ACCEPT;
 	/* Only flows a veth counted: non-pod traffic never enters the map. */
@@ -439,6 +460,11 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 	__u64 segs = kskb_segs(skb);
 	__sync_fetch_and_add(&st->fwd_pkts, segs);
 	__sync_fetch_and_add(&st->fwd_bytes, BPF_CORE_READ(skb, len));
+	if (ct && (ctinfo == IP_CT_NEW || ctinfo == IP_CT_ESTABLISHED || ctinfo == IP_CT_ESTABLISHED_REPLY)) {
+		/* NEW packets are keyed as ESTABLISHED ones of the same direction. */
+		__u64 k = ((__u64)ct << 1) | (ctinfo == IP_CT_ESTABLISHED_REPLY);
+		bpf_map_update_elem(&ct_flows, &k, &pi.key, BPF_ANY);
+	}
 	if (!ct || st->obs != OBS_FROM_POD)
 		return NF_ACCEPT;
 

@@ -69,6 +69,7 @@ type flowlensLpmKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	flowlensMapCtFlows         = "ct_flows"
 	flowlensMapDropEvents      = "drop_events"
 	flowlensMapFlows           = "flows"
 	flowlensMapLocalPods       = "local_pods"
@@ -136,6 +137,7 @@ type flowlensProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type flowlensMapSpecs struct {
+	CtFlows    *ebpf.MapSpec `ebpf:"ct_flows"`
 	DropEvents *ebpf.MapSpec `ebpf:"drop_events"`
 	Flows      *ebpf.MapSpec `ebpf:"flows"`
 	LocalPods  *ebpf.MapSpec `ebpf:"local_pods"`
@@ -173,6 +175,7 @@ func (o *flowlensObjects) Close() error {
 //
 // It can be passed to loadFlowlensObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flowlensMaps struct {
+	CtFlows    *ebpf.Map `ebpf:"ct_flows"`
 	DropEvents *ebpf.Map `ebpf:"drop_events"`
 	Flows      *ebpf.Map `ebpf:"flows"`
 	LocalPods  *ebpf.Map `ebpf:"local_pods"`
@@ -182,6 +185,7 @@ type flowlensMaps struct {
 
 func (m *flowlensMaps) Close() error {
 	return _FlowlensClose(
+		m.CtFlows,
 		m.DropEvents,
 		m.Flows,
 		m.LocalPods,

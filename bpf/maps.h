@@ -40,6 +40,20 @@ struct {
 	__type(value, __u8);
 } nat_counted SEC(".maps");
 
+/* Connections nf_accept has already matched to a flow: (nf_conn pointer
+ * << 1 | reply direction) -> that direction's flow key. An ESTABLISHED
+ * packet of such a connection costs one read of skb->_nfct and two hash
+ * lookups instead of rebuilding the key from the conntrack tuple (five
+ * kernel reads). A reused nf_conn pointer is safe: a new connection's first
+ * packet is NEW, which always takes the full path and overwrites the entry.
+ * Written and read by nf_accept; max_entries follows the flow table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct flow_key);
+} ct_flows SEC(".maps");
+
 /* Pod and service CIDRs: kfree_skb reports only drops touching them.
  * Written by user space before attach. */
 struct {
