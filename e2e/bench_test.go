@@ -94,7 +94,7 @@ func iperf(b *testing.B, pods [2]*lab.Pod, udp bool) iperfRun {
 	}
 	var r struct {
 		Error string `json:"error"`
-		End struct {
+		End   struct {
 			Sum struct {
 				Packets     float64 `json:"packets"`
 				LostPackets float64 `json:"lost_packets"`
