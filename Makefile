@@ -64,11 +64,9 @@ demo: deps build ## Build the lab (two K3s-like nodes in netns), run the agent o
 
 ##@ Test
 .PHONY: test
-test: deps ## All tests: unit, privileged (as root: real BPF, netns, iptables), generated-code check and alert rules.
-	$(GO) vet ./...
+test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, iptables) and alert rules.
 	$(GO) test -count=1 -timeout 20m ./...
 	promtool test rules deploy/prometheus/tests/*.yaml
-	$(MAKE) check-generated
 
 .PHONY: test-unit
 test-unit: ## Unit tests only (no root needed).

@@ -8,7 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+
+	"github.com/flowlens/flowlens/lab"
 )
 
 // bins holds the binaries built once for all tests; empty when not root.
@@ -33,9 +37,58 @@ func TestMain(m *testing.M) {
 	}
 	bins.agent = filepath.Join(dir, "flowlens-agent")
 	bins.cli = filepath.Join(dir, "flowlens")
+	before, err := lab.ListNetNS()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: listing network namespaces:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// A leaked namespace is a failure: every test must clean up after
+	// itself, also when it fails.
+	after, err := lab.ListNetNS()
+	if err == nil {
+		if leaked := ours(newNames(before, after)); len(leaked) > 0 {
+			fmt.Fprintln(os.Stderr, "e2e: network namespaces leaked:", leaked)
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// prefixes are the lab prefixes this package created; other packages'
+// tests may be creating namespaces of their own at the same time.
+var prefixes struct {
+	sync.Mutex
+	list []string
+}
+
+func ours(names []string) []string {
+	prefixes.Lock()
+	defer prefixes.Unlock()
+	var out []string
+	for _, n := range names {
+		for _, p := range prefixes.list {
+			if strings.HasPrefix(n, p+"-") {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func newNames(before, after []string) []string {
+	old := map[string]bool{}
+	for _, n := range before {
+		old[n] = true
+	}
+	var out []string
+	for _, n := range after {
+		if !old[n] {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func requireRoot(t testing.TB) {
