@@ -66,6 +66,7 @@ demo: deps build ## Build the lab (two K3s-like nodes in netns), run the agent o
 .PHONY: test
 test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, iptables) and alert rules.
 	$(GO) test -count=1 -timeout 20m ./...
+	cd lab/kuberouter && $(GO) vet ./... && $(GO) test -count=1 ./...
 	promtool test rules deploy/prometheus/tests/*.yaml
 
 .PHONY: test-unit

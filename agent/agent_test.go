@@ -267,3 +267,17 @@ func TestLinkScopeRecordsAreSkipped(t *testing.T) {
 		assert.Equal(t, tc.skip, isLinkScope(fl), "%s -> %s", tc.src, tc.dst)
 	}
 }
+
+func TestJudgeWaitsForTheFirstPolicySet(t *testing.T) {
+	j := newPolicyJudge(slog.New(slog.DiscardHandler), "files:x", nil)
+	j.rebuild()
+	assert.Nil(t, j.Judge(PolicyQuery{Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"), Port: 80, Protocol: "TCP"}),
+		"no verdict before the source delivered a set")
+	j.setPolicies(nil)
+	j.rebuild()
+	pv := j.Judge(PolicyQuery{Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"), Port: 80, Protocol: "TCP"})
+	require.NotNil(t, pv)
+	assert.Equal(t, flowlensv1.IntendedVerdict_NOT_ISOLATED, pv.GetVerdict())
+	_, state := j.State()
+	assert.Contains(t, state, "ok: 0 policies")
+}

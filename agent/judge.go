@@ -31,8 +31,11 @@ type policyJudge struct {
 
 	engine atomic.Pointer[policy.Engine]
 
-	mu       sync.Mutex // guards policies, status, clusterDiff
+	mu       sync.Mutex // guards policies, loaded, status, clusterDiff
 	policies []networkingv1.NetworkPolicy
+	// loaded is false until the source delivered its first set: judging
+	// by an empty set meanwhile would call every flow NOT_ISOLATED.
+	loaded bool
 	status   string
 	// clusterDiff says how the cluster's own set differs from the files,
 	// when both are known.
@@ -85,6 +88,7 @@ func (j *policyJudge) State() (string, string) {
 func (j *policyJudge) setPolicies(p []networkingv1.NetworkPolicy) {
 	j.mu.Lock()
 	j.policies = p
+	j.loaded = true
 	j.mu.Unlock()
 	j.trigger()
 }
@@ -123,11 +127,14 @@ func (j *policyJudge) run(ctx context.Context) error {
 		case <-j.kick:
 		case <-changed:
 		}
-		// Let a burst of updates settle.
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
+		// Let a burst of updates settle, except for the first set: until
+		// it compiles, flows go out without an intended verdict.
+		if j.engine.Load() != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 		j.rebuild()
 	}
@@ -135,8 +142,11 @@ func (j *policyJudge) run(ctx context.Context) error {
 
 func (j *policyJudge) rebuild() {
 	j.mu.Lock()
-	pols := j.policies
+	pols, loaded := j.policies, j.loaded
 	j.mu.Unlock()
+	if !loaded {
+		return
+	}
 	var cs policy.ClusterState
 	if j.state != nil {
 		cs.Namespaces, cs.Pods = j.state.Snapshot()

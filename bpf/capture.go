@@ -285,6 +285,7 @@ func (c *Capture) onLink(l netlink.Link, removed bool) {
 	if removed {
 		delete(c.ifNames, uint32(attrs.Index))
 		if a, ok := c.attached[attrs.Index]; ok {
+			c.markPodIf(a.ifindex, false)
 			if err := a.detach(c.nl); err != nil {
 				c.log.Warn("detach removed interface", "interface", a.name, "err", err)
 			}
@@ -308,6 +309,7 @@ func (c *Capture) onLink(l netlink.Link, removed bool) {
 		return
 	}
 	c.attached[attrs.Index] = a
+	c.markPodIf(a.ifindex, true)
 	c.log.Info("attached", "interface", a.name, "mode", a.mode)
 	c.updateAttachedStatus()
 }
@@ -333,6 +335,22 @@ func (c *Capture) attach(a *attachment) error {
 	a.mode = "tc"
 	c.setStatus(StatusVeth, "tc")
 	return nil
+}
+
+// markPodIf tells tc_to_pod that packets entering on this veth are counted
+// by its tc_from_pod. Set only once the programs are attached and cleared
+// before they are detached, so no packet is skipped uncounted.
+func (c *Capture) markPodIf(ifindex int, on bool) {
+	key := uint32(ifindex)
+	var err error
+	if on {
+		err = c.objs.PodIfs.Put(key, uint8(1))
+	} else if err = c.objs.PodIfs.Delete(key); errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	if err != nil {
+		c.log.Warn("updating pod interface map", "ifindex", ifindex, "err", err)
+	}
 }
 
 func (c *Capture) updateAttachedStatus() {
@@ -375,6 +393,7 @@ func (c *Capture) close() {
 
 func (c *Capture) doClose() {
 	for idx, a := range c.attached {
+		c.markPodIf(a.ifindex, false)
 		if err := a.detach(c.nl); err != nil {
 			c.log.Warn("detach interface", "interface", a.name, "err", err)
 		}

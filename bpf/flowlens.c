@@ -284,6 +284,10 @@ int tc_from_pod(struct __sk_buff *skb)
 SEC("tc")
 int tc_to_pod(struct __sk_buff *skb)
 {
+	__u32 iif = skb->ingress_ifindex;
+	if (iif && bpf_map_lookup_elem(&pod_ifs, &iif))
+		return TC_ACT_UNSPEC; /* entered on a pod veth: counted there */
+
 	struct pkt_info pi;
 	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
 		return TC_ACT_UNSPEC;

@@ -74,6 +74,7 @@ const (
 	flowlensMapFlows           = "flows"
 	flowlensMapLocalPods       = "local_pods"
 	flowlensMapNatCounted      = "nat_counted"
+	flowlensMapPodIfs          = "pod_ifs"
 	flowlensMapWatchCidrs      = "watch_cidrs"
 	flowlensProgKfreeSkb       = "kfree_skb"
 	flowlensProgNfAccept       = "nf_accept"
@@ -142,6 +143,7 @@ type flowlensMapSpecs struct {
 	Flows      *ebpf.MapSpec `ebpf:"flows"`
 	LocalPods  *ebpf.MapSpec `ebpf:"local_pods"`
 	NatCounted *ebpf.MapSpec `ebpf:"nat_counted"`
+	PodIfs     *ebpf.MapSpec `ebpf:"pod_ifs"`
 	WatchCidrs *ebpf.MapSpec `ebpf:"watch_cidrs"`
 }
 
@@ -180,6 +182,7 @@ type flowlensMaps struct {
 	Flows      *ebpf.Map `ebpf:"flows"`
 	LocalPods  *ebpf.Map `ebpf:"local_pods"`
 	NatCounted *ebpf.Map `ebpf:"nat_counted"`
+	PodIfs     *ebpf.Map `ebpf:"pod_ifs"`
 	WatchCidrs *ebpf.Map `ebpf:"watch_cidrs"`
 }
 
@@ -190,6 +193,7 @@ func (m *flowlensMaps) Close() error {
 		m.Flows,
 		m.LocalPods,
 		m.NatCounted,
+		m.PodIfs,
 		m.WatchCidrs,
 	)
 }

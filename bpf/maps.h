@@ -29,6 +29,18 @@ struct {
 	__type(value, __u32);
 } local_pods SEC(".maps");
 
+/* ifindexes of the pod veths tc_from_pod is attached to. A packet
+ * delivered to a pod whose skb entered the node on one of them was counted
+ * at that veth already: tc_to_pod skips it before parsing anything (the
+ * common same-node case, ClusterIP replies included). Written by user space
+ * after attaching and before detaching; read by tc_to_pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} pod_ifs SEC(".maps");
+
 /* Post-NAT keys of flows already counted at their sender's veth: a reply
  * from a local service backend reaches the client with the ClusterIP as
  * source, which is not in local_pods. Written by nf_accept when conntrack

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -127,13 +128,15 @@ func (a *agentProc) waitAttached(n int) {
 	var last string
 	for time.Now().Before(deadline) {
 		st, err := a.status()
-		if err == nil && int(st.GetAttachedInterfaces()) >= n {
+		// Attached, and the intended policy set compiled: from then on
+		// every flow is counted and judged.
+		if err == nil && int(st.GetAttachedInterfaces()) >= n && strings.HasPrefix(st.GetPolicyState(), "ok") {
 			return
 		}
 		if err != nil {
 			last = err.Error()
 		} else {
-			last = fmt.Sprintf("%d interfaces attached", st.GetAttachedInterfaces())
+			last = fmt.Sprintf("%d interfaces attached, policy %s", st.GetAttachedInterfaces(), st.GetPolicyState())
 		}
 		select {
 		case <-a.done:

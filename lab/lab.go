@@ -18,6 +18,15 @@ type Config struct {
 	Scenario *Scenario    // nil = DefaultScenario()
 	Log      *slog.Logger // nil = discard
 
+	// Enforcer is EnforcerHand ("" too: the lab writes the filter rules) or EnforcerKubeRouter
+	// (one real kube-router per node namespace enforces the scenario's Policies).
+	Enforcer string
+	// KubeRouterBin is the flowlens-kube-router binary; "" = $FLOWLENS_KUBE_ROUTER_BIN.
+	KubeRouterBin string
+	// KubeRouterDir holds kube-router's cluster and policy files; "" = a temporary directory
+	// removed by Close.
+	KubeRouterDir string
+
 	// failAfter, when set, makes Up fail after that step; tests use it to check cleanup.
 	failAfter string
 }
@@ -34,6 +43,12 @@ type Lab struct {
 	netns  []string // every namespace created, in creation order
 	closed bool
 	nextIP map[int]int // per node: next host number for pods without a fixed IP
+
+	enforcer string
+	krBin    string
+	krDir    string
+	krOwnDir bool // krDir was created by the lab and is removed with it
+	kr       []*krProc
 }
 
 // Up builds the lab. On any error it removes what it created before returning.
@@ -56,10 +71,16 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := cfg.Scenario.Validate(cfg.Nodes); err != nil {
 		return nil, err
 	}
+	if err := resolveEnforcer(&cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	l := &Lab{
+		enforcer: cfg.Enforcer,
+		krBin:    cfg.KubeRouterBin,
+		krDir:    cfg.KubeRouterDir,
 		prefix:   cfg.Prefix,
 		log:      cfg.Log.With("lab", cfg.Prefix),
 		scenario: cfg.Scenario.withNodes(cfg.Nodes),
@@ -114,7 +135,12 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := step("rules"); err != nil {
 		return nil, err
 	}
-	l.log.Info("lab up", "nodes", cfg.Nodes, "pods", len(l.pods), "scenario", l.scenario.Name, "took", time.Since(start))
+	if l.enforcer == EnforcerKubeRouter {
+		if err := l.startKubeRouterLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	l.log.Info("lab up", "enforcer", l.enforcer, "nodes", cfg.Nodes, "pods", len(l.pods), "scenario", l.scenario.Name, "took", time.Since(start))
 	return l, nil
 }
 
@@ -138,6 +164,9 @@ func (l *Lab) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var errs []error
+	if err := l.stopKubeRouterLocked(); err != nil {
+		errs = append(errs, err)
+	}
 	for i := len(l.netns) - 1; i >= 0; i-- {
 		if err := delNetNS(ctx, l.netns[i]); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", l.netns[i], err))
@@ -214,6 +243,10 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, fmt.Errorf("add pod %s: lab is closed", spec.Key())
+	}
+	if l.enforcer == EnforcerKubeRouter {
+		// The helper re-reads only its policies; a pod event would need the cluster file too.
+		return nil, fmt.Errorf("add pod %s: not supported with the %s enforcer", spec.Key(), l.enforcer)
 	}
 	check := *l.scenario
 	check.Pods = append(append([]PodSpec(nil), check.Pods...), spec)
@@ -299,6 +332,14 @@ func (l *Lab) syncRulesLocked(ctx context.Context) error {
 		in := ruleInput{Node: n.index, Rules: l.scenario.Rules, Services: l.scenario.Services, Pods: placed, SyncVersion: version}
 		if _, err := run(ctx, n.NetNS, renderIPSets(in), "ipset", "-exist", "restore"); err != nil {
 			return fmt.Errorf("ipsets on %s: %w", n.Name, err)
+		}
+		if l.enforcer == EnforcerKubeRouter {
+			// kube-router owns the filter table and its ipsets; the lab keeps kube-proxy's and
+			// Flannel's nat rules. iptables-restore replaces only the tables it is given.
+			if _, err := run(ctx, n.NetNS, renderNAT(in), "iptables-restore"); err != nil {
+				return fmt.Errorf("iptables on %s: %w", n.Name, err)
+			}
+			continue
 		}
 		tables := renderFilter(in) + renderNAT(in)
 		if _, err := run(ctx, n.NetNS, tables, "iptables-restore"); err != nil {

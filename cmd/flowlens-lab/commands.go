@@ -34,9 +34,12 @@ func statePath(dir string) string { return filepath.Join(dir, "state.json") }
 
 func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	var (
-		nodes  int
-		prefix string
-		hold   bool
+		nodes    int
+		prefix   string
+		hold     bool
+		scenario string
+		enforcer string
+		krBin    string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -52,7 +55,24 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 			if err := os.MkdirAll(*stateDir, 0o755); err != nil {
 				return fmt.Errorf("--state-dir: %w", err)
 			}
-			l, err := lab.Up(cmd.Context(), lab.Config{Prefix: prefix, Nodes: nodes, Log: log})
+			cfg := lab.Config{Prefix: prefix, Nodes: nodes, Log: log, Enforcer: enforcer, KubeRouterBin: krBin}
+			switch scenario {
+			case "default":
+			case "homelab":
+				dir, err := lab.HomelabDir()
+				if err != nil {
+					return fmt.Errorf("--scenario homelab: %w", err)
+				}
+				if cfg.Scenario, err = lab.LoadHomelab(dir, nodes); err != nil {
+					return fmt.Errorf("--scenario homelab: %w", err)
+				}
+			default:
+				return fmt.Errorf("--scenario %q: want default or homelab", scenario)
+			}
+			if enforcer == lab.EnforcerKubeRouter {
+				cfg.KubeRouterDir = *stateDir
+			}
+			l, err := lab.Up(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -65,7 +85,8 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				fmt.Fprintf(out, "node %s netns %s ip %s podCIDR %s\n", n.Name, n.NetNS, n.IP, n.PodCIDR)
 			}
 			if !hold {
-				return nil
+				// The rules stay in force without the controllers; only SIGHUP reloads need them.
+				return l.StopEnforcer()
 			}
 			fmt.Fprintln(out, "holding; SIGINT or SIGTERM tears the lab down")
 			<-cmd.Context().Done()
@@ -75,6 +96,9 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of node namespaces (1 or 2; 2 joins them over VXLAN)")
 	cmd.Flags().StringVar(&prefix, "prefix", "", "name prefix for every namespace (default fl + 4 random hex)")
 	cmd.Flags().BoolVar(&hold, "hold", false, "keep running and tear down on SIGINT/SIGTERM")
+	cmd.Flags().StringVar(&scenario, "scenario", "default", "default or homelab (examples/homelab; needs --enforcer kube-router)")
+	cmd.Flags().StringVar(&enforcer, "enforcer", lab.EnforcerHand, "hand (lab-written rules) or kube-router (the real controller, test-only)")
+	cmd.Flags().StringVar(&krBin, "kube-router-bin", "", "flowlens-kube-router binary for --enforcer kube-router (default $"+lab.EnvKubeRouterBin+")")
 	return cmd
 }
 
@@ -90,7 +114,8 @@ func writeLabFiles(l *lab.Lab, dir string) error {
 
 func removeLabFiles(dir string) error {
 	var errs []error
-	for _, f := range []string{"state.json", "cluster.yaml", "policies.yaml"} {
+	for _, f := range []string{"state.json", "cluster.yaml", "policies.yaml",
+		"kube-router-cluster.yaml", "kube-router-node1-policies.yaml", "kube-router-node2-policies.yaml"} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

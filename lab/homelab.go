@@ -1,0 +1,165 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flowlens/flowlens/manifest"
+)
+
+// homelabNode2 are the namespaces whose pods LoadHomelab puts on node2 in a two-node lab, so that
+// app -> database and Prometheus -> app cross nodes (egress decided on one node, ingress on the
+// other).
+var homelabNode2 = []string{"database", "monitoring"}
+
+// HomelabDir is examples/homelab of the source tree this package was built from, or
+// $FLOWLENS_HOMELAB_DIR when set.
+func HomelabDir() (string, error) {
+	if d := os.Getenv("FLOWLENS_HOMELAB_DIR"); d != "" {
+		return d, nil
+	}
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("locate examples/homelab: no source path; set FLOWLENS_HOMELAB_DIR")
+	}
+	d := filepath.Join(filepath.Dir(file), "..", "examples", "homelab")
+	if _, err := os.Stat(filepath.Join(d, "cluster.yaml")); err != nil {
+		return "", fmt.Errorf("locate examples/homelab: %w; set FLOWLENS_HOMELAB_DIR", err)
+	}
+	return d, nil
+}
+
+// HomelabScenario is the seed's homelab (examples/homelab) on one node. It carries
+// NetworkPolicies but no hand-written Rules: only the kube-router enforcer can run it.
+func HomelabScenario() (*Scenario, error) {
+	d, err := HomelabDir()
+	if err != nil {
+		return nil, err
+	}
+	return LoadHomelab(d, 1)
+}
+
+// homelabExpectation is one entry of expectations.yaml; the file is read loosely here (the
+// policy package checks it strictly).
+type homelabExpectation struct {
+	Name     string `json:"name"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
+	Allowed  *bool  `json:"allowed"`
+}
+
+// LoadHomelab builds a scenario from a homelab-style directory: cluster.yaml (namespaces, pods
+// with labels and named containerPorts), network-policies/ and expectations.yaml. Pods keep their
+// names and get lab addresses (10.42.0.10 on, in file order; with nodes=2, database and
+// monitoring go to node2 at 10.42.1.10 on). Cases are the pod-to-pod TCP/UDP expectations; the
+// ones with an end outside the cluster, and ICMP, are left out. Every case's port is served by
+// its destination pod.
+func LoadHomelab(dir string, nodes int) (*Scenario, error) {
+	if nodes != 1 && nodes != 2 {
+		return nil, fmt.Errorf("homelab: nodes %d, want 1 or 2", nodes)
+	}
+	cluster, err := manifest.Load(filepath.Join(dir, "cluster.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("homelab: %w", err)
+	}
+	pols, err := manifest.Load(filepath.Join(dir, "network-policies"))
+	if err != nil {
+		return nil, fmt.Errorf("homelab: %w", err)
+	}
+	sc := &Scenario{Name: "homelab", Policies: pols.NetworkPolicies}
+	for _, ns := range cluster.Namespaces {
+		sc.Namespaces = append(sc.Namespaces, ns.Name)
+	}
+	next := map[int]int{1: firstPodIP, 2: firstPodIP}
+	index := map[string]int{}
+	for _, p := range cluster.Pods {
+		node := 1
+		if nodes == 2 && slices.Contains(homelabNode2, p.Namespace) {
+			node = 2
+		}
+		base := nodePodCIDR(node).Addr().As4()
+		ip := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(next[node])})
+		next[node]++
+		spec := PodSpec{Namespace: p.Namespace, Name: p.Name, Node: node, IP: ip, Labels: p.Labels, Owner: podOwner(p)}
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				proto := string(cp.Protocol)
+				if proto == "" {
+					proto = "TCP"
+				}
+				spec.Ports = append(spec.Ports, Port{Name: cp.Name, Port: int(cp.ContainerPort), Protocol: proto})
+			}
+		}
+		index[spec.Key()] = len(sc.Pods)
+		sc.Pods = append(sc.Pods, spec)
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "expectations.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("homelab: %w", err)
+	}
+	var exps []homelabExpectation
+	if err := yaml.Unmarshal(b, &exps); err != nil {
+		return nil, fmt.Errorf("homelab: %s: %w", filepath.Join(dir, "expectations.yaml"), err)
+	}
+	for i, x := range exps {
+		if !strings.Contains(x.From, "/") || !strings.Contains(x.To, "/") {
+			continue // an end outside the cluster: the lab has no such address
+		}
+		proto := strings.ToUpper(x.Protocol)
+		if proto == "" {
+			proto = "TCP"
+		}
+		if proto != "TCP" && proto != "UDP" {
+			continue
+		}
+		if x.Allowed == nil {
+			return nil, fmt.Errorf("homelab: expectations[%d] %q: allowed is required", i, x.Name)
+		}
+		fi, ok1 := index[x.From]
+		ti, ok2 := index[x.To]
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("homelab: expectations[%d] %q: %s or %s is not a pod of cluster.yaml", i, x.Name, x.From, x.To)
+		}
+		to := &sc.Pods[ti]
+		if !servesPort(*to, x.Port, proto) {
+			to.Listen = append(to.Listen, Port{Port: x.Port, Protocol: proto})
+		}
+		sc.Cases = append(sc.Cases, Case{
+			Name: x.Name, From: x.From, To: x.To, Protocol: proto, Port: x.Port, Count: 3,
+			Allowed: *x.Allowed, Enforcer: nodeName(sc.Pods[fi].Node),
+		})
+	}
+	if err := sc.Validate(nodes); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+func servesPort(p PodSpec, port int, proto string) bool {
+	for _, x := range append(append([]Port(nil), p.Ports...), p.Listen...) {
+		if x.Port == port && x.Protocol == proto {
+			return true
+		}
+	}
+	return false
+}
+
+func podOwner(p corev1.Pod) Owner {
+	for _, o := range p.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			return Owner{Kind: o.Kind, Name: o.Name}
+		}
+	}
+	return Owner{}
+}
