@@ -198,11 +198,12 @@ static __always_inline void reverse_key(const struct flow_key *k, struct flow_ke
 	r->dport = k->sport;
 }
 
-static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now)
+static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now, bool *created)
 {
 	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
 	if (st)
 		return st;
+	*created = true;
 
 	struct flow_stats init;
 	__builtin_memset(&init, 0, sizeof(init));
@@ -221,12 +222,14 @@ static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *ke
 	return bpf_map_lookup_elem(&flows, key);
 }
 
-static __always_inline void count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered)
+/* count adds a packet to its flow and reports whether the flow is new. */
+static __always_inline bool count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now);
+	bool created = false;
+	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, &created);
 	if (!st)
-		return;
+		return created;
 	__sync_fetch_and_add(&st->pkts, segs);
 	__sync_fetch_and_add(&st->bytes, bytes);
 	if (delivered) {
@@ -240,6 +243,7 @@ static __always_inline void count(struct pkt_info *pi, __u64 bytes, __u64 segs, 
 		st->obs = obs; /* created by kfree_skb before the veth saw it */
 	if (st->ifindex != ifindex)
 		st->ifindex = ifindex;
+	return created;
 }
 
 static __always_inline __u64 tc_segs(struct __sk_buff *skb)
@@ -269,15 +273,15 @@ int tc_from_pod(struct __sk_buff *skb)
 	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
 		return TC_ACT_UNSPEC;
 
-	struct addr_key pod;
-	__builtin_memcpy(pod.addr, pi.key.saddr, 16);
-	__u32 *known = bpf_map_lookup_elem(&local_pods, &pod);
-	if (!known || *known != skb->ifindex) {
+	/* Learn the pod's address on the first packet of each of its flows:
+	 * often enough to follow an IP moving to another veth, and no lookup
+	 * on the packets in between. */
+	if (count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_FROM_POD, false)) {
+		struct addr_key pod;
+		__builtin_memcpy(pod.addr, pi.key.saddr, 16);
 		__u32 ifindex = skb->ifindex;
 		bpf_map_update_elem(&local_pods, &pod, &ifindex, BPF_ANY);
 	}
-
-	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_FROM_POD, false);
 	return TC_ACT_UNSPEC;
 }
 
@@ -436,7 +440,9 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 	/* Fast path: an established packet of a connection already matched to
 	 * its flow. User space needs fwd_pkts only as "seen past policy", so
 	 * once it is set there is nothing to add. */
-	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	/* ctx->skb is a trusted kernel pointer: a direct (CO-RE) load, no
+	 * probe-read helper call on the per-packet path. */
+	unsigned long nfct = skb->_nfct;
 	__u8 info = nfct & NFCT_INFOMASK;
 	__u64 ctkey = 0;
 	if ((nfct & ~NFCT_INFOMASK) &&
@@ -546,7 +552,8 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reaso
 	__u64 now = bpf_ktime_get_ns();
 	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
 	__u8 obs = src_local ? OBS_FROM_POD : (dst_local ? OBS_TO_POD : OBS_NONE);
-	struct flow_stats *st = flow_get_or_create(&pi.key, obs, src_local ? 0 : ifindex, now);
+	bool created = false;
+	struct flow_stats *st = flow_get_or_create(&pi.key, obs, src_local ? 0 : ifindex, now, &created);
 	if (!st)
 		return 0;
 	__u64 before = st->drop_pkts;
