@@ -36,7 +36,7 @@ type policyJudge struct {
 	// loaded is false until the source delivered its first set: judging
 	// by an empty set meanwhile would call every flow NOT_ISOLATED.
 	loaded bool
-	status   string
+	status string
 	// clusterDiff says how the cluster's own set differs from the files,
 	// when both are known.
 	clusterDiff []string

@@ -3,11 +3,16 @@
 # agent on each node, drive the scenario's traffic and show the flows as they
 # happen, with names, kernel verdicts and intended-policy verdicts.
 # DEMO_DURATION (default 30s; 0 = until Ctrl-C).
+# DEMO_SCENARIO: homelab (default: the seed's homelab, its ten policy files
+# enforced by the real kube-router controller, judged against the same YAML)
+# or default (the small scenario, hand-written kube-router-shaped rules, with
+# a ClusterIP service).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces, iptables, BPF)"; exit 1; }
-BIN=${BIN:-bin}
+BIN=$(cd "${BIN:-bin}" && pwd)
 DURATION=${DEMO_DURATION:-30s}
+SCENARIO=${DEMO_SCENARIO:-homelab}
 STATE=$(mktemp -d /tmp/flowlens-demo.XXXXXX)
 pids=()
 cleanup() {
@@ -19,15 +24,33 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== building the lab (2 nodes, flannel VXLAN, kube-router-shaped NetworkPolicy rules)"
-"$BIN/flowlens-lab" up --nodes 2 --state-dir "$STATE" | tee "$STATE/up.txt"
+case "$SCENARIO" in
+homelab)
+	echo "== building the kube-router network-policy controller (test-only helper)"
+	(cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
+	echo "== building the lab: the homelab on 2 nodes (flannel VXLAN), policies enforced by real kube-router"
+	"$BIN/flowlens-lab" up --nodes 2 --scenario homelab --enforcer kube-router \
+		--kube-router-bin "$BIN/flowlens-kube-router" --state-dir "$STATE" | tee "$STATE/up.txt"
+	# The intended set is the GitOps folder itself.
+	POLICIES=examples/homelab/network-policies
+	;;
+default)
+	echo "== building the lab (2 nodes, flannel VXLAN, kube-router-shaped NetworkPolicy rules)"
+	"$BIN/flowlens-lab" up --nodes 2 --state-dir "$STATE" | tee "$STATE/up.txt"
+	POLICIES=$STATE/policies.yaml
+	;;
+*)
+	echo "demo: DEMO_SCENARIO=$SCENARIO: want homelab or default"
+	exit 1
+	;;
+esac
 node_netns() { awk -v n="$1" '$1 == "node" && $2 == n { print $4 }' "$STATE/up.txt"; }
 N1=$(node_netns node1); N2=$(node_netns node2)
 
 for n in node1 node2; do
 	ns=$(node_netns $n)
 	ip netns exec "$ns" "$BIN/flowlens-agent" --node-name "$n" \
-		--cluster-file "$STATE/cluster.yaml" --policies "$STATE/policies.yaml" \
+		--cluster-file "$STATE/cluster.yaml" --policies "$POLICIES" \
 		--flush-interval 2s --flow-log "$STATE/$n-flows.json" \
 		--grpc-address 127.0.0.1:4280 --metrics-address 127.0.0.1:9280 \
 		--log-level warn 2>"$STATE/$n-agent.log" &
@@ -50,7 +73,7 @@ else
 fi
 sleep 3
 echo
-echo "== node2 saw these drops (flowlens observe --verdict DROPPED):"
+echo "== node2 saw these drops (flowlens observe --verdict DROPPED --last 10):"
 ip netns exec "$N2" "$BIN/flowlens" observe --server 127.0.0.1:4280 --verdict DROPPED --last 10
 echo
 echo "== drop metrics on node1:"
