@@ -74,7 +74,7 @@ func DefaultConfig() Config {
 		DeletedPodGrace:      2 * time.Minute,
 		PolicyReloadInterval: 10 * time.Second,
 		AttachMode:           "auto",
-		Interfaces:           []string{"veth*"},
+		Interfaces:           []string{"*"},
 		FlowTableSize:        65536,
 		WatchCIDRs:           []string{"10.42.0.0/16", "10.43.0.0/16"},
 		FlushInterval:        5 * time.Second,
@@ -101,7 +101,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Policies, "policies", c.Policies, "file or directory of NetworkPolicy YAML taken as the intended set (default: the cluster's policies)")
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "how often --policies is checked for changes")
 	fs.StringVar(&c.AttachMode, "attach-mode", c.AttachMode, "how programs attach to veths: auto (TCX, falling back to tc), tcx, or tc")
-	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) of veth names to observe")
+	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) narrowing which pod veths (veth ports of a bridge such as cni0) are observed; default: all of them")
 	fs.IntVar(&c.FlowTableSize, "flow-table-size", c.FlowTableSize, "entries in the in-kernel flow table")
 	fs.StringSliceVar(&c.WatchCIDRs, "watch-cidr", c.WatchCIDRs, "pod and service CIDRs whose drops are reported")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often kernel counters are reported as flow records")

@@ -296,7 +296,7 @@ func (c *Capture) onLink(l netlink.Link, removed bool) {
 		return
 	}
 	c.ifNames[uint32(attrs.Index)] = attrs.Name
-	if l.Type() != "veth" || !matchInterface(c.cfg.Interfaces, attrs.Name) {
+	if l.Type() != "veth" || !matchInterface(c.cfg.Interfaces, attrs.Name) || !c.bridgePort(attrs) {
 		return
 	}
 	if a, ok := c.attached[attrs.Index]; ok {
@@ -312,6 +312,21 @@ func (c *Capture) onLink(l netlink.Link, removed bool) {
 	c.markPodIf(a.ifindex, true)
 	c.log.Info("attached", "interface", a.name, "mode", a.mode)
 	c.updateAttachedStatus()
+}
+
+// bridgePort reports whether a veth is a port of a bridge (cni0): that is
+// what makes it a pod's host-side veth. A veth that is not (a lab's or a
+// VM's uplink, a routed veth) would show node or tunnel traffic as if a pod
+// sent it. A veth enslaved after it appears is attached on the update.
+func (c *Capture) bridgePort(attrs *netlink.LinkAttrs) bool {
+	if attrs.MasterIndex == 0 {
+		return false
+	}
+	m, err := c.nl.LinkByIndex(attrs.MasterIndex)
+	if err != nil {
+		return false
+	}
+	return m.Type() == "bridge"
 }
 
 func (c *Capture) attach(a *attachment) error {

@@ -23,8 +23,9 @@ const (
 // Config configures a Capture. Zero values take the defaults below.
 type Config struct {
 	AttachMode AttachMode
-	// Interfaces are path.Match globs on interface names; only veth links
-	// that match one are attached. Default ["veth*"].
+	// Interfaces are path.Match globs on interface names. Only veths that
+	// are ports of a bridge (pod veths on cni0) and match one are attached.
+	// Default ["*"]: every pod veth.
 	Interfaces []string
 	// FlowTableSize is the capacity of the in-kernel flow table. Default 65536.
 	FlowTableSize int
@@ -50,7 +51,7 @@ const (
 // DefaultInterfaces and DefaultWatchCIDRs are K3s's defaults: CNI host veths,
 // the cluster CIDR and the service CIDR.
 var (
-	DefaultInterfaces = []string{"veth*"}
+	DefaultInterfaces = []string{"*"}
 	DefaultWatchCIDRs = []netip.Prefix{
 		netip.MustParsePrefix("10.42.0.0/16"),
 		netip.MustParsePrefix("10.43.0.0/16"),

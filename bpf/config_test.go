@@ -13,7 +13,7 @@ func TestConfigDefaults(t *testing.T) {
 	cfg, err := Config{}.withDefaults()
 	require.NoError(t, err)
 	assert.Equal(t, AttachAuto, cfg.AttachMode)
-	assert.Equal(t, []string{"veth*"}, cfg.Interfaces)
+	assert.Equal(t, []string{"*"}, cfg.Interfaces)
 	assert.Equal(t, 65536, cfg.FlowTableSize)
 	assert.Equal(t, DefaultWatchCIDRs, cfg.WatchCIDRs)
 	assert.Equal(t, 5*time.Second, cfg.FlushInterval)

@@ -20,6 +20,13 @@ func TestCrossNode(t *testing.T) {
 	l := startLab(t, 2)
 	a1 := startAgent(t, l, "node1")
 	a2 := startAgent(t, l, "node2")
+	// Every pod veth, and not the uplink (eth0, a veth too in the lab) or
+	// flannel.1: only bridge ports are pods.
+	for _, a := range []*agentProc{a1, a2} {
+		st, err := a.status()
+		require.NoError(t, err)
+		assert.EqualValues(t, len(podsOn(l, a.node.Name)), st.GetAttachedInterfaces(), "interfaces attached on %s", a.node.Name)
+	}
 
 	t.Run("allowed, seen by both nodes once", func(t *testing.T) {
 		fe := l.Pod("demo/frontend")
