@@ -176,7 +176,7 @@ func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
 
 	assert.Equal(t, 1.0, testutil.ToFloat64(a.pipe.metrics.mismatches.WithLabelValues("UNEXPECTED_ALLOW", "demo", "demo")))
 	assert.Equal(t, 7.0, testutil.ToFloat64(a.pipe.metrics.lost.WithLabelValues("KERNEL_RING_BUFFER")))
-	assert.Equal(t, 2.0, testutil.ToFloat64(a.pipe.metrics.packets.WithLabelValues("DROPPED", "NETFILTER_DROP", "", "demo", "frontend")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(a.pipe.metrics.packets.WithLabelValues("DROPPED", "NETFILTER_DROP", "egress", "demo", "frontend")))
 
 	st := a.Status()
 	assert.Equal(t, uint32(3), st.GetAttachedInterfaces())
@@ -280,4 +280,23 @@ func TestJudgeWaitsForTheFirstPolicySet(t *testing.T) {
 	assert.Equal(t, flowlensv1.IntendedVerdict_NOT_ISOLATED, pv.GetVerdict())
 	_, state := j.State()
 	assert.Contains(t, state, "ok: 0 policies")
+}
+
+func TestDirectionFilledFromNames(t *testing.T) {
+	p := &pipeline{node: "node1"}
+	pod := func(node string) *flowlensv1.Endpoint {
+		return &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_POD, NodeName: node}
+	}
+	for _, tc := range []struct {
+		src, dst *flowlensv1.Endpoint
+		want     flowlensv1.TrafficDirection
+	}{
+		{pod("node1"), pod("node2"), flowlensv1.TrafficDirection_EGRESS},
+		{pod("node2"), pod("node1"), flowlensv1.TrafficDirection_INGRESS},
+		{&flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_WORLD}, pod("node1"), flowlensv1.TrafficDirection_INGRESS},
+		{pod("node2"), &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_WORLD}, flowlensv1.TrafficDirection_TRAFFIC_DIRECTION_UNSPECIFIED},
+	} {
+		got := p.directionByName(&flowlensv1.Flow{Source: tc.src, Destination: tc.dst})
+		assert.Equal(t, tc.want, got)
+	}
 }

@@ -81,6 +81,9 @@ func (p *pipeline) handle(in bpf.Event) {
 		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_Flow{Flow: fl}
 		resp.Time = fl.Time
 		p.ann.annotate(fl)
+		if fl.TrafficDirection == flowlensv1.TrafficDirection_TRAFFIC_DIRECTION_UNSPECIFIED {
+			fl.TrafficDirection = p.directionByName(fl)
+		}
 		p.seen.Add(1)
 		if p.metrics != nil {
 			p.metrics.observe(fl)
@@ -139,4 +142,21 @@ func isLinkScope(fl *flowlensv1.Flow) bool {
 		}
 	}
 	return false
+}
+
+// directionByName fills the direction of a drop the kernel could not place
+// (neither address had been seen on a local veth yet, such as the first
+// SYN to a pod that never sent anything): relative to whichever end is a
+// pod of this node.
+func (p *pipeline) directionByName(fl *flowlensv1.Flow) flowlensv1.TrafficDirection {
+	local := func(ep *flowlensv1.Endpoint) bool {
+		return ep.GetKind() == flowlensv1.EndpointKind_POD && ep.GetNodeName() == p.node
+	}
+	switch {
+	case local(fl.GetSource()):
+		return flowlensv1.TrafficDirection_EGRESS
+	case local(fl.GetDestination()):
+		return flowlensv1.TrafficDirection_INGRESS
+	}
+	return flowlensv1.TrafficDirection_TRAFFIC_DIRECTION_UNSPECIFIED
 }

@@ -58,8 +58,13 @@ for n in node1 node2; do
 done
 for n in node1 node2; do
 	ns=$(node_netns $n)
-	for _ in $(seq 50); do ip netns exec "$ns" "$BIN/flowlens" status --server 127.0.0.1:4280 >/dev/null 2>&1 && break; sleep 0.2; done
+	# Up once the intended policy set has compiled (attaching follows at once).
+	for _ in $(seq 100); do
+		ip netns exec "$ns" "$BIN/flowlens" status --server 127.0.0.1:4280 2>/dev/null | grep -q '(ok:' && break
+		sleep 0.2
+	done
 done
+sleep 1
 echo "== agents running; flowlens status on node1:"
 ip netns exec "$N1" "$BIN/flowlens" status --server 127.0.0.1:4280
 

@@ -26,15 +26,19 @@ func HomelabDir() (string, error) {
 	if d := os.Getenv("FLOWLENS_HOMELAB_DIR"); d != "" {
 		return d, nil
 	}
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", fmt.Errorf("locate examples/homelab: no source path; set FLOWLENS_HOMELAB_DIR")
+	// The source tree (tests), then the working directory (the repository
+	// root, where make demo runs a -trimpath binary with no source paths).
+	var candidates []string
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		candidates = append(candidates, filepath.Join(filepath.Dir(file), "..", "examples", "homelab"))
 	}
-	d := filepath.Join(filepath.Dir(file), "..", "examples", "homelab")
-	if _, err := os.Stat(filepath.Join(d, "cluster.yaml")); err != nil {
-		return "", fmt.Errorf("locate examples/homelab: %w; set FLOWLENS_HOMELAB_DIR", err)
+	candidates = append(candidates, filepath.Join("examples", "homelab"))
+	for _, d := range candidates {
+		if _, err := os.Stat(filepath.Join(d, "cluster.yaml")); err == nil {
+			return d, nil
+		}
 	}
-	return d, nil
+	return "", fmt.Errorf("locate examples/homelab: not found in %v; run from the repository root or set FLOWLENS_HOMELAB_DIR", candidates)
 }
 
 // HomelabScenario is the seed's homelab (examples/homelab) on one node. It carries
