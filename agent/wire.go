@@ -33,17 +33,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d := deps{gatherer: reg}
-	fail := func(err error) (*Agent, error) {
-		for _, c := range d.closers {
-			_ = c()
-		}
-		return nil, err
-	}
 
 	watch, err := cfg.WatchPrefixes()
 	if err != nil {
 		return nil, err
 	}
+	// Check what the user typed before loading anything into the kernel.
+	named, err := enrich.ParseNamedCIDRs(cfg.NamedCIDRs)
+	if err != nil {
+		return nil, fmt.Errorf("--named-cidr: %w", err)
+	}
+	var logFilter flowlog.Matcher
+	if len(cfg.FlowLogAllow)+len(cfg.FlowLogDeny) > 0 {
+		f, err := compileJSONFilters(cfg.FlowLogAllow, cfg.FlowLogDeny)
+		if err != nil {
+			return nil, err
+		}
+		logFilter = f
+	}
+
 	capture, err := bpf.New(bpf.Config{
 		AttachMode:    bpf.AttachMode(cfg.AttachMode),
 		Interfaces:    cfg.Interfaces,
@@ -57,12 +65,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		return nil, fmt.Errorf("load capture: %w", err)
 	}
 	d.source = capture
+	// Until Run owns the capture, a failure below must unload it.
+	fail := func(err error) (*Agent, error) {
+		if cerr := capture.Close(); cerr != nil {
+			log.Error("unloading capture", "err", cerr)
+		}
+		for _, c := range d.closers {
+			_ = c()
+		}
+		return nil, err
+	}
 
 	// Enrichment.
-	named, err := enrich.ParseNamedCIDRs(cfg.NamedCIDRs)
-	if err != nil {
-		return fail(fmt.Errorf("--named-cidr: %w", err))
-	}
 	ecfg := enrich.Config{NodeName: cfg.NodeName, NamedCIDRs: named, DeletedGrace: cfg.DeletedPodGrace, ClusterCIDRs: watch}
 	var (
 		resolver    enrich.Resolver
@@ -138,17 +152,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 
 	// Flow log.
 	if cfg.FlowLog != "" {
-		var m flowlog.Matcher
-		if len(cfg.FlowLogAllow)+len(cfg.FlowLogDeny) > 0 {
-			f, err := compileJSONFilters(cfg.FlowLogAllow, cfg.FlowLogDeny)
-			if err != nil {
-				return fail(err)
-			}
-			m = f
-		}
 		fw, err := flowlog.New(flowlog.Config{
 			Path: cfg.FlowLog, MaxSizeMB: cfg.FlowLogMaxSizeMB, MaxBackups: cfg.FlowLogMaxBackups,
-			Compress: cfg.FlowLogCompress, Filter: m,
+			Compress: cfg.FlowLogCompress, Filter: logFilter,
 		}, stdout)
 		if err != nil {
 			return fail(fmt.Errorf("--flow-log: %w", err))
