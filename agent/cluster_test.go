@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/enrich"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// TestAgentAgainstFakeCluster runs the pipeline as an in-cluster agent
+// would: names from real informers over client-go's fake clientset, the
+// intended set from the cluster's NetworkPolicies, and a policy applied
+// while the agent runs changing the verdict of the next flow.
+func TestAgentAgainstFakeCluster(t *testing.T) {
+	ns := func(name string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
+	}
+	pod := func(ns, name, ip, app string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": app}},
+			Spec:       corev1.PodSpec{NodeName: "node1", Containers: []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "pg", ContainerPort: 5432}}}}},
+			Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "192.0.2.1"},
+		}
+	}
+	client := fake.NewClientset(
+		ns("linkding"), ns("database"),
+		pod("linkding", "linkding-0", "10.42.0.10", "linkding"),
+		pod("database", "postgresql-cluster-1", "10.42.0.20", "postgresql"),
+		&networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "database", Name: "default-deny-ingress"},
+			Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+		},
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	kube, err := enrich.NewKube(ctx, client, enrich.Config{NodeName: "node1"}, log, reg)
+	require.NoError(t, err)
+	require.True(t, kube.WaitForSync(ctx))
+	j := newPolicyJudge(log, "cluster", kube)
+
+	flows := make(chan bpf.Event)
+	src := &chanSource{in: flows}
+	ring := &memSink{}
+	cfg := DefaultConfig()
+	cfg.NodeName = "node1"
+	a, err := newAgent(cfg, log, reg, deps{
+		source: src, names: resolverNamer{kube}, judge: j, policy: j, enrich: resolverState{kube}, ring: ring,
+		background: []func(context.Context) error{
+			j.run,
+			func(ctx context.Context) error { return watchClusterPolicies(ctx, client, log, j.setPolicies) },
+		},
+	})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	waitState := func(want string) {
+		require.Eventually(t, func() bool { _, st := j.State(); return st == want }, 5*time.Second, 10*time.Millisecond, want)
+	}
+	waitState("ok: 1 policies, 2 pods")
+	send := func(sport uint32) *flowlensv1.Flow {
+		ev := tcpFlow("10.42.0.10", "10.42.0.20", sport, 5432, flowlensv1.Verdict_FORWARDED, false)
+		flows <- ev
+		require.Eventually(t, func() bool {
+			ring.mu.Lock()
+			defer ring.mu.Unlock()
+			return len(ring.got) > 0 && ring.got[len(ring.got)-1].GetFlow().GetL4().GetTcp().GetSourcePort() == sport
+		}, 5*time.Second, 10*time.Millisecond)
+		ring.mu.Lock()
+		defer ring.mu.Unlock()
+		return ring.got[len(ring.got)-1].GetFlow()
+	}
+
+	f := send(40000)
+	assert.Equal(t, "linkding-0", f.GetSource().GetPodName())
+	assert.Equal(t, "postgresql-cluster-1", f.GetDestination().GetPodName())
+	assert.Equal(t, flowlensv1.IntendedVerdict_DENY, f.GetPolicy().GetVerdict())
+	assert.Equal(t, flowlensv1.Mismatch_UNEXPECTED_ALLOW, f.GetPolicy().GetMismatch(), "the kernel forwarded what the cluster's set denies")
+	assert.Equal(t, "cluster", f.GetPolicy().GetSource())
+
+	// The allow rule lands in the cluster: the next flow is judged by it,
+	// through the named port.
+	_, err = client.NetworkingV1().NetworkPolicies("database").Create(ctx, &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "database", Name: "allow-apps-ingress"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "postgresql"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "linkding"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Port: &intstr.IntOrString{Type: intstr.String, StrVal: "pg"}}},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	waitState("ok: 2 policies, 2 pods")
+	f = send(40001)
+	assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, f.GetPolicy().GetVerdict(), f.GetPolicy().GetSummary())
+	assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
+	assert.Contains(t, f.GetPolicy().GetSummary(), "database/allow-apps-ingress")
+
+	st := a.Status()
+	assert.Equal(t, "cluster", st.GetPolicySource())
+	assert.Contains(t, st.GetEnrichmentState(), "synced")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// chanSource plays what arrives on in until ctx ends.
+type chanSource struct{ in chan bpf.Event }
+
+func (c *chanSource) Run(ctx context.Context, out chan<- bpf.Event) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-c.in:
+			out <- ev
+		}
+	}
+}
+
+func (c *chanSource) Status() map[string]string { return map[string]string{"veth": "tcx"} }
