@@ -316,7 +316,18 @@ int tc_to_pod(struct __sk_buff *skb)
 		}
 	}
 
+	/* A ClusterIP reply from a backend on another node: count it under the
+	 * backend's key (see svc_replies). */
+	struct flow_key *backend = bpf_map_lookup_elem(&svc_replies, &pi.key);
+	if (backend)
+		__builtin_memcpy(&pi.key, backend, sizeof(pi.key));
+
 	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_TO_POD, true);
+	if (backend) {
+		struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
+		if (st && !st->is_reply)
+			st->is_reply = 1;
+	}
 	return TC_ACT_UNSPEC;
 }
 
@@ -394,6 +405,22 @@ static __always_inline void note_xlat(struct nf_conn *ct, __u8 ctinfo, struct fl
 	st->xlat = 1;
 }
 
+/* A reply of a DNATed connection that no local veth counted: its backend
+ * is on another node. Map the key the client's veth will see after the
+ * reverse NAT to the backend's key (this_key). */
+static __always_inline void note_remote_svc_reply(struct nf_conn *ct, const struct flow_key *this_key)
+{
+	if (this_key->proto != IPPROTO_TCP && this_key->proto != IPPROTO_UDP && this_key->proto != IPPROTO_SCTP)
+		return;
+	if (!(BPF_CORE_READ(ct, status) & IPS_DST_NAT))
+		return;
+	struct flow_key orig, post;
+	if (KEY_FROM_CT(ct, 0, &orig))
+		return;
+	reverse_key(&orig, &post);
+	bpf_map_update_elem(&svc_replies, &post, this_key, BPF_ANY);
+}
+
 /* Key of a kernel skb: from conntrack when it has the tuple of this
  * direction (pre-DNAT, as the sender emitted it), else from the headers. */
 static __always_inline int key_from_skb(struct sk_buff *skb, struct pkt_info *pi, struct nf_conn **ctp, __u8 *ctinfop)
@@ -464,8 +491,11 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 		return NF_ACCEPT;
 	/* Only flows a veth counted: non-pod traffic never enters the map. */
 	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
-	if (!st)
+	if (!st) {
+		if (ct && ctinfo == IP_CT_ESTABLISHED_REPLY)
+			note_remote_svc_reply(ct, &pi.key);
 		return NF_ACCEPT;
+	}
 
 	__u64 segs = kskb_segs(skb);
 	__sync_fetch_and_add(&st->fwd_pkts, segs);

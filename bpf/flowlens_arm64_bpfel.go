@@ -75,6 +75,7 @@ const (
 	flowlensMapLocalPods       = "local_pods"
 	flowlensMapNatCounted      = "nat_counted"
 	flowlensMapPodIfs          = "pod_ifs"
+	flowlensMapSvcReplies      = "svc_replies"
 	flowlensMapWatchCidrs      = "watch_cidrs"
 	flowlensProgKfreeSkb       = "kfree_skb"
 	flowlensProgNfAccept       = "nf_accept"
@@ -144,6 +145,7 @@ type flowlensMapSpecs struct {
 	LocalPods  *ebpf.MapSpec `ebpf:"local_pods"`
 	NatCounted *ebpf.MapSpec `ebpf:"nat_counted"`
 	PodIfs     *ebpf.MapSpec `ebpf:"pod_ifs"`
+	SvcReplies *ebpf.MapSpec `ebpf:"svc_replies"`
 	WatchCidrs *ebpf.MapSpec `ebpf:"watch_cidrs"`
 }
 
@@ -183,6 +185,7 @@ type flowlensMaps struct {
 	LocalPods  *ebpf.Map `ebpf:"local_pods"`
 	NatCounted *ebpf.Map `ebpf:"nat_counted"`
 	PodIfs     *ebpf.Map `ebpf:"pod_ifs"`
+	SvcReplies *ebpf.Map `ebpf:"svc_replies"`
 	WatchCidrs *ebpf.Map `ebpf:"watch_cidrs"`
 }
 
@@ -194,6 +197,7 @@ func (m *flowlensMaps) Close() error {
 		m.LocalPods,
 		m.NatCounted,
 		m.PodIfs,
+		m.SvcReplies,
 		m.WatchCidrs,
 	)
 }

@@ -66,6 +66,19 @@ struct {
 	__type(value, struct flow_key);
 } ct_flows SEC(".maps");
 
+/* Replies of ClusterIP connections whose backend is on another node:
+ * post-NAT key (ClusterIP:port -> client, what the client's veth sees)
+ * -> the key as the backend sent it. Such a reply is counted once, on
+ * delivery, under the backend's key, so it names the backend pod and is
+ * judged as the reply of a connection to it (as kube-router judged the
+ * connection). Written by nf_accept, read by tc_to_pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct flow_key);
+	__type(value, struct flow_key);
+} svc_replies SEC(".maps");
+
 /* Pod and service CIDRs: kfree_skb reports only drops touching them.
  * Written by user space before attach. */
 struct {

@@ -52,3 +52,44 @@ func TestClusterIPFlowNamesServiceAndBackend(t *testing.T) {
 	// Nothing is reported addressed to the ClusterIP itself.
 	assert.Empty(t, a.match(func(f *flowlensv1.Flow) bool { return f.GetIp().GetDestination() == "10.43.0.20" }))
 }
+
+// TestClusterIPRemoteBackendReply: when kube-proxy's DNAT picks a backend
+// on the other node, the reply reaches the client with the ClusterIP as
+// its source. The client's node must still report it once, as the
+// backend's reply (named, is_reply, judged as the connection to the
+// backend), never as traffic from the ClusterIP.
+func TestClusterIPRemoteBackendReply(t *testing.T) {
+	l := startLab(t, 2)
+	a := startAgent(t, l, "node1")
+	fe := l.Pod("demo/frontend")
+	remote := l.Pod("demo/remote")
+	clusterIP := netip.AddrPortFrom(netip.MustParseAddr("10.43.0.20"), 80)
+	// The DNAT picks a backend at random: try until the remote one answers.
+	var sport int
+	for try := 0; try < 40 && sport == 0; try++ {
+		p := 46000 + try
+		_, reply, err := tcpExchange(t, fe, clusterIP, p, []byte("hi"))
+		require.NoError(t, err)
+		if reply == "ok 2 demo/remote\n" {
+			sport = p
+		}
+	}
+	require.NotZero(t, sport, "the ClusterIP never picked demo/remote in 40 tries")
+
+	rev := tuple{src: remote.IP, dst: fe.IP, sport: 8080, dport: uint32(sport), proto: "tcp"}
+	fwd := and(rev.is, verdict(flowlensv1.Verdict_FORWARDED))
+	a.waitFor("the remote backend's reply", 5*time.Second, func() bool { return len(a.match(fwd)) > 0 })
+	f := a.match(fwd)[0]
+	assert.Equal(t, "remote", f.GetSource().GetPodName())
+	assert.True(t, f.GetIsReply())
+	assert.Equal(t, flowlensv1.TrafficDirection_INGRESS, f.GetTrafficDirection())
+	assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, f.GetPolicy().GetVerdict(), f.GetPolicy().GetSummary())
+	assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
+	time.Sleep(1200 * time.Millisecond)
+	fromVIP := a.match(func(f *flowlensv1.Flow) bool { return f.GetIp().GetSource() == "10.43.0.20" })
+	assert.Empty(t, fromVIP, "no record comes from the ClusterIP")
+	// The client's direction went to the backend through the service.
+	out := a.match(and(tuple{src: fe.IP, dst: remote.IP, sport: uint32(sport), dport: 8080, proto: "tcp"}.is, verdict(flowlensv1.Verdict_FORWARDED)))
+	require.NotEmpty(t, out)
+	assert.Equal(t, "backend", out[0].GetDestinationService().GetName())
+}
