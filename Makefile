@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/flowlens/flowlens/agent.Version=$(VERSION)
 # Debian packages the build, the lab and the tests need: command -> package.
 DEB_CMDS := clang:clang llc:llvm bpftool:bpftool ip:iproute2 iptables:iptables ipset:ipset \
-	iperf3:iperf3 nc:netcat-openbsd tcpdump:tcpdump promtool:prometheus
+	iperf3:iperf3 nc:netcat-openbsd tcpdump:tcpdump promtool:prometheus gcc:gcc
 DEB_FILES := /usr/include/bpf/bpf_helpers.h:libbpf-dev
 
 .DEFAULT_GOAL := help
@@ -64,8 +64,8 @@ demo: deps build ## Build the lab (two K3s-like nodes in netns), run the agent o
 
 ##@ Test
 .PHONY: test
-test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, iptables) and alert rules.
-	$(GO) test -count=1 -timeout 20m ./...
+test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, iptables) and alert rules, with the race detector.
+	$(GO) test -race -count=1 -timeout 20m ./...
 	cd lab/kuberouter && $(GO) vet ./... && $(GO) test -count=1 ./...
 	promtool test rules deploy/prometheus/tests/*.yaml
 

@@ -34,7 +34,7 @@ func TestSingleNodeCapture(t *testing.T) {
 				payload := payloadOf(64 << 10)
 				tp, reply, err := tcpExchange(t, fe, dst, 41001, payload)
 				require.NoError(t, err)
-				okReply(t, reply, len(payload), "demo/backend")
+				okReply(t, reply, payload, "demo/backend")
 
 				fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
 				rev := and(tp.reverse().is, verdict(flowlensv1.Verdict_FORWARDED))
@@ -186,4 +186,21 @@ func run(t *testing.T, argv ...string) string {
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	require.NoError(t, err, "%s: %s", strings.Join(argv, " "), out)
 	return string(out)
+}
+
+// TestSIGTERMWritesPending: records still waiting for the next flush are
+// written when the agent is told to stop.
+func TestSIGTERMWritesPending(t *testing.T) {
+	l := startLab(t, 1)
+	a := startAgent(t, l, "node1", "--flush-interval", "1m", "--idle-timeout", "2m")
+	fe := l.Pod("demo/frontend")
+	_, dst := podAddr(t, l, "demo/backend", 5353)
+	const n = 12
+	tp := udpBurst(t, fe, dst, 41020, n, 100)
+	time.Sleep(200 * time.Millisecond)
+	fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
+	require.Empty(t, a.match(fwd), "nothing before the first flush, a minute away")
+	a.stop()
+	p, _ := sum(a.match(fwd))
+	assert.Equal(t, uint64(n), p, "the final flush on SIGTERM wrote every datagram")
 }

@@ -34,7 +34,7 @@ func TestCrossNode(t *testing.T) {
 		remote, rdst := podAddr(t, l, "demo/remote", 8080)
 		tp, reply, err := tcpExchange(t, fe, rdst, 42001, payload)
 		require.NoError(t, err)
-		okReply(t, reply, len(payload), "demo/remote")
+		okReply(t, reply, payload, "demo/remote")
 		fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
 		rev := and(tp.reverse().is, verdict(flowlensv1.Verdict_FORWARDED))
 		settled := func(a *agentProc) func() bool {

@@ -108,7 +108,7 @@ func tryCase(t *testing.T, l *testLab, c lab.Case, sport int) attempt {
 		payload := payloadOf(100)
 		tp, reply, err := tcpExchange(t, from, dst.AddrPort(c.Port), sport, payload)
 		at.tp = tp
-		at.allowed = err == nil && reply == fmt.Sprintf("ok %d %s\n", len(payload), c.To)
+		at.allowed = err == nil && reply == lab.TCPReply(payload, c.To)
 		at.detail = fmt.Sprintf("reply %q err %v", reply, err)
 		return at
 	}

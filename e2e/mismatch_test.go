@@ -57,7 +57,7 @@ func TestMismatchAgainstIntendedFiles(t *testing.T) {
 	_, be := podAddr(t, l, "demo/backend", 8080)
 	tpAllow, reply, err := tcpExchange(t, fe, be, 45002, []byte("hello"))
 	require.NoError(t, err)
-	okReply(t, reply, 5, "demo/backend")
+	okReply(t, reply, []byte("hello"), "demo/backend")
 
 	drop := and(tpDrop.is, verdict(flowlensv1.Verdict_DROPPED))
 	fwd := and(tpAllow.is, verdict(flowlensv1.Verdict_FORWARDED))

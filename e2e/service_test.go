@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowlens/flowlens/lab"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -23,7 +24,7 @@ func TestClusterIPFlowNamesServiceAndBackend(t *testing.T) {
 	payload := payloadOf(32 << 10)
 	_, reply, err := tcpExchange(t, fe, clusterIP, 43001, payload)
 	require.NoError(t, err)
-	okReply(t, reply, len(payload), "demo/backend")
+	okReply(t, reply, payload, "demo/backend")
 
 	// Reported as the translated connection, so policy is judged on the
 	// backend as kube-router judges it.
@@ -70,7 +71,7 @@ func TestClusterIPRemoteBackendReply(t *testing.T) {
 		p := 46000 + try
 		_, reply, err := tcpExchange(t, fe, clusterIP, p, []byte("hi"))
 		require.NoError(t, err)
-		if reply == "ok 2 demo/remote\n" {
+		if reply == lab.TCPReply([]byte("hi"), "demo/remote") {
 			sport = p
 		}
 	}

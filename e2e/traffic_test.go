@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -84,9 +83,11 @@ func payloadOf(n int) []byte {
 	return []byte(strings.Repeat("flowlens!", n/9+1)[:n])
 }
 
-func okReply(t *testing.T, reply string, n int, pod string) {
+// okReply checks the lab server's answer: every byte of payload arrived,
+// intact (SHA-256), at pod.
+func okReply(t *testing.T, reply string, payload []byte, pod string) {
 	t.Helper()
-	require.Equal(t, fmt.Sprintf("ok %d %s\n", n, pod), reply, "the server received every byte")
+	require.Equal(t, lab.TCPReply(payload, pod), reply, "the server received every byte intact")
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -93,12 +94,19 @@ func (s *Servers) start(p *Pod, port Port) error {
 }
 
 // serveTCP names the serving pod in its reply, so a client of a ClusterIP learns which backend
-// it reached.
+// it reached, and the SHA-256 of what it received, so a client can check that every byte
+// arrived intact.
 func serveTCP(c net.Conn, pod string) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	n, _ := io.Copy(io.Discard, c)
-	fmt.Fprintf(c, "ok %d %s\n", n, pod)
+	h := sha256.New()
+	n, _ := io.Copy(h, c)
+	fmt.Fprintf(c, "ok %d %s %x\n", n, pod, h.Sum(nil))
+}
+
+// TCPReply is what the lab's TCP servers answer after the client half-closes.
+func TCPReply(payload []byte, pod string) string {
+	return fmt.Sprintf("ok %d %s %x\n", len(payload), pod, sha256.Sum256(payload))
 }
 
 // Result is the outcome of one traffic case attempt.
@@ -157,7 +165,7 @@ func (l *Lab) RunCase(ctx context.Context, s *Servers, c Case) Result {
 		return res
 	}
 	res.Allowed = strings.HasPrefix(string(reply), fmt.Sprintf("ok %d ", n))
-	if f := strings.Fields(string(reply)); res.Allowed && len(f) == 3 {
+	if f := strings.Fields(string(reply)); res.Allowed && len(f) >= 3 {
 		res.ServedBy = f[2]
 	}
 	return res
