@@ -227,6 +227,7 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		flag   string
 	}{
 		{func(c *Config) { c.AttachMode = "xdp" }, "--attach-mode"},
+		{func(c *Config) { c.AcceptedMode = "maybe" }, "--accepted-mode"},
 		{func(c *Config) { c.Interfaces = []string{"veth["} }, "--interfaces"},
 		{func(c *Config) { c.FlowTableSize = 1 }, "--flow-table-size"},
 		{func(c *Config) { c.WatchCIDRs = []string{"10.42.0.0/33"} }, "--watch-cidr"},

@@ -34,6 +34,7 @@ type Config struct {
 
 	// Capture.
 	AttachMode    string
+	AcceptedMode  string
 	Interfaces    []string
 	FlowTableSize int
 	WatchCIDRs    []string
@@ -74,6 +75,7 @@ func DefaultConfig() Config {
 		DeletedPodGrace:      2 * time.Minute,
 		PolicyReloadInterval: 10 * time.Second,
 		AttachMode:           "auto",
+		AcceptedMode:         "auto",
 		Interfaces:           []string{"*"},
 		FlowTableSize:        65536,
 		WatchCIDRs:           []string{"10.42.0.0/16", "10.43.0.0/16"},
@@ -101,6 +103,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Policies, "policies", c.Policies, "file or directory of NetworkPolicy YAML taken as the intended set (default: the cluster's policies)")
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "how often --policies is checked for changes")
 	fs.StringVar(&c.AttachMode, "attach-mode", c.AttachMode, "how programs attach to veths: auto (TCX, falling back to tc), tcx, or tc")
+	fs.StringVar(&c.AcceptedMode, "accepted-mode", c.AcceptedMode, "how packets are known to be past the policy layer: auto (netfilter BPF link after the filter table, else inference), netfilter, or inference (not dropped by the next flush)")
 	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) narrowing which pod veths (veth ports of a bridge such as cni0) are observed; default: all of them")
 	fs.IntVar(&c.FlowTableSize, "flow-table-size", c.FlowTableSize, "entries in the in-kernel flow table")
 	fs.StringSliceVar(&c.WatchCIDRs, "watch-cidr", c.WatchCIDRs, "pod and service CIDRs whose drops are reported")
@@ -138,6 +141,11 @@ func (c *Config) Validate() error {
 	case "auto", "tcx", "tc":
 	default:
 		return fmt.Errorf("--attach-mode %q: want auto, tcx or tc", c.AttachMode)
+	}
+	switch c.AcceptedMode {
+	case "auto", "netfilter", "inference":
+	default:
+		return fmt.Errorf("--accepted-mode %q: want auto, netfilter or inference", c.AcceptedMode)
 	}
 	for _, g := range c.Interfaces {
 		if _, err := path.Match(g, ""); err != nil {

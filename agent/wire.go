@@ -54,6 +54,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 
 	capture, err := bpf.New(bpf.Config{
 		AttachMode:    bpf.AttachMode(cfg.AttachMode),
+		Accepted:      bpf.AcceptedMode(cfg.AcceptedMode),
 		Interfaces:    cfg.Interfaces,
 		FlowTableSize: cfg.FlowTableSize,
 		WatchCIDRs:    watch,

@@ -193,7 +193,9 @@ func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	monoToWall := time.Now().UnixNano() - ts.Nano()
 
-	c.attachGlobal()
+	if err := c.attachGlobal(); err != nil {
+		return err
+	}
 	agg := newAggregator(c.cfg.NodeName, c.Status()[StatusAccepted] == acceptedInference,
 		c.cfg.IdleTimeout, c.reasons, func(i uint32) string { return c.ifNames[i] }, monoToWall)
 	c.rep = &reporter{agg: agg, table: kernelTable{&c.objs}, out: out, metrics: c.metrics, log: c.log}
@@ -251,7 +253,29 @@ func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
 
 // attachGlobal attaches the netfilter programs and the drop tracepoint.
 // Neither is essential: a missing one degrades to the fallback in Status.
-func (c *Capture) attachGlobal() {
+func (c *Capture) attachGlobal() error {
+	if err := c.attachAccept(); err != nil {
+		return err
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: c.objs.KfreeSkb})
+	if err != nil {
+		c.log.Warn("attach tp_btf/kfree_skb: drops will not be reported", "err", err)
+		c.setStatus(StatusDrops, "none")
+		return nil
+	}
+	c.links = append(c.links, l)
+	c.setStatus(StatusDrops, "tp_btf/kfree_skb")
+	return nil
+}
+
+// attachAccept attaches nf_accept after the filter table, unless told to
+// infer; in auto mode a kernel without netfilter links degrades to
+// inference, in netfilter mode that is an error.
+func (c *Capture) attachAccept() error {
+	if c.cfg.Accepted == AcceptedInference {
+		c.setStatus(StatusAccepted, acceptedInference)
+		return nil
+	}
 	accepted := acceptedNetfilter
 	for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
 		for _, hook := range []link.NetfilterInetHook{link.NetfilterInetForward, link.NetfilterInetLocalIn, link.NetfilterInetLocalOut} {
@@ -268,16 +292,11 @@ func (c *Capture) attachGlobal() {
 			c.links = append(c.links, l)
 		}
 	}
-	c.setStatus(StatusAccepted, accepted)
-
-	l, err := link.AttachTracing(link.TracingOptions{Program: c.objs.KfreeSkb})
-	if err != nil {
-		c.log.Warn("attach tp_btf/kfree_skb: drops will not be reported", "err", err)
-		c.setStatus(StatusDrops, "none")
-		return
+	if accepted == acceptedInference && c.cfg.Accepted == AcceptedNetfilter {
+		return fmt.Errorf("accepted mode netfilter: the kernel refused the IPv4 netfilter link (see the warnings above)")
 	}
-	c.links = append(c.links, l)
-	c.setStatus(StatusDrops, "tp_btf/kfree_skb")
+	c.setStatus(StatusAccepted, accepted)
+	return nil
 }
 
 func (c *Capture) onLink(l netlink.Link, removed bool) {

@@ -20,8 +20,24 @@ const (
 	AttachTC AttachMode = "tc"
 )
 
+// AcceptedMode selects how "seen past the policy layer" is decided.
+type AcceptedMode string
+
+const (
+	// AcceptedAuto uses the netfilter link, falling back to inference when
+	// the kernel has none (before 6.4).
+	AcceptedAuto AcceptedMode = "auto"
+	// AcceptedNetfilter requires the netfilter link.
+	AcceptedNetfilter AcceptedMode = "netfilter"
+	// AcceptedInference never attaches it: packets counted at a veth and
+	// not dropped by the next flush are taken as forwarded.
+	AcceptedInference AcceptedMode = "inference"
+)
+
 // Config configures a Capture. Zero values take the defaults below.
 type Config struct {
+	// Accepted selects the "past policy" signal. Default auto.
+	Accepted   AcceptedMode
 	AttachMode AttachMode
 	// Interfaces are path.Match globs on interface names. Only veths that
 	// are ports of a bridge (pod veths on cni0) and match one are attached.
@@ -67,6 +83,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	case AttachAuto, AttachTCX, AttachTC:
 	default:
 		return cfg, fmt.Errorf("attach mode %q: want auto, tcx or tc", cfg.AttachMode)
+	}
+	switch cfg.Accepted {
+	case "":
+		cfg.Accepted = AcceptedAuto
+	case AcceptedAuto, AcceptedNetfilter, AcceptedInference:
+	default:
+		return cfg, fmt.Errorf("accepted mode %q: want auto, netfilter or inference", cfg.Accepted)
 	}
 	if len(cfg.Interfaces) == 0 {
 		cfg.Interfaces = DefaultInterfaces

@@ -17,16 +17,21 @@ import (
 // allowed TCP, default-deny ingress, egress deny, an exact UDP burst, and a
 // clean detach.
 func TestSingleNodeCapture(t *testing.T) {
-	for _, mode := range []string{"auto", "tc"} {
-		t.Run("attach-mode="+mode, func(t *testing.T) {
+	for _, tc := range []struct{ attach, accepted, wantVeth, wantAccepted string }{
+		{"auto", "auto", "tcx", "netfilter-link"},
+		{"tc", "auto", "tc", "netfilter-link"},
+		// The fallback for kernels without the netfilter BPF link (< 6.4).
+		{"auto", "inference", "tcx", "delivery-inference"},
+	} {
+		t.Run("attach-mode="+tc.attach+",accepted-mode="+tc.accepted, func(t *testing.T) {
 			l := startLab(t, 1)
 			before := bpfLinks(t)
-			a := startAgent(t, l, "node1", "--attach-mode", mode)
+			a := startAgent(t, l, "node1", "--attach-mode", tc.attach, "--accepted-mode", tc.accepted)
 			during := bpfLinks(t)
 			st, err := a.status()
 			require.NoError(t, err)
-			want := map[string]string{"auto": "tcx", "tc": "tc"}[mode]
-			assert.Equal(t, want, st.GetAttachModes()["veth"], "attach mode in status")
+			assert.Equal(t, tc.wantVeth, st.GetAttachModes()["veth"], "attach mode in status")
+			assert.Equal(t, tc.wantAccepted, st.GetAttachModes()["accepted"], "accepted mode in status")
 
 			t.Run("allowed TCP", func(t *testing.T) {
 				fe := l.Pod("demo/frontend")
