@@ -66,7 +66,26 @@ type agentProc struct {
 	flows []*flowlensv1.Flow
 	bad   []string
 	done  chan struct{}
-	errb  bytes.Buffer
+	errb  lockedBuffer
+}
+
+// lockedBuffer collects a child's stderr: exec copies into it from its own
+// goroutine while a test may read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startAgent(t testing.TB, l *testLab, nodeName string, extra ...string) *agentProc {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"os/exec"
 	"strings"
 	"testing"
@@ -22,7 +21,7 @@ func TestObserveShowsDropWithinASecond(t *testing.T) {
 	a := startAgent(t, l, "node1", "--flush-interval", "5s")
 	cmd := exec.Command("ip", "netns", "exec", a.node.NetNS, bins.cli, "observe", "-f",
 		"--verdict", "DROPPED", "--to-namespace", "demo", "--server", "127.0.0.1:4280", "--color", "never")
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -51,7 +50,9 @@ func TestObserveShowsDropWithinASecond(t *testing.T) {
 	for {
 		select {
 		case line, ok := <-lines:
-			require.True(t, ok, "observe exited: %s", stderr.String())
+			if !ok {
+				t.Fatalf("observe exited: %s", stderr.String())
+			}
 			if !strings.Contains(line, ":44001") {
 				continue
 			}
