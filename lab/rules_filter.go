@@ -179,8 +179,17 @@ func renderFilter(in ruleInput) string {
 		lines = append(lines, podChainRules(chain, p, rulesByKey, in.SyncVersion)...)
 	}
 
+	return restoreTable("filter", []string{"INPUT", "FORWARD", "OUTPUT"}, chains, lines)
+}
+
+// restoreTable renders one table for iptables-restore: the built-in
+// chains, the user chains it declares, the rules, COMMIT.
+func restoreTable(table string, builtin, chains, lines []string) string {
 	var b strings.Builder
-	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+	fmt.Fprintf(&b, "*%s\n", table)
+	for _, c := range builtin {
+		fmt.Fprintf(&b, ":%s ACCEPT [0:0]\n", c)
+	}
 	for _, c := range chains {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}

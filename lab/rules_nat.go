@@ -61,15 +61,5 @@ func renderNAT(in ruleInput) string {
 		}
 	}
 
-	var b strings.Builder
-	b.WriteString("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
-	for _, c := range chains {
-		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
-	}
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	b.WriteString("COMMIT\n")
-	return b.String()
+	return restoreTable("nat", []string{"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"}, chains, lines)
 }
