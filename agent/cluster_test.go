@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,7 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 	ring := &memSink{}
 	cfg := DefaultConfig()
 	cfg.NodeName = "node1"
+	cfg.MetricsPodLabels = true
 	a, err := newAgent(cfg, log, reg, deps{
 		source: src, names: resolverNamer{kube}, judge: j, policy: j, enrich: resolverState{kube}, ring: ring,
 		background: []func(context.Context) error{
@@ -67,6 +69,8 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 		},
 	})
 	require.NoError(t, err)
+	fan := &stateFanout{state: kube, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods, func([]corev1.Pod) { j.trigger() }}}
+	a.deps.background = append(a.deps.background, fan.run)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
@@ -112,6 +116,16 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 	assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, f.GetPolicy().GetVerdict(), f.GetPolicy().GetSummary())
 	assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
 	assert.Contains(t, f.GetPolicy().GetSummary(), "database/allow-apps-ingress")
+
+	// The client pod goes away: its pod-labelled series go with it, and the
+	// policy set is rebuilt without it.
+	series := func() int {
+		return testutil.CollectAndCount(a.pipe.metrics.flows)
+	}
+	require.Equal(t, 1, series())
+	require.NoError(t, client.CoreV1().Pods("linkding").Delete(ctx, "linkding-0", metav1.DeleteOptions{}))
+	require.Eventually(t, func() bool { return series() == 0 }, 5*time.Second, 10*time.Millisecond, "series of the deleted pod removed")
+	waitState("ok: 2 policies, 1 pods")
 
 	st := a.Status()
 	assert.Equal(t, "cluster", st.GetPolicySource())

@@ -114,18 +114,15 @@ func (j *policyJudge) trigger() {
 
 // run rebuilds the engine on every change, coalescing bursts (an informer
 // resync touches every pod) into one compile.
+// The cluster state's changes arrive as trigger calls from the agent's
+// state fan-out, the one reader of its change signal.
 func (j *policyJudge) run(ctx context.Context) error {
-	var changed <-chan struct{}
-	if j.state != nil {
-		changed = j.state.Changed()
-	}
 	j.rebuild()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-j.kick:
-		case <-changed:
 		}
 		// Let a burst of updates settle, except for the first set: until
 		// it compiles, flows go out without an intended verdict.

@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
@@ -14,6 +17,10 @@ import (
 type flowMetrics struct {
 	podLabels bool
 	node      string
+
+	mu sync.Mutex // guards seenPods
+	// seenPods are the namespace/pod pairs that have pod-labelled series.
+	seenPods map[[2]string]struct{}
 
 	flows      *prometheus.CounterVec
 	packets    *prometheus.CounterVec
@@ -31,6 +38,7 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 	m := &flowMetrics{
 		podLabels: podLabels,
 		node:      node,
+		seenPods:  map[[2]string]struct{}{},
 		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowlens_flows_total", Help: "Flow records observed, by kernel verdict and the local pod's namespace and workload.",
 		}, labels),
@@ -63,6 +71,11 @@ func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 	vals := []string{fl.GetVerdict().String(), fl.GetDropReason(), directionLabel(fl), local.GetNamespace(), workloadName(local)}
 	if m.podLabels {
 		vals = append(vals, local.GetPodName())
+		if pod := local.GetPodName(); pod != "" {
+			m.mu.Lock()
+			m.seenPods[[2]string{local.GetNamespace(), pod}] = struct{}{}
+			m.mu.Unlock()
+		}
 	}
 	m.flows.WithLabelValues(vals...).Inc()
 	m.packets.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetPackets()))
@@ -79,12 +92,32 @@ func (m *flowMetrics) observeLost(l *flowlensv1.LostEvents) {
 	m.lost.WithLabelValues(l.GetSource().String()).Add(float64(l.GetNumEventsLost()))
 }
 
-// forgetPod drops the series of a deleted pod; only pod-labelled series name
-// a pod, so there is nothing to do without them.
-func (m *flowMetrics) forgetPod(namespace, pod string) {
+// forgetGonePods drops the series of pods no longer in the cluster, so a
+// churning workload does not grow the series count without bound. Only
+// pod-labelled series name a pod; without them there is nothing to do.
+func (m *flowMetrics) forgetGonePods(current []corev1.Pod) {
 	if !m.podLabels {
 		return
 	}
+	live := make(map[[2]string]struct{}, len(current))
+	for i := range current {
+		live[[2]string{current[i].Namespace, current[i].Name}] = struct{}{}
+	}
+	m.mu.Lock()
+	var gone [][2]string
+	for k := range m.seenPods {
+		if _, ok := live[k]; !ok {
+			gone = append(gone, k)
+			delete(m.seenPods, k)
+		}
+	}
+	m.mu.Unlock()
+	for _, k := range gone {
+		m.forgetPod(k[0], k[1])
+	}
+}
+
+func (m *flowMetrics) forgetPod(namespace, pod string) {
 	sel := prometheus.Labels{"namespace": namespace, "pod": pod}
 	m.flows.DeletePartialMatch(sel)
 	m.packets.DeletePartialMatch(sel)

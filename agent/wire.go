@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/protobuf/encoding/protojson"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -167,6 +168,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 	a, err := newAgent(cfg, log, reg, d)
 	if err != nil {
 		return fail(err)
+	}
+	if state != nil {
+		fan := &stateFanout{state: state, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods}}
+		if j != nil {
+			fan.consumers = append(fan.consumers, func([]corev1.Pod) { j.trigger() })
+		}
+		a.deps.background = append(a.deps.background, fan.run)
 	}
 
 	// The gRPC API serves from the recent-flow ring.
