@@ -44,6 +44,9 @@ func BenchmarkDatapath(b *testing.B) {
 	if s := os.Getenv("FLOWLENS_BENCH_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
 	}
+	// FLOWLENS_BENCH_AGENT_ARGS adds agent flags, e.g. "--accepted-mode
+	// inference" to price the netfilter link.
+	extra := strings.Fields(os.Getenv("FLOWLENS_BENCH_AGENT_ARGS"))
 	var (
 		tcp, udp          [2]float64 // [without, with] sums
 		agentCPU, packets float64
@@ -52,7 +55,7 @@ func BenchmarkDatapath(b *testing.B) {
 		tcp[0] += iperf(b, pods, false).rate
 		udp[0] += iperf(b, pods, true).rate
 
-		a := startAgent(b, l, "node1", "--flush-interval", "5s")
+		a := startAgent(b, l, "node1", append([]string{"--flush-interval", "5s"}, extra...)...)
 		cpu0 := procCPU(b, a.cmd.Process.Pid)
 		t := iperf(b, pods, false)
 		u := iperf(b, pods, true)
