@@ -9,12 +9,16 @@
  *    packet the pod sends, keyed by the 5-tuple as sent (pre-NAT), and learns
  *    the pod's IP (local_pods).
  * 2. tc_to_pod (tc/TCX egress on the veth) counts packets delivered to the
- *    pod, unless a local pod sent them (already counted at its own veth, so
+ *    pod, unless a local pod sent them (they entered on a pod veth, or come
+ *    from a local pod's address: already counted at its own veth, so
  *    same-node traffic is counted once). Delivery is past policy: it marks
- *    the packets forwarded.
+ *    the packets forwarded. The reply of a ClusterIP connection served by
+ *    another node's backend is counted under the backend's key.
  * 3. nf_accept (netfilter link after the filter table on FORWARD, INPUT and
  *    OUTPUT) marks packets of known flows as past policy. Keys come from the
- *    skb's conntrack entry, which holds the tuples as each side sent them.
+ *    skb's conntrack entry, which holds the tuples as each side sent them;
+ *    established packets of a connection already matched take a fast path
+ *    (ct_flows).
  * 4. kfree_skb (tp_btf) counts packets the kernel freed with a drop reason in
  *    this network namespace, for pod and service addresses, and tells user
  *    space of a flow's first drop through the drop_events ring buffer.
