@@ -301,3 +301,32 @@ func TestDirectionFilledFromNames(t *testing.T) {
 		assert.Equal(t, tc.want, got)
 	}
 }
+
+func TestFlowLogFilterFlags(t *testing.T) {
+	c := DefaultConfig()
+	c.NodeName = "n"
+	c.FlowLogAllow = []string{`{"verdict":["DROPPED"]}`, `{"mismatch":["UNEXPECTED_DROP"]}`}
+	f, err := c.FlowLogFilter()
+	require.NoError(t, err)
+	assert.True(t, f.Match(&flowlensv1.Flow{Verdict: flowlensv1.Verdict_DROPPED}))
+	assert.False(t, f.Match(&flowlensv1.Flow{Verdict: flowlensv1.Verdict_FORWARDED}))
+
+	for name, tc := range map[string]struct {
+		allow, deny []string
+		want        string
+	}{
+		"bad json":   {allow: []string{`{"verdict":`}, want: "--flow-log-allow #1"},
+		"bad field":  {deny: []string{`{"verdct":["DROPPED"]}`}, want: "--flow-log-deny #1"},
+		"bad cidr":   {allow: []string{`{"source_ip":["10.0.0.0/33"]}`}, want: "10.0.0.0/33"},
+		"bad second": {allow: []string{`{}`, `{"port":["x"]}`}, want: "--flow-log-allow #2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.NodeName = "n"
+			c.FlowLogAllow, c.FlowLogDeny = tc.allow, tc.deny
+			err := c.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}

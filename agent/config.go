@@ -204,6 +204,9 @@ func (c *Config) Validate() error {
 	if c.FlowLog != "" && c.FlowLog != "-" && c.FlowLogMaxSizeMB < 1 {
 		return fmt.Errorf("--flow-log-max-size-mb %d: must be positive", c.FlowLogMaxSizeMB)
 	}
+	if _, err := c.FlowLogFilter(); err != nil {
+		return err
+	}
 	if _, err := c.SlogLevel(); err != nil {
 		return err
 	}

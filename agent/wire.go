@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/kubernetes"
@@ -20,10 +19,8 @@ import (
 	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
-	"github.com/flowlens/flowlens/filter"
 	"github.com/flowlens/flowlens/manifest"
 	"github.com/flowlens/flowlens/policy"
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // New wires the real parts from cfg: the eBPF capture of this network
@@ -45,11 +42,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		return nil, fmt.Errorf("--named-cidr: %w", err)
 	}
 	var logFilter flowlog.Matcher
-	if len(cfg.FlowLogAllow)+len(cfg.FlowLogDeny) > 0 {
-		f, err := compileJSONFilters(cfg.FlowLogAllow, cfg.FlowLogDeny)
-		if err != nil {
-			return nil, err
-		}
+	if f, err := cfg.FlowLogFilter(); err != nil {
+		return nil, err
+	} else if f != nil {
 		logFilter = f
 	}
 
@@ -188,35 +183,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		})
 	}
 	return a, nil
-}
-
-// compileJSONFilters parses --flow-log-allow/--flow-log-deny: each is a
-// FlowFilter in protojson, as `flowlens observe --print-raw-filters` prints.
-func compileJSONFilters(allow, deny []string) (*filter.Filter, error) {
-	parse := func(flag string, in []string) ([]*flowlensv1.FlowFilter, error) {
-		out := make([]*flowlensv1.FlowFilter, 0, len(in))
-		for i, s := range in {
-			f := &flowlensv1.FlowFilter{}
-			if err := protojson.Unmarshal([]byte(s), f); err != nil {
-				return nil, fmt.Errorf("%s #%d %q: %w", flag, i+1, s, err)
-			}
-			out = append(out, f)
-		}
-		return out, nil
-	}
-	a, err := parse("--flow-log-allow", allow)
-	if err != nil {
-		return nil, err
-	}
-	d, err := parse("--flow-log-deny", deny)
-	if err != nil {
-		return nil, err
-	}
-	f, err := filter.Compile(a, d)
-	if err != nil {
-		return nil, fmt.Errorf("--flow-log-allow/--flow-log-deny: %w", err)
-	}
-	return f, nil
 }
 
 // inCluster reports whether an in-cluster config is available.

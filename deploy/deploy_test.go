@@ -6,9 +6,14 @@ import (
 	"os"
 	"testing"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/flowlens/flowlens/agent"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
@@ -62,4 +67,30 @@ func splitDocs(raw []byte) [][]byte {
 		}
 	}
 	return append(docs, raw[start:])
+}
+
+// TestDaemonSetArgsAreValidAgentFlags parses the DaemonSet's agent
+// arguments with the agent's own flag set and validation, so a typo in a
+// flag or a flow-log filter fails here and not on a user's cluster.
+func TestDaemonSetArgsAreValidAgentFlags(t *testing.T) {
+	raw, err := os.ReadFile("base/daemonset.yaml")
+	require.NoError(t, err)
+	var ds appsv1.DaemonSet
+	require.NoError(t, yaml.UnmarshalStrict(raw, &ds))
+	require.Len(t, ds.Spec.Template.Spec.Containers, 1)
+	c := ds.Spec.Template.Spec.Containers[0]
+	assert.Equal(t, []string{"/flowlens-agent"}, c.Command)
+
+	cfg := agent.DefaultConfig()
+	fs := pflag.NewFlagSet("flowlens-agent", pflag.ContinueOnError)
+	cfg.BindFlags(fs)
+	require.NoError(t, fs.Parse(c.Args))
+	cfg.NodeName = "node1" // from the downward API in the pod
+	require.NoError(t, cfg.Validate())
+	f, err := cfg.FlowLogFilter()
+	require.NoError(t, err)
+	require.NotNil(t, f, "the DaemonSet logs drops and mismatches only")
+	assert.True(t, f.Match(&flowlensv1.Flow{Verdict: flowlensv1.Verdict_DROPPED}))
+	assert.False(t, f.Match(&flowlensv1.Flow{Verdict: flowlensv1.Verdict_FORWARDED}))
+	assert.Equal(t, "127.0.0.1:4280", cfg.GRPCAddress, "the API stays on the node's loopback")
 }
