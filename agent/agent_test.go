@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -329,4 +330,27 @@ func TestFlowLogFilterFlags(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+func TestFlowLogToStdoutAndFile(t *testing.T) {
+	var stdout bytes.Buffer
+	file := t.TempDir() + "/flows.json"
+	var ws flowWriters
+	for _, p := range []string{"-", file} {
+		w, err := flowlog.New(flowlog.Config{Path: p, MaxSizeMB: 1}, &stdout)
+		require.NoError(t, err)
+		ws = append(ws, w)
+	}
+	ev := tcpFlow("10.42.0.10", "10.42.0.11", 40000, 8080, flowlensv1.Verdict_FORWARDED, false)
+	require.NoError(t, ws.Write(ev.Flow))
+	require.NoError(t, ws.Flush())
+	raw, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.Equal(t, stdout.String(), string(raw), "the same line in both")
+	assert.Equal(t, 1, strings.Count(string(raw), "\n"))
+
+	c := DefaultConfig()
+	c.NodeName = "n"
+	c.FlowLog = []string{"-", "-"}
+	require.ErrorContains(t, c.Validate(), "--flow-log - given twice")
 }

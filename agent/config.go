@@ -46,7 +46,7 @@ type Config struct {
 	ReportLinkLocal bool
 
 	// Flow log.
-	FlowLog           string
+	FlowLog           []string
 	FlowLogMaxSizeMB  int
 	FlowLogMaxBackups int
 	FlowLogCompress   bool
@@ -111,7 +111,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flows idle this long are removed from the kernel table")
 	fs.BoolVar(&c.ReportLinkLocal, "report-link-local", c.ReportLinkLocal, "also report link-local and multicast traffic (neighbour discovery, MLD, IGMP), which NetworkPolicy does not govern")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "records buffered between capture and the pipeline; overflow is counted as lost")
-	fs.StringVar(&c.FlowLog, "flow-log", c.FlowLog, "write flows as JSON lines to this file, or - for stdout (default: off)")
+	fs.StringArrayVar(&c.FlowLog, "flow-log", c.FlowLog, "write flows as JSON lines to this file, or - for stdout; repeat for both (default: off)")
 	fs.IntVar(&c.FlowLogMaxSizeMB, "flow-log-max-size-mb", c.FlowLogMaxSizeMB, "rotate the flow log file at this size")
 	fs.IntVar(&c.FlowLogMaxBackups, "flow-log-max-backups", c.FlowLogMaxBackups, "rotated flow log files to keep")
 	fs.BoolVar(&c.FlowLogCompress, "flow-log-compress", c.FlowLogCompress, "gzip rotated flow log files")
@@ -201,8 +201,17 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
 		}
 	}
-	if c.FlowLog != "" && c.FlowLog != "-" && c.FlowLogMaxSizeMB < 1 {
-		return fmt.Errorf("--flow-log-max-size-mb %d: must be positive", c.FlowLogMaxSizeMB)
+	seen := map[string]bool{}
+	for _, p := range c.FlowLog {
+		switch {
+		case p == "":
+			return fmt.Errorf("--flow-log \"\": give a file or - for stdout")
+		case seen[p]:
+			return fmt.Errorf("--flow-log %s given twice", p)
+		case p != "-" && c.FlowLogMaxSizeMB < 1:
+			return fmt.Errorf("--flow-log-max-size-mb %d: must be positive", c.FlowLogMaxSizeMB)
+		}
+		seen[p] = true
 	}
 	if _, err := c.FlowLogFilter(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -15,6 +16,30 @@ import (
 type flowWriter interface {
 	Write(*flowlensv1.Flow) error
 	Flush() error
+}
+
+// flowWriters writes every flow to each destination; one failing does not
+// stop the others.
+type flowWriters []flowWriter
+
+func (ws flowWriters) Write(fl *flowlensv1.Flow) error {
+	var errs []error
+	for _, w := range ws {
+		if err := w.Write(fl); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (ws flowWriters) Flush() error {
+	var errs []error
+	for _, w := range ws {
+		if err := w.Flush(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // sink receives every record after annotation: the recent-flow ring that the

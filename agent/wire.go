@@ -147,17 +147,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		d.background = append(d.background, j.run)
 	}
 
-	// Flow log.
-	if cfg.FlowLog != "" {
+	// Flow logs: stdout for the container log pipeline and/or rotated files.
+	var logs flowWriters
+	for _, path := range cfg.FlowLog {
 		fw, err := flowlog.New(flowlog.Config{
-			Path: cfg.FlowLog, MaxSizeMB: cfg.FlowLogMaxSizeMB, MaxBackups: cfg.FlowLogMaxBackups,
+			Path: path, MaxSizeMB: cfg.FlowLogMaxSizeMB, MaxBackups: cfg.FlowLogMaxBackups,
 			Compress: cfg.FlowLogCompress, Filter: logFilter,
 		}, stdout)
 		if err != nil {
 			return fail(fmt.Errorf("--flow-log: %w", err))
 		}
-		d.flowlog = fw
+		logs = append(logs, fw)
 		d.closers = append(d.closers, fw.Close)
+	}
+	if len(logs) > 0 {
+		d.flowlog = logs
 	}
 
 	a, err := newAgent(cfg, log, reg, d)
