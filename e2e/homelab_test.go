@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,7 @@ func startHomelab(t *testing.T) *testLab {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.NewPrefix(), Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin})
+	l, err := lab.Up(ctx, lab.Config{Prefix: lab.NewPrefix(), Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
 	require.NoError(t, err)
 	t.Logf("homelab up with kube-router in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
@@ -265,7 +266,7 @@ func TestHomelabTwoNodesKubeRouter(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.NewPrefix(), Nodes: 2, Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin})
+	l, err := lab.Up(ctx, lab.Config{Prefix: lab.NewPrefix(), Nodes: 2, Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, l.Close()) })
 	servers, err := l.StartServers()
@@ -283,6 +284,116 @@ func TestHomelabTwoNodesKubeRouter(t *testing.T) {
 			wrong = append(wrong, fmt.Sprintf("%q: expected allowed=%v (%s)", c.Name, c.Allowed, at.detail))
 		}
 	}
+	// The outside world, reached from and reaching both nodes' pods through their own node.
+	outside, err := l.StartExternalServers()
+	require.NoError(t, err)
+	t.Cleanup(func() { outside.Close() })
+	onNode2 := 0
+	for i, c := range l.ExternalCases() {
+		if c.Enforcer == "node2" {
+			onNode2++
+		}
+		if r := l.RunExternalCase(ctx, servers, outside, c, 48500+i); r.Allowed != c.Allowed {
+			wrong = append(wrong, fmt.Sprintf("%q (outside %s): expected allowed=%v (%s)", c.Name, c.Peer, c.Allowed, r.Detail))
+		}
+	}
 	assert.Greater(t, cross, 10, "cases crossing nodes")
+	assert.Greater(t, onNode2, 3, "outside cases of node2's pods")
 	assert.Empty(t, wrong, "kube-router on two nodes vs the seed's expectations:\n%s", strings.Join(wrong, "\n"))
+}
+
+// outsideEnd is the endpoint kind and name the agent must give an outside peer: the longest
+// named CIDR holding it, else WORLD.
+func outsideEnd(named []string, peer netip.Addr) (flowlensv1.EndpointKind, string) {
+	kind, name, bits := flowlensv1.EndpointKind_WORLD, "", -1
+	for _, spec := range named {
+		n, cidr, _ := strings.Cut(spec, "=")
+		if p := netip.MustParsePrefix(cidr); p.Contains(peer) && p.Bits() > bits {
+			kind, name, bits = flowlensv1.EndpointKind_CIDR, n, p.Bits()
+		}
+	}
+	return kind, name
+}
+
+// TestHomelabOutsideAgreesWithPolicyEngine: every homelab expectation with an end outside the
+// cluster (internet egress by ipBlock, Proxmox, MinIO, the API servers, the private ranges, the
+// LAN user and the internet client), enforced by the real kube-router through the lab's outside
+// namespace: the outcome is the seed's, the agent reports it with an agreeing intended verdict and
+// no mismatch, and names the outside end (named CIDR, or WORLD for the internet stand-ins).
+func TestHomelabOutsideAgreesWithPolicyEngine(t *testing.T) {
+	l := startHomelab(t)
+	outside, err := l.StartExternalServers()
+	require.NoError(t, err)
+	t.Cleanup(func() { outside.Close() })
+	named := l.NamedCIDRs()
+	require.NotEmpty(t, named)
+	var flags []string
+	for _, n := range named {
+		flags = append(flags, "--named-cidr", n)
+	}
+	a := startAgent(t, l, "node1", flags...)
+	cases := l.ExternalCases()
+	require.Len(t, cases, 25)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	var results []lab.ExternalResult
+	var attempts []attempt
+	for i, c := range cases {
+		r := l.RunExternalCase(ctx, l.servers, outside, c, 49000+i)
+		results = append(results, r)
+		attempts = append(attempts, attempt{allowed: r.Allowed, detail: r.Detail, tp: tuple{
+			src: r.Src.Addr(), dst: r.Dst.Addr(), sport: uint32(r.Src.Port()), dport: uint32(r.Dst.Port()), proto: strings.ToLower(c.Protocol)}})
+	}
+	t.Logf("%d outside cases ran in %v", len(cases), time.Since(start).Round(time.Millisecond))
+	a.waitFor("a judged flow for every outside case", 15*time.Second, func() bool {
+		return !slices.ContainsFunc(attempts, func(at attempt) bool { return flowOf(a, at) == nil })
+	})
+
+	var enforcerDisagrees, engineDisagrees, misnamed []string
+	allowedN := 0
+	for i, r := range results {
+		c, at := r.Case, attempts[i]
+		if r.Allowed {
+			allowedN++
+		}
+		if r.Allowed != c.Allowed {
+			enforcerDisagrees = append(enforcerDisagrees, fmt.Sprintf("%q: expected allowed=%v, kube-router gave allowed=%v (%s)", c.Name, c.Allowed, r.Allowed, r.Detail))
+		}
+		f := flowOf(a, at)
+		wantVerdict := flowlensv1.Verdict_DROPPED
+		if r.Allowed {
+			wantVerdict = flowlensv1.Verdict_FORWARDED
+		}
+		intended := f.GetPolicy().GetVerdict()
+		intentAllows := intended == flowlensv1.IntendedVerdict_ALLOW || intended == flowlensv1.IntendedVerdict_NOT_ISOLATED
+		if f.GetVerdict() != wantVerdict || intentAllows != r.Allowed || f.GetPolicy().GetMismatch() != flowlensv1.Mismatch_NONE {
+			engineDisagrees = append(engineDisagrees, fmt.Sprintf("%q: kernel allowed=%v; flow verdict %v, intended %v, mismatch %v: %s",
+				c.Name, r.Allowed, f.GetVerdict(), intended, f.GetPolicy().GetMismatch(), f.GetPolicy().GetSummary()))
+		}
+		end := f.GetDestination()
+		if c.Inbound {
+			end = f.GetSource()
+		}
+		kind, name := outsideEnd(named, c.Peer)
+		if end.GetKind() != kind || end.GetName() != name {
+			misnamed = append(misnamed, fmt.Sprintf("%q: outside end %s is %v %q, want %v %q", c.Name, c.Peer, end.GetKind(), end.GetName(), kind, name))
+		}
+	}
+	t.Logf("%d outside cases: %d allowed, %d blocked by kube-router", len(results), allowedN, len(results)-allowedN)
+	for _, want := range []string{"Homepage's Proxmox widget (10.0.1.10:8006)", "app -> 10.x on an allowed port"} {
+		for i, r := range results {
+			if r.Case.Name == want {
+				f := flowOf(a, attempts[i])
+				t.Logf("e.g. %q: %v to %v %q, intended %v: %s", want, f.GetVerdict(), f.GetDestination().GetKind(),
+					f.GetDestination().GetName(), f.GetPolicy().GetVerdict(), f.GetPolicy().GetSummary())
+			}
+		}
+	}
+	assert.Empty(t, enforcerDisagrees, "kube-router vs the seed's expectations:\n%s", strings.Join(enforcerDisagrees, "\n"))
+	assert.Empty(t, engineDisagrees, "flowlens's policy engine vs kube-router:\n%s", strings.Join(engineDisagrees, "\n"))
+	assert.Empty(t, misnamed, "outside endpoints:\n%s", strings.Join(misnamed, "\n"))
+	assert.Greater(t, allowedN, 0)
+	assert.Less(t, allowedN, len(results), "some cases must be blocked")
 }

@@ -47,9 +47,12 @@ esac
 node_netns() { awk -v n="$1" '$1 == "node" && $2 == n { print $4 }' "$STATE/up.txt"; }
 N1=$(node_netns node1); N2=$(node_netns node2)
 
+# Names for the addresses outside the cluster the homelab's policies talk about.
+named=()
+while read -r _ nc; do named+=(--named-cidr "$nc"); done < <(grep '^named-cidr ' "$STATE/up.txt")
 for n in node1 node2; do
 	ns=$(node_netns $n)
-	ip netns exec "$ns" "$BIN/flowlens-agent" --node-name "$n" \
+	ip netns exec "$ns" "$BIN/flowlens-agent" --node-name "$n" "${named[@]}" \
 		--cluster-file "$STATE/cluster.yaml" --policies "$POLICIES" \
 		--flush-interval 2s --flow-log "$STATE/$n-flows.json" \
 		--grpc-address 127.0.0.1:4280 --metrics-address 127.0.0.1:9280 \

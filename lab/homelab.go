@@ -65,9 +65,10 @@ type homelabExpectation struct {
 // LoadHomelab builds a scenario from a homelab-style directory: cluster.yaml (namespaces, pods
 // with labels and named containerPorts), network-policies/ and expectations.yaml. Pods keep their
 // names and get lab addresses (10.42.0.10 on, in file order; with nodes=2, database and
-// monitoring go to node2 at 10.42.1.10 on). Cases are the pod-to-pod TCP/UDP expectations; the
-// ones with an end outside the cluster, and ICMP, are left out. Every case's port is served by
-// its destination pod.
+// monitoring go to node2 at 10.42.1.10 on). Cases are the pod-to-pod TCP/UDP expectations;
+// External.Cases are the ones with an end outside the cluster (run with Config.External), public
+// addresses replaced by homelabStandIns. ICMP is left out. Every case's port is served by its
+// destination pod.
 func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 	if nodes != 1 && nodes != 2 {
 		return nil, fmt.Errorf("homelab: nodes %d, want 1 or 2", nodes)
@@ -116,10 +117,8 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 	if err := yaml.Unmarshal(b, &exps); err != nil {
 		return nil, fmt.Errorf("homelab: %s: %w", filepath.Join(dir, "expectations.yaml"), err)
 	}
+	sc.External = &External{NamedCIDRs: homelabNamedCIDRs, StandIns: homelabStandIns}
 	for i, x := range exps {
-		if !strings.Contains(x.From, "/") || !strings.Contains(x.To, "/") {
-			continue // an end outside the cluster: the lab has no such address
-		}
 		proto := strings.ToUpper(x.Protocol)
 		if proto == "" {
 			proto = "TCP"
@@ -129,6 +128,14 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 		}
 		if x.Allowed == nil {
 			return nil, fmt.Errorf("homelab: expectations[%d] %q: allowed is required", i, x.Name)
+		}
+		if !strings.Contains(x.From, "/") || !strings.Contains(x.To, "/") {
+			c, err := homelabExternalCase(x, proto, sc, index)
+			if err != nil {
+				return nil, fmt.Errorf("homelab: expectations[%d] %q: %w", i, x.Name, err)
+			}
+			sc.External.Cases = append(sc.External.Cases, c)
+			continue
 		}
 		fi, ok1 := index[x.From]
 		ti, ok2 := index[x.To]
@@ -147,7 +154,61 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 	if err := sc.Validate(nodes); err != nil {
 		return nil, err
 	}
+	if err := validateExternal(sc); err != nil {
+		return nil, err
+	}
 	return sc, nil
+}
+
+// homelabStandIns replaces the homelab's public "internet" address with a TEST-NET-3 one (lab
+// traffic never goes to a public address, even inside a namespace). 203.0.113.7, the internet
+// client, is TEST-NET-3 already; the private addresses (Proxmox, MinIO, the API servers, the LAN)
+// are used as written, inside the outside namespace only. The policies' ipBlocks treat both the
+// same way: 0.0.0.0/0 minus the private ranges.
+var homelabStandIns = map[netip.Addr]netip.Addr{
+	netip.MustParseAddr("1.1.1.1"): netip.MustParseAddr("203.0.113.10"),
+}
+
+// homelabNamedCIDRs are the names the agent gives the homelab's outside peers; the internet
+// stand-ins and 172.16.0.5 stay WORLD.
+var homelabNamedCIDRs = []NamedCIDR{
+	{Name: "proxmox", Prefix: netip.MustParsePrefix("10.0.1.10/32")},
+	{Name: "minio", Prefix: netip.MustParsePrefix("10.0.40.10/32")},
+	{Name: "control-plane", Prefix: netip.MustParsePrefix("10.0.40.100/30")},
+	{Name: "lan", Prefix: netip.MustParsePrefix("192.168.0.0/16")},
+}
+
+// homelabExternalCase turns an expectation with one end outside the cluster into an
+// ExternalCase; an inbound case's port is served by its pod.
+func homelabExternalCase(x homelabExpectation, proto string, sc *Scenario, index map[string]int) (ExternalCase, error) {
+	podKey, outside, inbound := x.From, x.To, false
+	if !strings.Contains(x.To, "/") {
+		if !strings.Contains(x.From, "/") {
+			return ExternalCase{}, fmt.Errorf("both ends (%s, %s) are outside the cluster", x.From, x.To)
+		}
+	} else {
+		podKey, outside, inbound = x.To, x.From, true
+	}
+	pi, ok := index[podKey]
+	if !ok {
+		return ExternalCase{}, fmt.Errorf("%s is not a pod of cluster.yaml", podKey)
+	}
+	peer, err := outsideAddr(outside, homelabStandIns)
+	if err != nil {
+		return ExternalCase{}, err
+	}
+	written := ""
+	if peer.String() != outside {
+		written = outside
+	}
+	pod := &sc.Pods[pi]
+	if inbound && !servesPort(*pod, x.Port, proto) {
+		pod.Listen = append(pod.Listen, Port{Port: x.Port, Protocol: proto})
+	}
+	return ExternalCase{
+		Name: x.Name, Pod: podKey, Peer: peer, Written: written, Inbound: inbound,
+		Protocol: proto, Port: x.Port, Allowed: *x.Allowed, Enforcer: nodeName(pod.Node),
+	}, nil
 }
 
 func servesPort(p PodSpec, port int, proto string) bool {

@@ -27,6 +27,10 @@ type Config struct {
 	// removed by Close.
 	KubeRouterDir string
 
+	// External adds <prefix>-ext, the world outside the cluster (external.go): the scenario's
+	// outside peers, joined to every node by its own veth.
+	External bool
+
 	// failAfter, when set, makes Up fail after that step; tests use it to check cleanup.
 	failAfter string
 }
@@ -49,6 +53,8 @@ type Lab struct {
 	krDir    string
 	krOwnDir bool // krDir was created by the lab and is removed with it
 	kr       []*krProc
+
+	extNS string // the outside namespace, "" without Config.External
 }
 
 // Up builds the lab. On any error it removes what it created before returning.
@@ -69,6 +75,9 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		cfg.Scenario = DefaultScenario()
 	}
 	if err := cfg.Scenario.Validate(cfg.Nodes); err != nil {
+		return nil, err
+	}
+	if err := validateExternal(cfg.Scenario); err != nil {
 		return nil, err
 	}
 	if err := resolveEnforcer(&cfg); err != nil {
@@ -120,6 +129,14 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	if err := step("nodes"); err != nil {
 		return nil, err
+	}
+	if cfg.External {
+		if err := l.setupExternalLocked(ctx); err != nil {
+			return nil, err
+		}
+		if err := step("external"); err != nil {
+			return nil, err
+		}
 	}
 	for _, spec := range l.scenario.Pods {
 		if _, err := l.addPodLocked(ctx, spec); err != nil {

@@ -19,6 +19,8 @@ type Scenario struct {
 	Rules      []PolicyRules                `json:"rules,omitempty"`
 	Policies   []networkingv1.NetworkPolicy `json:"policies,omitempty"`
 	Cases      []Case                       `json:"cases,omitempty"`
+	// External is the world outside the cluster (external.go), used when Config.External is set.
+	External *External `json:"external,omitempty"`
 }
 
 // PodSpec describes one pod. Memberships (TargetOf, PeerOf) are written by hand: they are the

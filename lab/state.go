@@ -10,10 +10,12 @@ import (
 // State is what `flowlens-lab up` records so that later commands (traffic, status, down) can find
 // the lab again from another process.
 type State struct {
-	Prefix   string    `json:"prefix"`
-	Nodes    []*Node   `json:"nodes"`
-	Pods     []PodRef  `json:"pods"`
-	NetNS    []string  `json:"netns"` // every namespace created, in creation order
+	Prefix string   `json:"prefix"`
+	Nodes  []*Node  `json:"nodes"`
+	Pods   []PodRef `json:"pods"`
+	NetNS  []string `json:"netns"` // every namespace created, in creation order
+	// ExtNS is the outside-world namespace, when the lab has one.
+	ExtNS    string    `json:"extNS,omitempty"`
 	Scenario *Scenario `json:"scenario"`
 }
 
@@ -27,7 +29,7 @@ type PodRef struct {
 func (l *Lab) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := State{Prefix: l.prefix, Nodes: l.nodes, NetNS: append([]string(nil), l.netns...), Scenario: l.scenario}
+	st := State{Prefix: l.prefix, Nodes: l.nodes, NetNS: append([]string(nil), l.netns...), Scenario: l.scenario, ExtNS: l.extNS}
 	for _, p := range l.pods {
 		st.Pods = append(st.Pods, PodRef{Pod: p, Spec: p.spec})
 	}
@@ -47,7 +49,7 @@ func Attach(st State, log *slog.Logger) (*Lab, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Lab{prefix: st.Prefix, log: log.With("lab", st.Prefix), scenario: st.Scenario,
-		netns: st.NetNS, nextIP: map[int]int{}}
+		netns: st.NetNS, nextIP: map[int]int{}, extNS: st.ExtNS}
 	for i, n := range st.Nodes {
 		n.index = i + 1
 		l.nodes = append(l.nodes, n)

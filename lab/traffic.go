@@ -62,18 +62,7 @@ func (s *Servers) start(p *Pod, port Port) error {
 		if err != nil {
 			return err
 		}
-		n := &atomic.Int64{}
-		s.udp[fmt.Sprintf("%s:%d", p.Key(), port.Port)] = n
-		s.closers = append(s.closers, c)
-		s.wg.Go(func() {
-			buf := make([]byte, 65536)
-			for {
-				if _, _, err := c.ReadFromUDP(buf); err != nil {
-					return
-				}
-				n.Add(1)
-			}
-		})
+		s.countUDP(fmt.Sprintf("%s:%d", p.Key(), port.Port), c)
 		return nil
 	}
 	ln, err := p.ListenTCP(port.Port)
@@ -91,6 +80,22 @@ func (s *Servers) start(p *Pod, port Port) error {
 		}
 	})
 	return nil
+}
+
+// countUDP counts the datagrams arriving on c under key until c is closed.
+func (s *Servers) countUDP(key string, c *net.UDPConn) {
+	n := &atomic.Int64{}
+	s.udp[key] = n
+	s.closers = append(s.closers, c)
+	s.wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, _, err := c.ReadFromUDP(buf); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	})
 }
 
 // serveTCP names the serving pod in its reply, so a client of a ClusterIP learns which backend
@@ -231,6 +236,13 @@ func (l *Lab) RunTraffic(ctx context.Context, log *slog.Logger) error {
 		return fmt.Errorf("start servers: %w", err)
 	}
 	defer s.Close()
+	var outside *Servers
+	if len(l.ExternalCases()) > 0 {
+		if outside, err = l.StartExternalServers(); err != nil {
+			return fmt.Errorf("start outside servers: %w", err)
+		}
+		defer outside.Close()
+	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for round := 1; ; round++ {
@@ -251,10 +263,33 @@ func (l *Lab) RunTraffic(ctx context.Context, log *slog.Logger) error {
 				log.Warn("traffic: unexpected verdict", attrs...)
 			}
 		}
+		if outside != nil {
+			l.runExternalRound(ctx, s, outside, round, log)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+	}
+}
+
+// runExternalRound runs the cases with an end outside the cluster once.
+func (l *Lab) runExternalRound(ctx context.Context, pods, outside *Servers, round int, log *slog.Logger) {
+	for _, c := range l.ExternalCases() {
+		if ctx.Err() != nil {
+			return
+		}
+		r := l.RunExternalCase(ctx, pods, outside, c, 0)
+		attrs := []any{"round", round, "case", c.Name, "pod", c.Pod, "peer", c.Peer, "inbound", c.Inbound,
+			"proto", c.Protocol, "port", c.Port, "allowed", r.Allowed, "expected", c.Allowed}
+		if r.Err != nil {
+			attrs = append(attrs, "err", r.Err)
+		}
+		if r.Allowed == c.Allowed {
+			log.Info("traffic", attrs...)
+		} else {
+			log.Warn("traffic: unexpected verdict", attrs...)
 		}
 	}
 }

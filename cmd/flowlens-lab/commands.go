@@ -66,6 +66,9 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				if cfg.Scenario, err = lab.LoadHomelab(dir, nodes); err != nil {
 					return fmt.Errorf("--scenario homelab: %w", err)
 				}
+				// The homelab's policies talk about the LAN, Proxmox, MinIO
+				// and the internet: give them an outside world.
+				cfg.External = true
 			default:
 				return fmt.Errorf("--scenario %q: want default or homelab", scenario)
 			}
@@ -83,6 +86,13 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 			fmt.Fprintf(out, "lab %s up (state in %s)\n", l.Prefix(), *stateDir)
 			for _, n := range l.Nodes() {
 				fmt.Fprintf(out, "node %s netns %s ip %s podCIDR %s\n", n.Name, n.NetNS, n.IP, n.PodCIDR)
+			}
+			if ns := l.ExternalNetNS(); ns != "" {
+				fmt.Fprintf(out, "outside netns %s\n", ns)
+			}
+			// The names the agent should give outside addresses (--named-cidr).
+			for _, nc := range l.NamedCIDRs() {
+				fmt.Fprintf(out, "named-cidr %s\n", nc)
 			}
 			if !hold {
 				// The rules stay in force without the controllers; only SIGHUP reloads need them.
