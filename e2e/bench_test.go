@@ -50,6 +50,7 @@ func BenchmarkDatapath(b *testing.B) {
 	var (
 		tcp, udp          [2]float64 // [without, with] sums
 		agentCPU, packets float64
+		rss               float64 // the agent's peak resident set, MB
 	)
 	for r := 0; r < rounds; r++ {
 		tcp[0] += iperf(b, pods, false).rate
@@ -60,6 +61,7 @@ func BenchmarkDatapath(b *testing.B) {
 		t := iperf(b, pods, false)
 		u := iperf(b, pods, true)
 		cpu1 := procCPU(b, a.cmd.Process.Pid)
+		rss = max(rss, peakRSS(b, a.cmd.Process.Pid))
 		a.stop()
 		tcp[1] += t.rate
 		udp[1] += u.rate
@@ -76,6 +78,7 @@ func BenchmarkDatapath(b *testing.B) {
 	if packets > 0 {
 		b.ReportMetric(agentCPU/(packets/1e6), "agent-cpu-s/Mpkt")
 	}
+	b.ReportMetric(rss, "agent-peak-rss-MB")
 }
 
 type iperfRun struct {
@@ -154,4 +157,20 @@ func procCPU(b *testing.B, pid int) float64 {
 		}
 	}
 	return ns / 1e9
+}
+
+// peakRSS is a process's peak resident set (VmHWM) in MB.
+func peakRSS(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatalf("read agent status: %v", err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
