@@ -3,15 +3,7 @@ package observe
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,41 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowlens/flowlens/agent/observer"
+	"github.com/flowlens/flowlens/internal/testcerts"
 )
-
-// writeCert writes a certificate (signed by parent, or self-signed as a CA)
-// and its key as PEM files and returns them with the parsed certificate.
-func writeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (string, string, *x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: parent == nil, BasicConstraintsValid: true,
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	require.NoError(t, os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
-	return certPath, keyPath, cert, key
-}
 
 func TestObserveMTLS(t *testing.T) {
 	dir := t.TempDir()
-	caPath, _, ca, caKey := writeCert(t, dir, "ca", nil, nil)
-	srvCert, srvKey, _, _ := writeCert(t, dir, "server", ca, caKey)
-	cliCert, cliKey, _, _ := writeCert(t, dir, "client", ca, caKey)
+	ca := testcerts.Issue(t, dir, "ca", nil, true)
+	srv := testcerts.Issue(t, dir, "server", ca, false)
+	cli := testcerts.Issue(t, dir, "client", ca, false)
+	caPath, srvCert, srvKey, cliCert, cliKey := ca.CertPath, srv.CertPath, srv.KeyPath, cli.CertPath, cli.KeyPath
 
 	ring := observer.NewRing(8)
 	ring.Write(sampleResponses()[0])
