@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/flowlens/flowlens/policy"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -91,22 +92,14 @@ func (a *annotator) service(fl *flowlensv1.Flow, proto string, dport uint16) {
 	}
 }
 
-// mismatchOf compares what the kernel did with the intent. Only netfilter
-// drops are policy decisions; a drop for another reason (no socket, a full
-// queue) says nothing about policy, so it is never a mismatch.
+// mismatchOf compares what the kernel did with the intent (policy.MismatchOf).
+// Only netfilter drops are policy decisions; a drop for another reason (no
+// socket, a full queue) says nothing about policy, so it is never a mismatch.
 func mismatchOf(fl *flowlensv1.Flow, pv *flowlensv1.PolicyVerdict) flowlensv1.Mismatch {
-	intendedAllow := pv.GetVerdict() == flowlensv1.IntendedVerdict_ALLOW || pv.GetVerdict() == flowlensv1.IntendedVerdict_NOT_ISOLATED
-	switch fl.GetVerdict() {
-	case flowlensv1.Verdict_DROPPED:
-		if fl.GetDropReason() == "NETFILTER_DROP" && intendedAllow {
-			return flowlensv1.Mismatch_UNEXPECTED_DROP
-		}
-	case flowlensv1.Verdict_FORWARDED:
-		if pv.GetVerdict() == flowlensv1.IntendedVerdict_DENY {
-			return flowlensv1.Mismatch_UNEXPECTED_ALLOW
-		}
+	if fl.GetVerdict() == flowlensv1.Verdict_DROPPED && fl.GetDropReason() != "NETFILTER_DROP" {
+		return flowlensv1.Mismatch_NONE
 	}
-	return flowlensv1.Mismatch_NONE
+	return policy.MismatchOf(fl.GetVerdict(), pv)
 }
 
 func l4Of(fl *flowlensv1.Flow) (proto string, sport, dport uint16) {
