@@ -10,7 +10,7 @@ func TestGeneratedUpToDate(t *testing.T) {
 	if _, err := exec.LookPath("clang"); err != nil {
 		t.Skip("clang not installed: cannot regenerate the BPF objects")
 	}
-	if out, err := exec.Command("./check-generated.sh").CombinedOutput(); err != nil {
+	if out, err := exec.Command("../hack/check-generated.sh", "bpf").CombinedOutput(); err != nil {
 		t.Fatalf("check-generated.sh: %v\n%s", err, out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/flowlens/flowlens/agent"
+	"github.com/flowlens/flowlens/manifest"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -51,22 +52,12 @@ func TestManifestsParse(t *testing.T) {
 			require.NoError(t, yaml.Unmarshal(raw, &v), e.Name())
 			continue
 		}
-		for i, doc := range splitDocs(raw) {
+		docs, err := manifest.SplitDocuments(raw)
+		require.NoError(t, err, e.Name())
+		for i, doc := range docs {
 			require.NoError(t, yaml.Unmarshal(doc, &v), "%s doc %d", e.Name(), i)
 		}
 	}
-}
-
-func splitDocs(raw []byte) [][]byte {
-	var docs [][]byte
-	start := 0
-	for i := 0; i+4 <= len(raw); i++ {
-		if (i == 0 || raw[i-1] == '\n') && string(raw[i:i+3]) == "---" && (raw[i+3] == '\n') {
-			docs = append(docs, raw[start:i])
-			start = i + 4
-		}
-	}
-	return append(docs, raw[start:])
 }
 
 // TestDaemonSetArgsAreValidAgentFlags parses the DaemonSet's agent

@@ -105,7 +105,10 @@ func Decode(name string, r io.Reader) (*Objects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	docs := splitDocuments(data)
+	docs, err := SplitDocuments(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Origin{File: name, Doc: len(docs), Item: -1}, err)
+	}
 	raws := make([][]byte, len(docs))
 	errs := make([]error, len(docs))
 	parallel(len(docs), func(i int) { raws[i], errs[i] = toJSON(docs[i]) })

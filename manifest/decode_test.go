@@ -160,20 +160,28 @@ func TestLoad(t *testing.T) {
 
 func TestSplitDocuments(t *testing.T) {
 	tests := []struct {
-		in   string
-		want []string
+		in      string
+		want    []string
+		wantErr bool
 	}{
-		{"", nil},
-		{"a: 1\n", []string{"a: 1\n"}},
-		{"---\na: 1\n---\nb: 2", []string{"a: 1\n", "b: 2"}},
-		{"a: 1\n---\n", []string{"a: 1\n"}},
-		{"a: 1\n--- # c\nb: 2\n", []string{"a: 1\n", "b: 2\n"}},
-		{"a: '---'\n----x: 1\n", []string{"a: '---'\n----x: 1\n"}},
-		{"# c\n---\na: 1\n", []string{"a: 1\n"}},
+		{"", nil, false},
+		{"a: 1\n", []string{"a: 1\n"}, false},
+		{"---\na: 1\n---\nb: 2", []string{"a: 1\n", "b: 2"}, false},
+		{"a: 1\n---\n", []string{"a: 1\n"}, false},
+		{"a: 1\n--- # c\nb: 2\n", []string{"a: 1\n", "b: 2\n"}, false},
+		{"a: '---'\n----x: 1\n", nil, true}, // kubectl's reader takes "----x" for a bad separator
+		{"# c\n---\na: 1\n", []string{"a: 1\n"}, false},
+		{"a: 1\n---\n# only a comment\n---\nb: 2\n", []string{"a: 1\n", "# only a comment\n", "b: 2\n"}, false},
 	}
 	for _, tt := range tests {
+		docs, err := SplitDocuments([]byte(tt.in))
+		if tt.wantErr {
+			assert.Error(t, err, "%q", tt.in)
+			continue
+		}
+		require.NoError(t, err, "%q", tt.in)
 		var got []string
-		for _, d := range splitDocuments([]byte(tt.in)) {
+		for _, d := range docs {
 			got = append(got, string(d))
 		}
 		assert.Equal(t, tt.want, got, "%q", tt.in)

@@ -1,50 +1,43 @@
 package manifest
 
-import "bytes"
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
 
-// splitDocuments cuts a multi-document YAML stream at "---" lines. A
-// separator before any content does not start a new document, so the
-// indexes match what a reader counts ("the first document is doc 0").
-// Trailing text after "---" other than a comment is left to the YAML decoder
-// (it fails on it), so nothing is dropped here.
-func splitDocuments(data []byte) [][]byte {
+	"k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// SplitDocuments cuts a multi-document YAML stream at "---" lines with apimachinery's YAML
+// reader, the one kubectl uses. A leading part holding only comments (a file header before the
+// first "---") is not counted, so the indexes match what a reader counts ("the first document is
+// doc 0"). On a malformed separator it returns the documents before it and the reader's error,
+// so the caller can name the bad document: len(docs).
+func SplitDocuments(data []byte) ([][]byte, error) {
+	r := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs [][]byte
-	start := 0
-	content := false // current document has a non-blank, non-comment line
-	seen := false    // a document has already been emitted or content seen
-	for off := 0; off <= len(data); {
-		end := bytes.IndexByte(data[off:], '\n')
-		var line []byte
-		next := 0
-		if end < 0 {
-			line = data[off:]
-			next = len(data) + 1
-		} else {
-			line = data[off : off+end]
-			next = off + end + 1
+	for first := true; ; first = false {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
 		}
-		if isSeparator(line) {
-			if content || seen {
-				docs = append(docs, data[start:off])
-			}
-			seen = true
-			content = false
-			start = min(next, len(data))
-		} else if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			content = true
+		if err != nil {
+			return docs, err
 		}
-		off = next
+		if first && !hasContent(doc) {
+			continue
+		}
+		docs = append(docs, doc)
 	}
-	if content || (seen && start < len(data)) {
-		docs = append(docs, data[start:])
-	}
-	return docs
 }
 
-func isSeparator(line []byte) bool {
-	if !bytes.HasPrefix(line, []byte("---")) {
-		return false
+// hasContent reports whether doc has a line that is neither blank nor a comment.
+func hasContent(doc []byte) bool {
+	for line := range bytes.Lines(doc) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			return true
+		}
 	}
-	rest := bytes.TrimSpace(line[3:])
-	return len(rest) == 0 || rest[0] == '#'
+	return false
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -59,7 +62,11 @@ func LoadFiles(paths ...string) (*Objects, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", f, err)
 		}
-		for i, doc := range splitDocs(b) {
+		docs, err := splitDocs(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", f, len(docs), err)
+		}
+		for i, doc := range docs {
 			if err := out.add(doc); err != nil {
 				return nil, fmt.Errorf("%s: document %d: %w", f, i, err)
 			}
@@ -68,39 +75,26 @@ func LoadFiles(paths ...string) (*Objects, error) {
 	return out, nil
 }
 
-func splitDocs(b []byte) [][]byte {
+// splitDocs cuts a YAML stream with apimachinery's reader and drops the documents that hold
+// only comments (a file header), so document numbers count objects.
+func splitDocs(b []byte) ([][]byte, error) {
+	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
 	var docs [][]byte
-	var cur bytes.Buffer
-	flush := func() {
-		if len(bytes.TrimSpace(stripComments(cur.Bytes()))) > 0 {
-			docs = append(docs, append([]byte(nil), cur.Bytes()...))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
 		}
-		cur.Reset()
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.TrimRight(line, " \t") == "---" {
-			flush()
-			continue
+		if err != nil {
+			return docs, err
 		}
-		cur.WriteString(line)
-		cur.WriteByte('\n')
-	}
-	flush()
-	return docs
-}
-
-func stripComments(b []byte) []byte {
-	var out bytes.Buffer
-	for _, l := range bytes.Split(b, []byte("\n")) {
-		if t := bytes.TrimSpace(l); len(t) > 0 && t[0] != '#' {
-			out.Write(l)
-			out.WriteByte('\n')
+		for line := range bytes.Lines(doc) {
+			if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+				docs = append(docs, doc)
+				break
+			}
 		}
 	}
-	return out.Bytes()
 }
 
 func (o *Objects) add(doc []byte) error {
