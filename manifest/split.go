@@ -32,10 +32,11 @@ func SplitDocuments(data []byte) ([][]byte, error) {
 	}
 }
 
-// hasContent reports whether doc has a line that is neither blank nor a comment.
+// hasContent reports whether doc has a line that is neither blank, a comment nor a separator
+// (the reader keeps a leading "---" in the first document).
 func hasContent(doc []byte) bool {
 	for line := range bytes.Lines(doc) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && !bytes.HasPrefix(line, []byte("---")) {
 			return true
 		}
 	}
