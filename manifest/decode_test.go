@@ -167,7 +167,7 @@ func TestSplitDocuments(t *testing.T) {
 		{"", nil, false},
 		{"a: 1\n", []string{"a: 1\n"}, false},
 		{"---\na: 1\n---\nb: 2", []string{"---\na: 1\n", "b: 2\n"}, false}, // the reader keeps a leading separator
-		{"---\n---\n# c\n", []string{"# c\n"}, false},
+		{"---\n---\n# c\n", []string{"---\n", "# c\n"}, false},
 		{"a: 1\n---\n", []string{"a: 1\n"}, false},
 		{"a: 1\n--- # c\nb: 2\n", []string{"a: 1\n", "b: 2\n"}, false},
 		{"a: '---'\n----x: 1\n", nil, true}, // kubectl's reader takes "----x" for a bad separator

@@ -25,18 +25,19 @@ func SplitDocuments(data []byte) ([][]byte, error) {
 		if err != nil {
 			return docs, err
 		}
-		if first && !hasContent(doc) {
+		// The reader keeps a leading "---" in the first document: one that starts with it came
+		// after a separator and counts, even when empty.
+		if first && !bytes.HasPrefix(doc, []byte("---")) && !hasContent(doc) {
 			continue
 		}
 		docs = append(docs, doc)
 	}
 }
 
-// hasContent reports whether doc has a line that is neither blank, a comment nor a separator
-// (the reader keeps a leading "---" in the first document).
+// hasContent reports whether doc has a line that is neither blank nor a comment.
 func hasContent(doc []byte) bool {
 	for line := range bytes.Lines(doc) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && !bytes.HasPrefix(line, []byte("---")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
 			return true
 		}
 	}
