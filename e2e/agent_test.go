@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,12 +16,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netns"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -39,7 +39,7 @@ func startLab(t testing.TB, nodes int) *testLab {
 	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prefix := lab.NewPrefix()
+	prefix := netns.NewPrefix()
 	prefixes.Lock()
 	prefixes.list = append(prefixes.list, prefix)
 	prefixes.Unlock()
@@ -60,7 +60,7 @@ func startLab(t testing.TB, nodes int) *testLab {
 // writing its flow log to stdout.
 type agentProc struct {
 	t     testing.TB
-	node  *lab.Node
+	node  *netns.Node
 	cmd   *exec.Cmd
 	mu    sync.Mutex
 	flows []*flowlensv1.Flow
@@ -129,8 +129,8 @@ func startAgent(t testing.TB, l *testLab, nodeName string, extra ...string) *age
 	return a
 }
 
-func podsOn(l *testLab, node string) []*lab.Pod {
-	var out []*lab.Pod
+func podsOn(l *testLab, node string) []*scenario.Pod {
+	var out []*scenario.Pod
 	for _, p := range l.Pods() {
 		if p.Node == node {
 			out = append(out, p)
@@ -243,32 +243,12 @@ func (a *agentProc) waitFor(what string, timeout time.Duration, cond func() bool
 // socket keeps its namespace after the thread switches back.
 func dialInNetNS(ctx context.Context, ns, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetNS(ns, func() error {
+	err := netns.Do(ns, func() error {
 		var err error
 		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 		return err
 	})
 	return conn, err
-}
-
-func inNetNS(name string, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return err
-	}
-	defer netns.Set(orig)
-	return fn()
 }
 
 // tuple selects the records of one direction of one connection.

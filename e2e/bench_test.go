@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 // BenchmarkDatapath is issue 2's overhead figure: iperf3 TCP throughput and
@@ -32,9 +32,9 @@ func BenchmarkDatapath(b *testing.B) {
 	// TargetOf list, left empty here): iperf3's control
 	// connection and its UDP data share a port, which the scenario's
 	// policies would split.
-	var pods [2]*lab.Pod
+	var pods [2]*scenario.Pod
 	for i := range pods {
-		p, err := l.AddPod(ctx, lab.PodSpec{Namespace: "other", Name: fmt.Sprintf("iperf-%d", i), Node: 1, Labels: map[string]string{"app": "iperf"}})
+		p, err := l.AddPod(ctx, scenario.PodSpec{Namespace: "other", Name: fmt.Sprintf("iperf-%d", i), Node: 1, Labels: map[string]string{"app": "iperf"}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -87,7 +87,7 @@ type iperfRun struct {
 }
 
 // iperf runs one 3-second iperf3 measurement from pods[0] to pods[1].
-func iperf(b *testing.B, pods [2]*lab.Pod, udp bool) iperfRun {
+func iperf(b *testing.B, pods [2]*scenario.Pod, udp bool) iperfRun {
 	b.Helper()
 	srv := exec.Command("ip", "netns", "exec", pods[1].NetNS, "iperf3", "-s", "-1", "-p", "5201", "-B", pods[1].IP.String())
 	if err := srv.Start(); err != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/scenario"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -150,7 +150,7 @@ func TestSingleNodeCapture(t *testing.T) {
 func TestNewVethObservedWithinASecond(t *testing.T) {
 	l := startLab(t, 1)
 	a := startAgent(t, l, "node1")
-	spec := lab.PodSpec{Namespace: "demo", Name: "late", Node: 1, Labels: map[string]string{"app": "frontend"},
+	spec := scenario.PodSpec{Namespace: "demo", Name: "late", Node: 1, Labels: map[string]string{"app": "frontend"},
 		PeerOf: []string{"demo/allow-frontend-to-backend/ingress/0"}, TargetOf: []string{"demo/default-deny-ingress"}}
 	p, err := l.AddPod(ctxTimeout(t, 10*time.Second), spec)
 	require.NoError(t, err)

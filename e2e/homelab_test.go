@@ -20,6 +20,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -61,14 +63,14 @@ func startHomelab(t *testing.T) *testLab {
 	t.Helper()
 	requireRoot(t)
 	bin := kubeRouterBin(t)
-	dir, err := lab.HomelabDir()
+	dir, err := scenario.HomelabDir()
 	require.NoError(t, err)
-	sc, err := lab.LoadHomelab(dir, 1)
+	sc, err := scenario.LoadHomelab(dir, 1)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.NewPrefix(), Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
+	l, err := lab.Up(ctx, lab.Config{Prefix: netns.NewPrefix(), Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
 	require.NoError(t, err)
 	t.Logf("homelab up with kube-router in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
@@ -91,7 +93,7 @@ func startHomelab(t *testing.T) *testLab {
 
 // attempt is one case's connection and what the kernel did with it.
 type attempt struct {
-	c       lab.Case
+	c       scenario.Case
 	tp      tuple
 	allowed bool
 	detail  string
@@ -99,7 +101,7 @@ type attempt struct {
 
 // tryCase makes one connection for c from a fixed source port. TCP: allowed when the server's
 // full reply comes back; UDP: allowed when the server counted a datagram.
-func tryCase(t *testing.T, l *testLab, c lab.Case, sport int) attempt {
+func tryCase(t *testing.T, l *testLab, c scenario.Case, sport int) attempt {
 	t.Helper()
 	from, dst := l.Pod(c.From), l.Pod(c.To)
 	require.NotNil(t, from, c.From)
@@ -116,7 +118,7 @@ func tryCase(t *testing.T, l *testLab, c lab.Case, sport int) attempt {
 	at.tp = tuple{src: from.IP, dst: dst.IP, sport: uint32(sport), dport: uint32(c.Port), proto: "udp"}
 	before := l.servers.UDPReceived(c.To, c.Port)
 	var conn *net.UDPConn
-	require.NoError(t, inNetNS(from.NetNS, func() error {
+	require.NoError(t, netns.Do(from.NetNS, func() error {
 		var err error
 		conn, err = net.DialUDP("udp", &net.UDPAddr{IP: from.IP.AsSlice(), Port: sport}, net.UDPAddrFromAddrPort(dst.AddrPort(c.Port)))
 		return err
@@ -260,13 +262,13 @@ func TestHomelabEnforcedPolicyRemoved(t *testing.T) {
 func TestHomelabTwoNodesKubeRouter(t *testing.T) {
 	requireRoot(t)
 	bin := kubeRouterBin(t)
-	dir, err := lab.HomelabDir()
+	dir, err := scenario.HomelabDir()
 	require.NoError(t, err)
-	sc, err := lab.LoadHomelab(dir, 2)
+	sc, err := scenario.LoadHomelab(dir, 2)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Config{Prefix: lab.NewPrefix(), Nodes: 2, Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
+	l, err := lab.Up(ctx, lab.Config{Prefix: netns.NewPrefix(), Nodes: 2, Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, l.Close()) })
 	servers, err := l.StartServers()

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/netns"
 )
 
 // bins holds the binaries built once for all tests; empty when not root.
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	bins.agent = filepath.Join(dir, "flowlens-agent")
 	bins.cli = filepath.Join(dir, "flowlens")
-	before, err := lab.ListNetNS()
+	before, err := netns.List()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: listing network namespaces:", err)
 		os.Exit(1)
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	// A leaked namespace is a failure: every test must clean up after
 	// itself, also when it fails.
-	after, err := lab.ListNetNS()
+	after, err := netns.List()
 	if err == nil {
 		if leaked := ours(newNames(before, after)); len(leaked) > 0 {
 			fmt.Fprintln(os.Stderr, "e2e: network namespaces leaked:", leaked)

@@ -14,17 +14,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 // tcpExchange connects from a pod with a fixed source port, sends payload,
 // half-closes and reads the lab server's reply ("ok <bytes> <pod>"). A
 // rejected connection returns the dial error (ECONNREFUSED: kube-router
 // REJECTs with ICMP port unreachable).
-func tcpExchange(t *testing.T, from *lab.Pod, dst netip.AddrPort, sport int, payload []byte) (tuple, string, error) {
+func tcpExchange(t *testing.T, from *scenario.Pod, dst netip.AddrPort, sport int, payload []byte) (tuple, string, error) {
 	t.Helper()
 	tp := tuple{src: from.IP, dst: dst.Addr(), sport: uint32(sport), dport: uint32(dst.Port()), proto: "tcp"}
 	var conn net.Conn
-	err := inNetNS(from.NetNS, func() error {
+	err := netns.Do(from.NetNS, func() error {
 		d := net.Dialer{Timeout: 3 * time.Second, LocalAddr: &net.TCPAddr{IP: from.IP.AsSlice(), Port: sport}}
 		var err error
 		conn, err = d.Dial("tcp", dst.String())
@@ -46,10 +48,10 @@ func tcpExchange(t *testing.T, from *lab.Pod, dst netip.AddrPort, sport int, pay
 }
 
 // udpBurst sends n datagrams of size bytes from a fixed source port.
-func udpBurst(t *testing.T, from *lab.Pod, dst netip.AddrPort, sport, n, size int) tuple {
+func udpBurst(t *testing.T, from *scenario.Pod, dst netip.AddrPort, sport, n, size int) tuple {
 	t.Helper()
 	var conn *net.UDPConn
-	require.NoError(t, inNetNS(from.NetNS, func() error {
+	require.NoError(t, netns.Do(from.NetNS, func() error {
 		var err error
 		conn, err = net.DialUDP("udp", &net.UDPAddr{IP: from.IP.AsSlice(), Port: sport}, net.UDPAddrFromAddrPort(dst))
 		return err
@@ -72,7 +74,7 @@ func requireRefused(t *testing.T, err error) {
 	require.True(t, errors.Is(err, syscall.ECONNREFUSED), "rejected with ICMP unreachable (ECONNREFUSED), got %v", err)
 }
 
-func podAddr(t *testing.T, l *testLab, key string, port uint16) (*lab.Pod, netip.AddrPort) {
+func podAddr(t *testing.T, l *testLab, key string, port uint16) (*scenario.Pod, netip.AddrPort) {
 	t.Helper()
 	p := l.Pod(key)
 	require.NotNil(t, p, "pod %s", key)

@@ -48,17 +48,3 @@ func BenchmarkRuleSync(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkRenderFilter prints the cost of generating one node's filter table text.
-func BenchmarkRenderFilter(b *testing.B) {
-	sc := DefaultScenario()
-	var pods []placedPod
-	for _, p := range sc.Pods {
-		pods = append(pods, placedPod{Spec: p, IP: p.IP})
-	}
-	in := ruleInput{Node: 1, Rules: sc.Rules, Services: sc.Services, Pods: pods, SyncVersion: "1"}
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = renderFilter(in)
-	}
-}

@@ -2,8 +2,9 @@ package lab
 
 import (
 	"bytes"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,27 +14,34 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/flowlens/flowlens/manifest"
 )
 
 // fakeLab is a Lab with the state Up would record, built without privileges.
 func fakeLab(nodes int) *Lab {
-	sc := DefaultScenario().withNodes(nodes)
+	sc := scenario.DefaultScenario().WithNodes(nodes)
 	l := &Lab{prefix: "fltest", scenario: sc}
 	for i := 1; i <= nodes; i++ {
-		l.nodes = append(l.nodes, &Node{Name: nodeName(i), NetNS: nodeNetNS("fltest", i), PodCIDR: nodePodCIDR(i), IP: nodeIP(i), index: i})
+		l.nodes = append(l.nodes, &netns.Node{Name: netns.NodeName(i), NetNS: netns.NodeNetNS("fltest", i), PodCIDR: netns.NodePodCIDR(i), IP: netns.NodeIP(i), Index: i})
 	}
 	for _, s := range sc.Pods {
-		l.pods = append(l.pods, &Pod{Namespace: s.Namespace, Name: s.Name, Node: nodeName(s.Node), IP: s.IP,
-			NetNS: podNetNS("fltest", s.Namespace, s.Name), HostVeth: randomVethName(), Labels: s.Labels, spec: s})
+		l.pods = append(l.pods, &scenario.Pod{Pod: &netns.Pod{Namespace: s.Namespace, Name: s.Name, Node: netns.NodeName(s.Node), IP: s.IP,
+			NetNS: netns.PodNetNS("fltest", s.Namespace, s.Name), HostVeth: netns.RandomVethName(), Labels: s.Labels}, Spec: s})
 	}
 	return l
 }
 
 func splitDocs(t *testing.T, b []byte) []string {
 	t.Helper()
-	docs := strings.Split(string(b), "\n---\n")
+	docs, err := manifest.SplitDocuments(b)
+	require.NoError(t, err)
 	require.NotEmpty(t, docs)
-	return docs
+	out := make([]string, len(docs))
+	for i, d := range docs {
+		out[i] = string(d)
+	}
+	return out
 }
 
 func TestClusterYAML(t *testing.T) {
@@ -122,7 +130,7 @@ func TestPolicyYAML(t *testing.T) {
 // Every policy in the YAML has hand-written rules, and vice versa, so the two descriptions of
 // the intent cannot drift apart by a whole policy.
 func TestPoliciesAndRulesPair(t *testing.T) {
-	sc := DefaultScenario()
+	sc := scenario.DefaultScenario()
 	var a, b []string
 	for _, p := range sc.Policies {
 		a = append(a, p.Namespace+"/"+p.Name)
@@ -147,10 +155,10 @@ func TestStateRoundTrip(t *testing.T) {
 	assert.Equal(t, netip.MustParseAddr("10.42.1.10"), p.IP)
 	assert.Equal(t, "node2", p.Node)
 	assert.Equal(t, l.Pod("demo/remote").HostVeth, p.HostVeth)
-	assert.Equal(t, []Port{{Name: "http", Port: 8080, Protocol: "TCP"}, {Name: "mdns", Port: 5353, Protocol: "UDP"}}, p.Spec().Ports)
+	assert.Equal(t, []scenario.Port{{Name: "http", Port: 8080, Protocol: "TCP"}, {Name: "mdns", Port: 5353, Protocol: "UDP"}}, p.Spec.Ports)
 	assert.Len(t, back.Nodes(), 2)
-	assert.Equal(t, 2, back.Node("node2").index)
-	assert.Len(t, back.Scenario().Cases, len(DefaultScenario().Cases))
+	assert.Equal(t, 2, back.Node("node2").Index)
+	assert.Len(t, back.Scenario().Cases, len(scenario.DefaultScenario().Cases))
 
 	_, err = Attach(State{Prefix: "BAD"}, nil)
 	assert.ErrorContains(t, err, "prefix")

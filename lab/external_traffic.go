@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	"io"
 	"net"
 	"net/netip"
@@ -25,9 +27,9 @@ func (l *Lab) StartExternalServers() (*Servers, error) {
 	if ns == "" {
 		return nil, fmt.Errorf("start outside servers: the lab has no outside namespace (Config.External)")
 	}
-	var ports []Port
+	var ports []scenario.Port
 	for _, c := range l.ExternalCases() {
-		p := Port{Port: c.Port, Protocol: c.Protocol}
+		p := scenario.Port{Port: c.Port, Protocol: c.Protocol}
 		if !c.Inbound && !slices.Contains(ports, p) {
 			ports = append(ports, p)
 		}
@@ -41,10 +43,10 @@ func (l *Lab) StartExternalServers() (*Servers, error) {
 	return s, nil
 }
 
-func (s *Servers) startOutside(ns string, port Port) error {
+func (s *Servers) startOutside(ns string, port scenario.Port) error {
 	if port.Protocol == "UDP" {
 		var c *net.UDPConn
-		err := inNetNS(ns, func() error {
+		err := netns.Do(ns, func() error {
 			var err error
 			c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port.Port})
 			return err
@@ -56,7 +58,7 @@ func (s *Servers) startOutside(ns string, port Port) error {
 		return nil
 	}
 	var ln net.Listener
-	err := inNetNS(ns, func() error {
+	err := netns.Do(ns, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port.Port))
 		return err
@@ -78,9 +80,9 @@ func (s *Servers) startOutside(ns string, port Port) error {
 	return nil
 }
 
-// ExternalResult is one attempt of an ExternalCase.
+// ExternalResult is one attempt of a scenario.ExternalCase.
 type ExternalResult struct {
-	Case    ExternalCase
+	Case    scenario.ExternalCase
 	Allowed bool
 	// Src and Dst are the connection's forward direction as the pod's veth sees it (the pod's
 	// address, before the node masquerades it).
@@ -95,7 +97,7 @@ func (r ExternalResult) OK() bool { return r.Allowed == r.Case.Allowed }
 // RunExternalCase runs c once from source port sport (0: any). TCP: allowed when the full reply
 // comes back; UDP: allowed when the receiving server counted a datagram. pods are the lab's pod
 // servers (for inbound cases), outside its outside servers (for outbound ones).
-func (l *Lab) RunExternalCase(ctx context.Context, pods, outside *Servers, c ExternalCase, sport int) ExternalResult {
+func (l *Lab) RunExternalCase(ctx context.Context, pods, outside *Servers, c scenario.ExternalCase, sport int) ExternalResult {
 	res := ExternalResult{Case: c}
 	ns := l.ExternalNetNS()
 	p := l.Pod(c.Pod)
@@ -176,7 +178,7 @@ func dialFrom(ctx context.Context, ns, network string, local, dst netip.AddrPort
 		la = net.TCPAddrFromAddrPort(local)
 	}
 	var c net.Conn
-	err := inNetNS(ns, func() error {
+	err := netns.Do(ns, func() error {
 		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: la}
 		var err error
 		c, err = d.DialContext(ctx, network, dst.String())

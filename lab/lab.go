@@ -9,14 +9,19 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/flowlens/flowlens/lab/enforcer"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/rules"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 // Config says what lab to build.
 type Config struct {
-	Prefix   string       // "" = NewPrefix(); every namespace name starts with Prefix+"-"
-	Nodes    int          // 1 or 2; 0 means 1
-	Scenario *Scenario    // nil = DefaultScenario()
-	Log      *slog.Logger // nil = discard
+	Prefix   string             // "" = NewPrefix(); every namespace name starts with Prefix+"-"
+	Nodes    int                // 1 or 2; 0 means 1
+	Scenario *scenario.Scenario // nil = scenario.DefaultScenario()
+	Log      *slog.Logger       // nil = discard
 
 	// Enforcer is EnforcerHand ("" too: the lab writes the filter rules) or EnforcerKubeRouter
 	// (one real kube-router per node namespace enforces the scenario's Policies).
@@ -39,20 +44,17 @@ type Config struct {
 type Lab struct {
 	prefix   string
 	log      *slog.Logger
-	scenario *Scenario // restricted to the lab's node count
+	scenario *scenario.Scenario // restricted to the lab's node count
 
 	mu     sync.Mutex // guards everything below
-	nodes  []*Node
-	pods   []*Pod
+	nodes  []*netns.Node
+	pods   []*scenario.Pod
 	netns  []string // every namespace created, in creation order
 	closed bool
 	nextIP map[int]int // per node: next host number for pods without a fixed IP
 
 	enforcer string
-	krBin    string
-	krDir    string
-	krOwnDir bool // krDir was created by the lab and is removed with it
-	kr       []*krProc
+	enf      Enforcer // nil with the hand enforcer: the lab's own filter rules enforce
 
 	extNS string // the outside namespace, "" without Config.External
 }
@@ -60,9 +62,9 @@ type Lab struct {
 // Up builds the lab. On any error it removes what it created before returning.
 func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if cfg.Prefix == "" {
-		cfg.Prefix = NewPrefix()
+		cfg.Prefix = netns.NewPrefix()
 	}
-	if err := validatePrefix(cfg.Prefix); err != nil {
+	if err := netns.ValidatePrefix(cfg.Prefix); err != nil {
 		return nil, err
 	}
 	if cfg.Nodes == 0 {
@@ -72,12 +74,12 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		return nil, fmt.Errorf("nodes %d: want 1 or 2", cfg.Nodes)
 	}
 	if cfg.Scenario == nil {
-		cfg.Scenario = DefaultScenario()
+		cfg.Scenario = scenario.DefaultScenario()
 	}
 	if err := cfg.Scenario.Validate(cfg.Nodes); err != nil {
 		return nil, err
 	}
-	if err := validateExternal(cfg.Scenario); err != nil {
+	if err := cfg.Scenario.ValidateExternal(); err != nil {
 		return nil, err
 	}
 	if err := resolveEnforcer(&cfg); err != nil {
@@ -88,12 +90,13 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	l := &Lab{
 		enforcer: cfg.Enforcer,
-		krBin:    cfg.KubeRouterBin,
-		krDir:    cfg.KubeRouterDir,
 		prefix:   cfg.Prefix,
 		log:      cfg.Log.With("lab", cfg.Prefix),
-		scenario: cfg.Scenario.withNodes(cfg.Nodes),
+		scenario: cfg.Scenario.WithNodes(cfg.Nodes),
 		nextIP:   map[int]int{},
+	}
+	if cfg.Enforcer == EnforcerKubeRouter {
+		l.enf = &enforcer.KubeRouter{Bin: cfg.KubeRouterBin, Dir: cfg.KubeRouterDir, Log: l.log}
 	}
 	defer func() {
 		if err != nil {
@@ -111,20 +114,20 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	start := time.Now()
 
 	for i := 1; i <= cfg.Nodes; i++ {
-		n := &Node{Name: nodeName(i), NetNS: nodeNetNS(l.prefix, i), PodCIDR: nodePodCIDR(i), IP: nodeIP(i), index: i}
+		n := &netns.Node{Name: netns.NodeName(i), NetNS: netns.NodeNetNS(l.prefix, i), PodCIDR: netns.NodePodCIDR(i), IP: netns.NodeIP(i), Index: i}
 		if err := l.createNetNS(ctx, n.NetNS); err != nil {
 			return nil, err
 		}
 		l.nodes = append(l.nodes, n)
-		if err := setupNode(n); err != nil {
+		if err := netns.SetupNode(n); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Nodes == 2 {
-		if err := joinNodes(l.nodes[0], l.nodes[1]); err != nil {
+		if err := netns.JoinNodes(l.nodes[0], l.nodes[1]); err != nil {
 			return nil, err
 		}
-	} else if err := addNodeIPOnLoopback(l.nodes[0]); err != nil {
+	} else if err := netns.AddNodeIPOnLoopback(l.nodes[0]); err != nil {
 		return nil, err
 	}
 	if err := step("nodes"); err != nil {
@@ -152,17 +155,15 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := step("rules"); err != nil {
 		return nil, err
 	}
-	if l.enforcer == EnforcerKubeRouter {
-		if err := l.startKubeRouterLocked(ctx); err != nil {
-			return nil, err
-		}
+	if err := l.startEnforcerLocked(ctx); err != nil {
+		return nil, err
 	}
 	l.log.Info("lab up", "enforcer", l.enforcer, "nodes", cfg.Nodes, "pods", len(l.pods), "scenario", l.scenario.Name, "took", time.Since(start))
 	return l, nil
 }
 
 func (l *Lab) createNetNS(ctx context.Context, name string) error {
-	if err := addNetNS(ctx, name); err != nil {
+	if err := netns.Add(ctx, name); err != nil {
 		return err
 	}
 	l.netns = append(l.netns, name)
@@ -181,11 +182,11 @@ func (l *Lab) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var errs []error
-	if err := l.stopKubeRouterLocked(); err != nil {
+	if err := l.stopEnforcerLocked(); err != nil {
 		errs = append(errs, err)
 	}
 	for i := len(l.netns) - 1; i >= 0; i-- {
-		if err := delNetNS(ctx, l.netns[i]); err != nil {
+		if err := netns.Del(ctx, l.netns[i]); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", l.netns[i], err))
 		}
 	}
@@ -201,17 +202,17 @@ func (l *Lab) Close() error {
 func (l *Lab) Prefix() string { return l.prefix }
 
 // Scenario is the scenario the lab runs, restricted to its node count.
-func (l *Lab) Scenario() *Scenario { return l.scenario }
+func (l *Lab) Scenario() *scenario.Scenario { return l.scenario }
 
 // Nodes returns the lab's nodes in order.
-func (l *Lab) Nodes() []*Node {
+func (l *Lab) Nodes() []*netns.Node {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]*Node(nil), l.nodes...)
+	return append([]*netns.Node(nil), l.nodes...)
 }
 
 // Node returns the node with that Kubernetes name, or nil.
-func (l *Lab) Node(name string) *Node {
+func (l *Lab) Node(name string) *netns.Node {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, n := range l.nodes {
@@ -223,20 +224,20 @@ func (l *Lab) Node(name string) *Node {
 }
 
 // Pods returns every pod, in creation order.
-func (l *Lab) Pods() []*Pod {
+func (l *Lab) Pods() []*scenario.Pod {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]*Pod(nil), l.pods...)
+	return append([]*scenario.Pod(nil), l.pods...)
 }
 
 // Pod returns the pod "namespace/name", or nil.
-func (l *Lab) Pod(key string) *Pod {
+func (l *Lab) Pod(key string) *scenario.Pod {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.podLocked(key)
 }
 
-func (l *Lab) podLocked(key string) *Pod {
+func (l *Lab) podLocked(key string) *scenario.Pod {
 	for _, p := range l.pods {
 		if p.Key() == key {
 			return p
@@ -255,18 +256,18 @@ func (l *Lab) NetNSNames() []string {
 // AddPod creates a pod after Up (a veth that appears later, as when the kubelet starts a pod) and
 // re-syncs every node's rules, as kube-router does on a pod event. spec's TargetOf and PeerOf
 // must name the scenario's policy rules.
-func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
+func (l *Lab) AddPod(ctx context.Context, spec scenario.PodSpec) (*scenario.Pod, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, fmt.Errorf("add pod %s: lab is closed", spec.Key())
 	}
-	if l.enforcer == EnforcerKubeRouter {
+	if l.enf != nil {
 		// The helper re-reads only its policies; a pod event would need the cluster file too.
 		return nil, fmt.Errorf("add pod %s: not supported with the %s enforcer", spec.Key(), l.enforcer)
 	}
 	check := *l.scenario
-	check.Pods = append(append([]PodSpec(nil), check.Pods...), spec)
+	check.Pods = append(append([]scenario.PodSpec(nil), check.Pods...), spec)
 	if err := check.Validate(len(l.nodes)); err != nil {
 		return nil, fmt.Errorf("add pod %s: %w", spec.Key(), err)
 	}
@@ -277,7 +278,7 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	if err != nil {
 		return nil, err
 	}
-	check.Pods[len(check.Pods)-1] = p.spec // with the address it was given
+	check.Pods[len(check.Pods)-1] = p.Spec // with the address it was given
 	l.scenario = &check
 	if err := l.syncRulesLocked(ctx); err != nil {
 		return nil, err
@@ -285,7 +286,7 @@ func (l *Lab) AddPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	return p, nil
 }
 
-func (l *Lab) addPodLocked(ctx context.Context, spec PodSpec) (*Pod, error) {
+func (l *Lab) addPodLocked(ctx context.Context, spec scenario.PodSpec) (*scenario.Pod, error) {
 	n := l.nodes[spec.Node-1]
 	ip := spec.IP
 	if !ip.IsValid() {
@@ -295,14 +296,14 @@ func (l *Lab) addPodLocked(ctx context.Context, spec PodSpec) (*Pod, error) {
 		}
 		spec.IP = ip
 	}
-	p := &Pod{
+	p := &scenario.Pod{Pod: &netns.Pod{
 		Namespace: spec.Namespace, Name: spec.Name, Node: n.Name, IP: ip,
-		NetNS: podNetNS(l.prefix, spec.Namespace, spec.Name), Labels: spec.Labels, spec: spec,
-	}
+		NetNS: netns.PodNetNS(l.prefix, spec.Namespace, spec.Name), Labels: spec.Labels,
+	}, Spec: spec}
 	if err := l.createNetNS(ctx, p.NetNS); err != nil {
 		return nil, fmt.Errorf("add pod %s: %w", spec.Key(), err)
 	}
-	if err := addPodLinks(n, p); err != nil {
+	if err := netns.AddPodLinks(n, p.Pod); err != nil {
 		return nil, fmt.Errorf("add pod %s: %w", spec.Key(), err)
 	}
 	l.pods = append(l.pods, p)
@@ -320,15 +321,15 @@ func (l *Lab) freeIPLocked(node int) (netip.Addr, error) {
 			used[p.IP] = true
 		}
 	}
-	base := nodePodCIDR(node).Addr().As4()
-	for h := max(l.nextIP[node], firstPodIP); h < 255; h++ {
+	base := netns.NodePodCIDR(node).Addr().As4()
+	for h := max(l.nextIP[node], netns.FirstPodIP); h < 255; h++ {
 		a := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(h)})
 		if !used[a] {
 			l.nextIP[node] = h + 1
 			return a, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("node%d: no free pod address in %s", node, nodePodCIDR(node))
+	return netip.Addr{}, fmt.Errorf("node%d: no free pod address in %s", node, netns.NodePodCIDR(node))
 }
 
 // SyncRules rewrites every node's ipsets, filter and nat tables, as a kube-router full sync does
@@ -340,26 +341,26 @@ func (l *Lab) SyncRules(ctx context.Context) error {
 }
 
 func (l *Lab) syncRulesLocked(ctx context.Context) error {
-	placed := make([]placedPod, 0, len(l.pods))
+	placed := make([]rules.Pod, 0, len(l.pods))
 	for _, p := range l.pods {
-		placed = append(placed, placedPod{Spec: p.spec, IP: p.IP})
+		placed = append(placed, rules.Pod{Spec: p.Spec, IP: p.IP})
 	}
 	version := strconv.FormatInt(time.Now().UnixNano(), 10)
 	for _, n := range l.nodes {
-		in := ruleInput{Node: n.index, Rules: l.scenario.Rules, Services: l.scenario.Services, Pods: placed, SyncVersion: version}
-		if _, err := run(ctx, n.NetNS, renderIPSets(in), "ipset", "-exist", "restore"); err != nil {
+		in := rules.Input{Node: n.Index, Rules: l.scenario.Rules, Services: l.scenario.Services, Pods: placed, SyncVersion: version}
+		if _, err := netns.Run(ctx, n.NetNS, rules.IPSets(in), "ipset", "-exist", "restore"); err != nil {
 			return fmt.Errorf("ipsets on %s: %w", n.Name, err)
 		}
-		if l.enforcer == EnforcerKubeRouter {
-			// kube-router owns the filter table and its ipsets; the lab keeps kube-proxy's and
+		if l.enf != nil {
+			// The enforcer owns the filter table and its ipsets; the lab keeps kube-proxy's and
 			// Flannel's nat rules. iptables-restore replaces only the tables it is given.
-			if _, err := run(ctx, n.NetNS, renderNAT(in), "iptables-restore"); err != nil {
+			if _, err := netns.Run(ctx, n.NetNS, rules.NAT(in), "iptables-restore"); err != nil {
 				return fmt.Errorf("iptables on %s: %w", n.Name, err)
 			}
 			continue
 		}
-		tables := renderFilter(in) + renderNAT(in)
-		if _, err := run(ctx, n.NetNS, tables, "iptables-restore"); err != nil {
+		tables := rules.Filter(in) + rules.NAT(in)
+		if _, err := netns.Run(ctx, n.NetNS, tables, "iptables-restore"); err != nil {
 			return fmt.Errorf("iptables on %s: %w", n.Name, err)
 		}
 	}
@@ -367,9 +368,9 @@ func (l *Lab) syncRulesLocked(ctx context.Context) error {
 }
 
 // Exec runs argv inside a lab namespace (`ip netns exec`) and returns its stdout.
-func (l *Lab) Exec(ctx context.Context, netns string, argv ...string) ([]byte, error) {
+func (l *Lab) Exec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
 	if len(argv) == 0 {
-		return nil, fmt.Errorf("exec in %s: empty command", netns)
+		return nil, fmt.Errorf("exec in %s: empty command", ns)
 	}
-	return run(ctx, netns, "", argv...)
+	return netns.Run(ctx, ns, "", argv...)
 }

@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"errors"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	"os"
 	"regexp"
 	"strings"
@@ -25,7 +27,7 @@ func needRoot(t *testing.T) {
 // labNetNS lists the namespaces carrying prefix.
 func labNetNS(t *testing.T, prefix string) []string {
 	t.Helper()
-	names, err := ListNetNS()
+	names, err := netns.List()
 	require.NoError(t, err)
 	var out []string
 	for _, n := range names {
@@ -50,7 +52,7 @@ func hostLinks(t *testing.T) []string {
 // upLab builds a lab and registers cleanup plus a leak check for its prefix.
 func upLab(t *testing.T, nodes int) *Lab {
 	t.Helper()
-	prefix := NewPrefix()
+	prefix := netns.NewPrefix()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := Up(ctx, Config{Prefix: prefix, Nodes: nodes})
@@ -65,7 +67,7 @@ func upLab(t *testing.T, nodes int) *Lab {
 func TestUpCloseLeavesNothing(t *testing.T) {
 	needRoot(t)
 	linksBefore := hostLinks(t)
-	prefix := NewPrefix()
+	prefix := netns.NewPrefix()
 	l, err := Up(context.Background(), Config{Prefix: prefix, Nodes: 2})
 	require.NoError(t, err)
 	created := labNetNS(t, prefix)
@@ -79,11 +81,11 @@ func TestUpCloseLeavesNothing(t *testing.T) {
 
 func TestFailedUpCleansUp(t *testing.T) {
 	needRoot(t)
-	bad := DefaultScenario()
+	bad := scenario.DefaultScenario()
 	bad.Pods[0].TargetOf = []string{"demo/missing"}
 	for _, tc := range []struct {
 		name      string
-		scenario  *Scenario
+		scenario  *scenario.Scenario
 		failAfter string
 	}{
 		{"bad scenario", bad, ""},
@@ -92,7 +94,7 @@ func TestFailedUpCleansUp(t *testing.T) {
 		{"after rules", nil, "rules"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			prefix := NewPrefix()
+			prefix := netns.NewPrefix()
 			l, err := Up(context.Background(), Config{Prefix: prefix, Nodes: 2, Scenario: tc.scenario, failAfter: tc.failAfter})
 			require.Error(t, err)
 			assert.Nil(t, l)
@@ -103,7 +105,7 @@ func TestFailedUpCleansUp(t *testing.T) {
 
 func iptablesSave(t *testing.T, ns string) []string {
 	t.Helper()
-	out, err := run(context.Background(), ns, "", "iptables-save")
+	out, err := netns.Run(context.Background(), ns, "", "iptables-save")
 	require.NoError(t, err)
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
@@ -117,7 +119,7 @@ func iptablesSave(t *testing.T, ns string) []string {
 
 func hostIPSets(t *testing.T) string {
 	t.Helper()
-	out, err := run(context.Background(), "", "", "ipset", "list", "-n")
+	out, err := netns.Run(context.Background(), "", "", "ipset", "list", "-n")
 	require.NoError(t, err)
 	return string(out)
 }
@@ -159,7 +161,7 @@ func TestEnforcement(t *testing.T) {
 	}
 
 	t.Run("clusterip reaches each backend", func(t *testing.T) {
-		var svcCase Case
+		var svcCase scenario.Case
 		for _, c := range l.Scenario().Cases {
 			if c.Service != "" {
 				svcCase = c
@@ -178,26 +180,26 @@ func TestEnforcement(t *testing.T) {
 
 	t.Run("node settings", func(t *testing.T) {
 		for _, n := range l.Nodes() {
-			v, err := readSysctl(n.NetNS, "net.bridge.bridge-nf-call-iptables")
+			v, err := netns.ReadSysctl(n.NetNS, "net.bridge.bridge-nf-call-iptables")
 			require.NoError(t, err)
 			assert.Equal(t, "1", v, n.Name)
-			v, err = readSysctl(n.NetNS, "net.ipv4.ip_forward")
+			v, err = netns.ReadSysctl(n.NetNS, "net.ipv4.ip_forward")
 			require.NoError(t, err)
 			assert.Equal(t, "1", v, n.Name)
-			h, nsh, err := nlHandle(n.NetNS)
+			h, nsh, err := netns.Handle(n.NetNS)
 			require.NoError(t, err)
 			defer nsh.Close()
 			defer h.Close()
 			br, err := h.LinkByName("cni0")
 			require.NoError(t, err)
-			assert.Equal(t, podMTU, br.Attrs().MTU)
+			assert.Equal(t, netns.PodMTU, br.Attrs().MTU)
 			vx, err := h.LinkByName("flannel.1")
 			require.NoError(t, err)
 			require.IsType(t, &netlink.Vxlan{}, vx)
 			assert.Equal(t, 1, vx.(*netlink.Vxlan).VxlanId)
 			assert.Equal(t, 8472, vx.(*netlink.Vxlan).Port)
 			assert.False(t, vx.(*netlink.Vxlan).Learning)
-			assert.Equal(t, podMTU, vx.Attrs().MTU)
+			assert.Equal(t, netns.PodMTU, vx.Attrs().MTU)
 			assert.Equal(t, n.VTEPMAC, vx.Attrs().HardwareAddr.String())
 			for _, p := range l.Pods() {
 				if p.Node != n.Name {
@@ -207,23 +209,23 @@ func TestEnforcement(t *testing.T) {
 				require.NoError(t, err, p.Key())
 				assert.Regexp(t, `^veth[0-9a-f]{8}$`, p.HostVeth)
 				assert.Equal(t, br.Attrs().Index, v.Attrs().MasterIndex, "%s on cni0", p.HostVeth)
-				assert.Equal(t, podMTU, v.Attrs().MTU)
+				assert.Equal(t, netns.PodMTU, v.Attrs().MTU)
 				out, err := l.Exec(ctx, p.NetNS, "ip", "-o", "link", "show", "eth0")
 				require.NoError(t, err)
 				assert.Contains(t, string(out), "mtu 1450", p.Key())
 				out, err = l.Exec(ctx, p.NetNS, "ip", "route")
 				require.NoError(t, err)
-				gw := nodeGateway(n.index).String()
+				gw := netns.NodeGateway(n.Index).String()
 				assert.Contains(t, string(out), "default via "+gw+" dev eth0", p.Key())
 				assert.Contains(t, string(out), "10.42.0.0/16 via "+gw+" dev eth0", p.Key())
 			}
-			remote := l.Nodes()[2-n.index]
+			remote := l.Nodes()[2-n.Index]
 			out, err := l.Exec(ctx, n.NetNS, "ip", "route", "show", "dev", "flannel.1")
 			require.NoError(t, err)
-			assert.Contains(t, string(out), remote.PodCIDR.String()+" via "+nodeVTEP(remote.index).String()+" onlink")
+			assert.Contains(t, string(out), remote.PodCIDR.String()+" via "+netns.NodeVTEP(remote.Index).String()+" onlink")
 			out, err = l.Exec(ctx, n.NetNS, "ip", "neigh", "show", "dev", "flannel.1")
 			require.NoError(t, err)
-			assert.Contains(t, string(out), nodeVTEP(remote.index).String()+" lladdr "+remote.VTEPMAC+" PERMANENT")
+			assert.Contains(t, string(out), netns.NodeVTEP(remote.Index).String()+" lladdr "+remote.VTEPMAC+" PERMANENT")
 			out, err = l.Exec(ctx, n.NetNS, "bridge", "fdb", "show", "dev", "flannel.1")
 			require.NoError(t, err)
 			assert.Contains(t, string(out), remote.VTEPMAC+" dst "+remote.IP.String()+" self permanent")
@@ -264,7 +266,7 @@ func TestAddPodAfterUp(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 
-	p, err := l.AddPod(ctx, PodSpec{
+	p, err := l.AddPod(ctx, scenario.PodSpec{
 		Namespace: "demo", Name: "late-frontend", Node: 1,
 		Labels:   map[string]string{"app": "frontend"},
 		TargetOf: []string{"demo/default-deny-ingress"},
@@ -273,7 +275,7 @@ func TestAddPodAfterUp(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "10.42.0.13", p.IP.String(), "the first free address after the fixed ones")
 	assert.Same(t, p, l.Pod("demo/late-frontend"))
-	h, nsh, err := nlHandle(l.Node("node1").NetNS)
+	h, nsh, err := netns.Handle(l.Node("node1").NetNS)
 	require.NoError(t, err)
 	defer nsh.Close()
 	defer h.Close()
@@ -281,23 +283,23 @@ func TestAddPodAfterUp(t *testing.T) {
 	require.NoError(t, err, "host veth of the new pod")
 
 	// The re-sync put the new pod into the allow rule's peer set and gave it a pod chain.
-	r := l.RunCase(ctx, srv, Case{Name: "late", From: p.Key(), To: "demo/backend", Protocol: "TCP", Port: 8080, Allowed: true})
+	r := l.RunCase(ctx, srv, scenario.Case{Name: "late", From: p.Key(), To: "demo/backend", Protocol: "TCP", Port: 8080, Allowed: true})
 	require.NoError(t, r.Err)
 	assert.True(t, r.Allowed)
 	_, err = l.Pod("demo/frontend").DialTCP(ctx, p.AddrPort(9999), time.Second)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "default-deny ingress covers the new pod")
 
-	_, err = l.AddPod(ctx, PodSpec{Namespace: "demo", Name: "bad", Node: 1, TargetOf: []string{"demo/nope"}})
+	_, err = l.AddPod(ctx, scenario.PodSpec{Namespace: "demo", Name: "bad", Node: 1, TargetOf: []string{"demo/nope"}})
 	assert.ErrorContains(t, err, "no such policy rules")
-	_, err = l.AddPod(ctx, PodSpec{Namespace: "demo", Name: "far", Node: 2})
+	_, err = l.AddPod(ctx, scenario.PodSpec{Namespace: "demo", Name: "far", Node: 2})
 	assert.ErrorContains(t, err, "the lab has 1")
 }
 
 func TestSweep(t *testing.T) {
 	needRoot(t)
-	prefix := NewPrefix()
-	require.NoError(t, addNetNS(context.Background(), prefix+"-stray"))
-	removed, err := Sweep(context.Background(), prefix)
+	prefix := netns.NewPrefix()
+	require.NoError(t, netns.Add(context.Background(), prefix+"-stray"))
+	removed, err := netns.Sweep(context.Background(), prefix)
 	require.NoError(t, err)
 	assert.Equal(t, []string{prefix + "-stray"}, removed)
 	assert.Empty(t, labNetNS(t, prefix))

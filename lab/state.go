@@ -3,6 +3,8 @@ package lab
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	"log/slog"
 	"os"
 )
@@ -10,19 +12,13 @@ import (
 // State is what `flowlens-lab up` records so that later commands (traffic, status, down) can find
 // the lab again from another process.
 type State struct {
-	Prefix string   `json:"prefix"`
-	Nodes  []*Node  `json:"nodes"`
-	Pods   []PodRef `json:"pods"`
-	NetNS  []string `json:"netns"` // every namespace created, in creation order
+	Prefix string          `json:"prefix"`
+	Nodes  []*netns.Node   `json:"nodes"`
+	Pods   []*scenario.Pod `json:"pods"`  // with each pod's spec
+	NetNS  []string        `json:"netns"` // every namespace created, in creation order
 	// ExtNS is the outside-world namespace, when the lab has one.
-	ExtNS    string    `json:"extNS,omitempty"`
-	Scenario *Scenario `json:"scenario"`
-}
-
-// PodRef is a pod as recorded in State.
-type PodRef struct {
-	*Pod
-	Spec PodSpec `json:"spec"`
+	ExtNS    string             `json:"extNS,omitempty"`
+	Scenario *scenario.Scenario `json:"scenario"`
 }
 
 // State describes the lab for a later Attach.
@@ -30,16 +26,14 @@ func (l *Lab) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := State{Prefix: l.prefix, Nodes: l.nodes, NetNS: append([]string(nil), l.netns...), Scenario: l.scenario, ExtNS: l.extNS}
-	for _, p := range l.pods {
-		st.Pods = append(st.Pods, PodRef{Pod: p, Spec: p.spec})
-	}
+	st.Pods = append(st.Pods, l.pods...)
 	return st
 }
 
 // Attach returns a Lab for a lab built earlier (possibly by another process). It creates nothing;
 // Close on it removes what the state lists.
 func Attach(st State, log *slog.Logger) (*Lab, error) {
-	if err := validatePrefix(st.Prefix); err != nil {
+	if err := netns.ValidatePrefix(st.Prefix); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	if st.Scenario == nil || len(st.Nodes) == 0 {
@@ -51,15 +45,13 @@ func Attach(st State, log *slog.Logger) (*Lab, error) {
 	l := &Lab{prefix: st.Prefix, log: log.With("lab", st.Prefix), scenario: st.Scenario,
 		netns: st.NetNS, nextIP: map[int]int{}, extNS: st.ExtNS}
 	for i, n := range st.Nodes {
-		n.index = i + 1
+		n.Index = i + 1
 		l.nodes = append(l.nodes, n)
 	}
-	for i, pr := range st.Pods {
-		if pr.Pod == nil {
+	for i, p := range st.Pods {
+		if p == nil || p.Pod == nil {
 			return nil, fmt.Errorf("state of lab %s: pods[%d] is empty", st.Prefix, i)
 		}
-		p := pr.Pod
-		p.spec = pr.Spec
 		l.pods = append(l.pods, p)
 	}
 	return l, nil

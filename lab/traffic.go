@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/flowlens/flowlens/lab/scenario"
 	"io"
 	"log/slog"
 	"net"
@@ -47,7 +48,7 @@ func (s *Servers) Close() error {
 func (l *Lab) StartServers() (*Servers, error) {
 	s := &Servers{udp: map[string]*atomic.Int64{}}
 	for _, p := range l.Pods() {
-		for _, port := range append(append([]Port(nil), p.spec.Ports...), p.spec.Listen...) {
+		for _, port := range append(append([]scenario.Port(nil), p.Spec.Ports...), p.Spec.Listen...) {
 			if err := s.start(p, port); err != nil {
 				return nil, errors.Join(err, s.Close())
 			}
@@ -56,7 +57,7 @@ func (l *Lab) StartServers() (*Servers, error) {
 	return s, nil
 }
 
-func (s *Servers) start(p *Pod, port Port) error {
+func (s *Servers) start(p *scenario.Pod, port scenario.Port) error {
 	if port.Protocol == "UDP" {
 		c, err := p.ListenUDP(port.Port)
 		if err != nil {
@@ -116,7 +117,7 @@ func TCPReply(payload []byte, pod string) string {
 
 // Result is the outcome of one traffic case attempt.
 type Result struct {
-	Case    Case
+	Case    scenario.Case
 	Allowed bool
 	Sent    int64 // bytes (TCP) or datagrams (UDP)
 	Got     int64 // bytes of the reply (TCP) or datagrams received (UDP)
@@ -131,7 +132,7 @@ func (r Result) OK() bool { return r.Allowed == r.Case.Allowed }
 
 // RunCase runs one case once: TCP sends a payload and reads the reply; UDP sends Count datagrams
 // and reads how many arrived. servers must be the lab's running servers.
-func (l *Lab) RunCase(ctx context.Context, s *Servers, c Case) Result {
+func (l *Lab) RunCase(ctx context.Context, s *Servers, c scenario.Case) Result {
 	res := Result{Case: c}
 	from := l.Pod(c.From)
 	if from == nil {
@@ -176,7 +177,7 @@ func (l *Lab) RunCase(ctx context.Context, s *Servers, c Case) Result {
 	return res
 }
 
-func (l *Lab) runUDP(from *Pod, dst netip.AddrPort, s *Servers, c Case) Result {
+func (l *Lab) runUDP(from *scenario.Pod, dst netip.AddrPort, s *Servers, c scenario.Case) Result {
 	res := Result{Case: c}
 	count := max(c.Count, 1)
 	to := l.Pod(c.To)
@@ -209,7 +210,7 @@ func (l *Lab) runUDP(from *Pod, dst netip.AddrPort, s *Servers, c Case) Result {
 	return res
 }
 
-func (l *Lab) caseDst(c Case) (netip.AddrPort, error) {
+func (l *Lab) caseDst(c scenario.Case) (netip.AddrPort, error) {
 	if c.Service != "" {
 		for _, svc := range l.scenario.Services {
 			if svc.Namespace+"/"+svc.Name == c.Service {

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 const defaultStateDir = "/run/flowlens-lab"
@@ -34,12 +36,12 @@ func statePath(dir string) string { return filepath.Join(dir, "state.json") }
 
 func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	var (
-		nodes    int
-		prefix   string
-		hold     bool
-		scenario string
-		enforcer string
-		krBin    string
+		nodes        int
+		prefix       string
+		hold         bool
+		scenarioName string
+		enforcer     string
+		krBin        string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -56,21 +58,21 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				return fmt.Errorf("--state-dir: %w", err)
 			}
 			cfg := lab.Config{Prefix: prefix, Nodes: nodes, Log: log, Enforcer: enforcer, KubeRouterBin: krBin}
-			switch scenario {
+			switch scenarioName {
 			case "default":
 			case "homelab":
-				dir, err := lab.HomelabDir()
+				dir, err := scenario.HomelabDir()
 				if err != nil {
 					return fmt.Errorf("--scenario homelab: %w", err)
 				}
-				if cfg.Scenario, err = lab.LoadHomelab(dir, nodes); err != nil {
+				if cfg.Scenario, err = scenario.LoadHomelab(dir, nodes); err != nil {
 					return fmt.Errorf("--scenario homelab: %w", err)
 				}
 				// The homelab's policies talk about the LAN, Proxmox, MinIO
 				// and the internet: give them an outside world.
 				cfg.External = true
 			default:
-				return fmt.Errorf("--scenario %q: want default or homelab", scenario)
+				return fmt.Errorf("--scenario %q: want default or homelab", scenarioName)
 			}
 			if enforcer == lab.EnforcerKubeRouter {
 				cfg.KubeRouterDir = *stateDir
@@ -106,7 +108,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of node namespaces (1 or 2; 2 joins them over VXLAN)")
 	cmd.Flags().StringVar(&prefix, "prefix", "", "name prefix for every namespace (default fl + 4 random hex)")
 	cmd.Flags().BoolVar(&hold, "hold", false, "keep running and tear down on SIGINT/SIGTERM")
-	cmd.Flags().StringVar(&scenario, "scenario", "default", "default or homelab (examples/homelab; needs --enforcer kube-router)")
+	cmd.Flags().StringVar(&scenarioName, "scenario", "default", "default or homelab (examples/homelab; needs --enforcer kube-router)")
 	cmd.Flags().StringVar(&enforcer, "enforcer", lab.EnforcerHand, "hand (lab-written rules) or kube-router (the real controller, test-only)")
 	cmd.Flags().StringVar(&krBin, "kube-router-bin", "", "flowlens-kube-router binary for --enforcer kube-router (default $"+lab.EnvKubeRouterBin+")")
 	return cmd
@@ -159,7 +161,7 @@ func downCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 			default:
 				return err
 			}
-			removed, err := lab.Sweep(context.WithoutCancel(cmd.Context()), prefix)
+			removed, err := netns.Sweep(context.WithoutCancel(cmd.Context()), prefix)
 			errs = append(errs, err, removeLabFiles(*stateDir))
 			for _, n := range removed {
 				fmt.Fprintf(cmd.OutOrStdout(), "swept %s\n", n)
@@ -220,7 +222,7 @@ func statusCmd(stateDir *string) *cobra.Command {
 
 func printStatus(w io.Writer, st lab.State) error {
 	present := map[string]bool{}
-	names, err := lab.ListNetNS()
+	names, err := netns.List()
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/netns"
 )
 
 func runCLI(t *testing.T, args ...string) (string, error) {
@@ -53,8 +53,8 @@ func TestUpTrafficDown(t *testing.T) {
 		t.Skip("needs root: builds network namespaces")
 	}
 	dir := t.TempDir()
-	prefix := lab.NewPrefix()
-	t.Cleanup(func() { _, _ = lab.Sweep(context.Background(), prefix) })
+	prefix := netns.NewPrefix()
+	t.Cleanup(func() { _, _ = netns.Sweep(context.Background(), prefix) })
 
 	out, err := runCLI(t, "up", "--nodes", "2", "--prefix", prefix, "--state-dir", dir)
 	require.NoError(t, err)
@@ -77,7 +77,7 @@ func TestUpTrafficDown(t *testing.T) {
 	out, err = runCLI(t, "down", "--state-dir", dir)
 	require.NoError(t, err)
 	assert.Contains(t, out, "lab "+prefix+" down")
-	names, err := lab.ListNetNS()
+	names, err := netns.List()
 	require.NoError(t, err)
 	for _, n := range names {
 		assert.False(t, strings.HasPrefix(n, prefix+"-"), "leaked %s", n)

@@ -1,4 +1,4 @@
-package lab
+package netns
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
 )
 
 // netnsDir is where `ip netns` keeps its bind mounts.
@@ -20,26 +20,26 @@ const netnsDir = "/run/netns"
 // inNetNS runs fn on an OS thread switched into the named namespace. Sockets fn creates keep
 // that namespace after the thread switches back. If switching back fails the thread stays locked
 // so the Go runtime retires it instead of reusing a thread in the wrong namespace.
-func inNetNS(name string, fn func() error) error {
+func Do(name string, fn func() error) error {
 	runtime.LockOSThread()
-	orig, err := netns.Get()
+	orig, err := vnetns.Get()
 	if err != nil {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("get current netns: %w", err)
 	}
 	defer orig.Close()
-	target, err := netns.GetFromName(name)
+	target, err := vnetns.GetFromName(name)
 	if err != nil {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("open netns %s: %w", name, err)
 	}
 	defer target.Close()
-	if err := netns.Set(target); err != nil {
+	if err := vnetns.Set(target); err != nil {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("enter netns %s: %w", name, err)
 	}
 	fnErr := fn()
-	if err := netns.Set(orig); err != nil {
+	if err := vnetns.Set(orig); err != nil {
 		return errors.Join(fnErr, fmt.Errorf("return from netns %s: %w", name, err))
 	}
 	runtime.UnlockOSThread()
@@ -48,7 +48,7 @@ func inNetNS(name string, fn func() error) error {
 
 // run executes argv (optionally inside netns ns, via `ip netns exec`) with stdin, and returns
 // stdout; the error carries stderr.
-func run(ctx context.Context, ns string, stdin string, argv ...string) ([]byte, error) {
+func Run(ctx context.Context, ns string, stdin string, argv ...string) ([]byte, error) {
 	if ns != "" {
 		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
 	}
@@ -64,26 +64,26 @@ func run(ctx context.Context, ns string, stdin string, argv ...string) ([]byte, 
 	return stdout.Bytes(), nil
 }
 
-func addNetNS(ctx context.Context, name string) error {
-	if _, err := run(ctx, "", "", "ip", "netns", "add", name); err != nil {
+func Add(ctx context.Context, name string) error {
+	if _, err := Run(ctx, "", "", "ip", "netns", "add", name); err != nil {
 		return fmt.Errorf("create netns: %w", err)
 	}
 	return nil
 }
 
 // delNetNS removes a named namespace; a namespace already gone is not an error.
-func delNetNS(ctx context.Context, name string) error {
+func Del(ctx context.Context, name string) error {
 	if _, err := os.Stat(filepath.Join(netnsDir, name)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if _, err := run(ctx, "", "", "ip", "netns", "del", name); err != nil {
+	if _, err := Run(ctx, "", "", "ip", "netns", "del", name); err != nil {
 		return fmt.Errorf("delete netns: %w", err)
 	}
 	return nil
 }
 
 // ListNetNS returns the names of the namespaces under /run/netns.
-func ListNetNS() ([]string, error) {
+func List() ([]string, error) {
 	entries, err := os.ReadDir(netnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -102,10 +102,10 @@ func ListNetNS() ([]string, error) {
 // may have left after a crash. Since every lab link lives in a lab namespace, this removes the
 // links too.
 func Sweep(ctx context.Context, prefix string) ([]string, error) {
-	if err := validatePrefix(prefix); err != nil {
+	if err := ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
-	names, err := ListNetNS()
+	names, err := List()
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func Sweep(ctx context.Context, prefix string) ([]string, error) {
 		if !strings.HasPrefix(n, prefix+"-") {
 			continue
 		}
-		if err := delNetNS(ctx, n); err != nil {
+		if err := Del(ctx, n); err != nil {
 			errs = append(errs, fmt.Errorf("sweep %s: %w", n, err))
 			continue
 		}
@@ -126,9 +126,9 @@ func Sweep(ctx context.Context, prefix string) ([]string, error) {
 
 // writeSysctl sets a sysctl inside a namespace; /proc/sys/net is per network namespace, resolved
 // at open time by the opening thread.
-func writeSysctl(ns, key, value string) error {
+func WriteSysctl(ns, key, value string) error {
 	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
-	return inNetNS(ns, func() error {
+	return Do(ns, func() error {
 		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
 			return fmt.Errorf("set %s=%s in %s: %w", key, value, ns, err)
 		}
@@ -136,10 +136,10 @@ func writeSysctl(ns, key, value string) error {
 	})
 }
 
-func readSysctl(ns, key string) (string, error) {
+func ReadSysctl(ns, key string) (string, error) {
 	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
 	var v string
-	err := inNetNS(ns, func() error {
+	err := Do(ns, func() error {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("read %s in %s: %w", key, ns, err)

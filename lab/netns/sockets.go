@@ -1,4 +1,4 @@
-package lab
+package netns
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // ListenTCP listens on the pod's IP (all addresses of its namespace) at port.
 func (p *Pod) ListenTCP(port int) (net.Listener, error) {
 	var ln net.Listener
-	err := inNetNS(p.NetNS, func() error {
+	err := Do(p.NetNS, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
@@ -29,7 +29,7 @@ func (p *Pod) ListenTCP(port int) (net.Listener, error) {
 // ListenUDP binds a UDP socket at port in the pod.
 func (p *Pod) ListenUDP(port int) (*net.UDPConn, error) {
 	var c *net.UDPConn
-	err := inNetNS(p.NetNS, func() error {
+	err := Do(p.NetNS, func() error {
 		var err error
 		c, err = net.ListenUDP("udp4", &net.UDPAddr{Port: port})
 		return err
@@ -44,7 +44,7 @@ func (p *Pod) ListenUDP(port int) (*net.UDPConn, error) {
 // refused" (kube-router rejects with ICMP port-unreachable); a timeout means the packet vanished.
 func (p *Pod) DialTCP(ctx context.Context, dst netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := inNetNS(p.NetNS, func() error {
+	err := Do(p.NetNS, func() error {
 		d := net.Dialer{Timeout: timeout}
 		var err error
 		c, err = d.DialContext(ctx, "tcp4", dst.String())
@@ -59,7 +59,7 @@ func (p *Pod) DialTCP(ctx context.Context, dst netip.AddrPort, timeout time.Dura
 // DialUDP returns a UDP socket in the pod connected to dst.
 func (p *Pod) DialUDP(dst netip.AddrPort) (*net.UDPConn, error) {
 	var c *net.UDPConn
-	err := inNetNS(p.NetNS, func() error {
+	err := Do(p.NetNS, func() error {
 		var err error
 		c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
 		return err
@@ -72,6 +72,3 @@ func (p *Pod) DialUDP(dst netip.AddrPort) (*net.UDPConn, error) {
 
 // AddrPort is the pod's IP with port.
 func (p *Pod) AddrPort(port int) netip.AddrPort { return netip.AddrPortFrom(p.IP, uint16(port)) }
-
-// Spec is the pod's scenario entry (with its assigned IP).
-func (p *Pod) Spec() PodSpec { return p.spec }

@@ -1,4 +1,4 @@
-package lab
+package netns
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +22,9 @@ type Node struct {
 	PodCIDR netip.Prefix `json:"podCIDR"`
 	IP      netip.Addr   `json:"ip"`                // InternalIP
 	VTEPMAC string       `json:"vtepMAC,omitempty"` // flannel.1's MAC, with two nodes
-	index   int
+	// Index is the node's number, 1 or 2: its addresses derive from it (addressing.go). It is
+	// not recorded; Attach sets it from the node's position.
+	Index int `json:"-"`
 }
 
 // Pod is one pod namespace with eth0; HostVeth is its peer on cni0 in the node namespace.
@@ -34,15 +36,14 @@ type Pod struct {
 	NetNS     string            `json:"netns"`
 	HostVeth  string            `json:"hostVeth"`
 	Labels    map[string]string `json:"labels,omitempty"`
-	spec      PodSpec
 }
 
 // Key is "namespace/name".
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
 
 // nlHandle opens a netlink handle bound to the named namespace; the caller closes both.
-func nlHandle(ns string) (*netlink.Handle, netns.NsHandle, error) {
-	h, err := netns.GetFromName(ns)
+func Handle(ns string) (*netlink.Handle, vnetns.NsHandle, error) {
+	h, err := vnetns.GetFromName(ns)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open netns %s: %w", ns, err)
 	}
@@ -54,11 +55,11 @@ func nlHandle(ns string) (*netlink.Handle, netns.NsHandle, error) {
 	return nh, h, nil
 }
 
-func ipNet(a netip.Addr, bits int) *netlink.Addr {
+func IPNet(a netip.Addr, bits int) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, a.BitLen())}}
 }
 
-func setUp(h *netlink.Handle, name string) error {
+func SetUp(h *netlink.Handle, name string) error {
 	l, err := h.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", name, err)
@@ -71,31 +72,31 @@ func setUp(h *netlink.Handle, name string) error {
 
 // setupNode configures an existing node namespace: lo, cni0 with the gateway address, forwarding
 // and bridge netfilter.
-func setupNode(n *Node) error {
-	h, nsh, err := nlHandle(n.NetNS)
+func SetupNode(n *Node) error {
+	h, nsh, err := Handle(n.NetNS)
 	if err != nil {
 		return err
 	}
 	defer nsh.Close()
 	defer h.Close()
-	if err := setUp(h, "lo"); err != nil {
+	if err := SetUp(h, "lo"); err != nil {
 		return err
 	}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cni0", MTU: podMTU}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cni0", MTU: PodMTU}}
 	if err := h.LinkAdd(br); err != nil {
 		return fmt.Errorf("add cni0 in %s: %w", n.NetNS, err)
 	}
-	if err := h.AddrAdd(br, ipNet(nodeGateway(n.index), 24)); err != nil {
+	if err := h.AddrAdd(br, IPNet(NodeGateway(n.Index), 24)); err != nil {
 		return fmt.Errorf("address cni0 in %s: %w", n.NetNS, err)
 	}
-	if err := setUp(h, "cni0"); err != nil {
+	if err := SetUp(h, "cni0"); err != nil {
 		return err
 	}
 	for _, kv := range [][2]string{
 		{"net.ipv4.ip_forward", "1"},
 		{"net.ipv4.conf.all.forwarding", "1"},
 	} {
-		if err := writeSysctl(n.NetNS, kv[0], kv[1]); err != nil {
+		if err := WriteSysctl(n.NetNS, kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
@@ -106,18 +107,18 @@ func setupNode(n *Node) error {
 // enforced between pods of one node (research/kube-router-lab.md §3).
 func ensureBridgeNF(ns string) error {
 	const key = "net.bridge.bridge-nf-call-iptables"
-	v, err := readSysctl(ns, key)
+	v, err := ReadSysctl(ns, key)
 	if errors.Is(err, os.ErrNotExist) {
-		if _, merr := run(context.Background(), "", "", "modprobe", "br_netfilter"); merr != nil {
+		if _, merr := Run(context.Background(), "", "", "modprobe", "br_netfilter"); merr != nil {
 			return fmt.Errorf("%s missing and br_netfilter did not load: %w", key, merr)
 		}
-		v, err = readSysctl(ns, key)
+		v, err = ReadSysctl(ns, key)
 	}
 	if err != nil {
 		return err
 	}
 	if v != "1" {
-		if err := writeSysctl(ns, key, "1"); err != nil {
+		if err := WriteSysctl(ns, key, "1"); err != nil {
 			return err
 		}
 	}
@@ -126,14 +127,14 @@ func ensureBridgeNF(ns string) error {
 
 // addPodLinks creates the veth pair (host side in the node namespace on cni0, eth0 in the pod
 // namespace) and configures eth0 the way the CNI bridge plugin does.
-func addPodLinks(n *Node, p *Pod) error {
-	h, nsh, err := nlHandle(n.NetNS)
+func AddPodLinks(n *Node, p *Pod) error {
+	h, nsh, err := Handle(n.NetNS)
 	if err != nil {
 		return err
 	}
 	defer nsh.Close()
 	defer h.Close()
-	ph, pnsh, err := nlHandle(p.NetNS)
+	ph, pnsh, err := Handle(p.NetNS)
 	if err != nil {
 		return err
 	}
@@ -145,12 +146,12 @@ func addPodLinks(n *Node, p *Pod) error {
 		return fmt.Errorf("find cni0 in %s: %w", n.NetNS, err)
 	}
 	for attempt := 0; ; attempt++ {
-		p.HostVeth = randomVethName()
+		p.HostVeth = RandomVethName()
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth, MTU: podMTU},
+			LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth, MTU: PodMTU},
 			PeerName:      "eth0",
 			PeerNamespace: netlink.NsFd(int(pnsh)),
-			PeerMTU:       podMTU,
+			PeerMTU:       PodMTU,
 		}
 		err = h.LinkAdd(veth)
 		if err == nil {
@@ -174,27 +175,27 @@ func addPodLinks(n *Node, p *Pod) error {
 		return fmt.Errorf("set %s up: %w", p.HostVeth, err)
 	}
 
-	if err := setUp(ph, "lo"); err != nil {
+	if err := SetUp(ph, "lo"); err != nil {
 		return err
 	}
 	eth0, err := ph.LinkByName("eth0")
 	if err != nil {
 		return fmt.Errorf("find eth0 in %s: %w", p.NetNS, err)
 	}
-	if err := ph.AddrAdd(eth0, ipNet(p.IP, 24)); err != nil {
+	if err := ph.AddrAdd(eth0, IPNet(p.IP, 24)); err != nil {
 		return fmt.Errorf("address eth0 of %s: %w", p.Key(), err)
 	}
 	if err := ph.LinkSetUp(eth0); err != nil {
 		return fmt.Errorf("set eth0 of %s up: %w", p.Key(), err)
 	}
-	gw := nodeGateway(n.index).AsSlice()
+	gw := NodeGateway(n.Index).AsSlice()
 	for _, dst := range []*net.IPNet{
-		{IP: clusterCIDR.Addr().AsSlice(), Mask: net.CIDRMask(clusterCIDR.Bits(), 32)},
+		{IP: ClusterCIDR.Addr().AsSlice(), Mask: net.CIDRMask(ClusterCIDR.Bits(), 32)},
 		nil, // default
 	} {
 		r := &netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: dst, Gw: gw}
 		if err := ph.RouteAdd(r); err != nil {
-			return fmt.Errorf("route %v via %s in %s: %w", dst, nodeGateway(n.index), p.Key(), err)
+			return fmt.Errorf("route %v via %s in %s: %w", dst, NodeGateway(n.Index), p.Key(), err)
 		}
 	}
 	return nil
@@ -203,14 +204,14 @@ func addPodLinks(n *Node, p *Pod) error {
 // joinNodes links two node namespaces as Flannel's VXLAN backend does: an uplink eth0 in each,
 // flannel.1 (VNI 1, UDP 8472, no learning) with 10.42.N.0/32, and for the peer a permanent
 // neighbour, an FDB entry and an onlink /24 route via flannel.1.
-func joinNodes(a, b *Node) error {
-	ha, nsa, err := nlHandle(a.NetNS)
+func JoinNodes(a, b *Node) error {
+	ha, nsa, err := Handle(a.NetNS)
 	if err != nil {
 		return err
 	}
 	defer nsa.Close()
 	defer ha.Close()
-	hb, nsb, err := nlHandle(b.NetNS)
+	hb, nsb, err := Handle(b.NetNS)
 	if err != nil {
 		return err
 	}
@@ -218,10 +219,10 @@ func joinNodes(a, b *Node) error {
 	defer hb.Close()
 
 	uplink := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: "eth0", MTU: uplinkMTU},
+		LinkAttrs:     netlink.LinkAttrs{Name: "eth0", MTU: UplinkMTU},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(nsb)),
-		PeerMTU:       uplinkMTU,
+		PeerMTU:       UplinkMTU,
 	}
 	if err := ha.LinkAdd(uplink); err != nil {
 		return fmt.Errorf("add uplink between %s and %s: %w", a.NetNS, b.NetNS, err)
@@ -245,14 +246,14 @@ func addVTEP(h *netlink.Handle, n *Node) error {
 	if err != nil {
 		return fmt.Errorf("find uplink in %s: %w", n.NetNS, err)
 	}
-	if err := h.AddrAdd(eth0, ipNet(n.IP, uplinkCIDR.Bits())); err != nil {
+	if err := h.AddrAdd(eth0, IPNet(n.IP, UplinkCIDR.Bits())); err != nil {
 		return fmt.Errorf("address uplink in %s: %w", n.NetNS, err)
 	}
 	if err := h.LinkSetUp(eth0); err != nil {
 		return fmt.Errorf("set uplink up in %s: %w", n.NetNS, err)
 	}
 	vx := &netlink.Vxlan{
-		LinkAttrs:    netlink.LinkAttrs{Name: "flannel.1", MTU: podMTU},
+		LinkAttrs:    netlink.LinkAttrs{Name: "flannel.1", MTU: PodMTU},
 		VxlanId:      vxlanID,
 		VtepDevIndex: eth0.Attrs().Index,
 		SrcAddr:      n.IP.AsSlice(),
@@ -262,7 +263,7 @@ func addVTEP(h *netlink.Handle, n *Node) error {
 	if err := h.LinkAdd(vx); err != nil {
 		return fmt.Errorf("add flannel.1 in %s: %w", n.NetNS, err)
 	}
-	if err := h.AddrAdd(vx, ipNet(nodeVTEP(n.index), 32)); err != nil {
+	if err := h.AddrAdd(vx, IPNet(NodeVTEP(n.Index), 32)); err != nil {
 		return fmt.Errorf("address flannel.1 in %s: %w", n.NetNS, err)
 	}
 	if err := h.LinkSetUp(vx); err != nil {
@@ -289,9 +290,9 @@ func peerVTEP(h *netlink.Handle, local, remote *Node) error {
 	idx := vx.Attrs().Index
 	if err := h.NeighSet(&netlink.Neigh{
 		LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, Type: unix.RTN_UNICAST,
-		IP: nodeVTEP(remote.index).AsSlice(), HardwareAddr: mac,
+		IP: NodeVTEP(remote.Index).AsSlice(), HardwareAddr: mac,
 	}); err != nil {
-		return fmt.Errorf("neighbour %s on flannel.1 in %s: %w", nodeVTEP(remote.index), local.NetNS, err)
+		return fmt.Errorf("neighbour %s on flannel.1 in %s: %w", NodeVTEP(remote.Index), local.NetNS, err)
 	}
 	if err := h.NeighSet(&netlink.Neigh{
 		LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF,
@@ -299,11 +300,11 @@ func peerVTEP(h *netlink.Handle, local, remote *Node) error {
 	}); err != nil {
 		return fmt.Errorf("fdb %s on flannel.1 in %s: %w", remote.IP, local.NetNS, err)
 	}
-	cidr := nodePodCIDR(remote.index)
+	cidr := NodePodCIDR(remote.Index)
 	if err := h.RouteAdd(&netlink.Route{
 		LinkIndex: idx,
 		Dst:       &net.IPNet{IP: cidr.Addr().AsSlice(), Mask: net.CIDRMask(cidr.Bits(), 32)},
-		Gw:        nodeVTEP(remote.index).AsSlice(),
+		Gw:        NodeVTEP(remote.Index).AsSlice(),
 		Flags:     int(netlink.FLAG_ONLINK),
 	}); err != nil {
 		return fmt.Errorf("route %s via flannel.1 in %s: %w", cidr, local.NetNS, err)
@@ -313,8 +314,8 @@ func peerVTEP(h *netlink.Handle, local, remote *Node) error {
 
 // addNodeIPOnLoopback gives a lone node its InternalIP somewhere local, as a real node has it on
 // its uplink, so addrtype LOCAL and the cluster YAML's hostIP agree.
-func addNodeIPOnLoopback(n *Node) error {
-	h, nsh, err := nlHandle(n.NetNS)
+func AddNodeIPOnLoopback(n *Node) error {
+	h, nsh, err := Handle(n.NetNS)
 	if err != nil {
 		return err
 	}
@@ -324,7 +325,7 @@ func addNodeIPOnLoopback(n *Node) error {
 	if err != nil {
 		return fmt.Errorf("find lo in %s: %w", n.NetNS, err)
 	}
-	if err := h.AddrAdd(lo, ipNet(n.IP, 32)); err != nil && !strings.Contains(err.Error(), "exists") {
+	if err := h.AddrAdd(lo, IPNet(n.IP, 32)); err != nil && !strings.Contains(err.Error(), "exists") {
 		return fmt.Errorf("address lo in %s: %w", n.NetNS, err)
 	}
 	return nil

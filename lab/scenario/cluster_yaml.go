@@ -1,4 +1,4 @@
-package lab
+package scenario
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
 	"io"
 	"os"
 	"sort"
@@ -18,9 +19,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// clusterObjects builds the Kubernetes objects for the lab's cluster state, in a stable order:
+// ClusterObjects builds the Kubernetes objects for the lab's cluster state, in a stable order:
 // Namespaces, Nodes, Pods, Services, EndpointSlices.
-func clusterObjects(prefix string, sc *Scenario, nodes []*Node, pods []*Pod) []any {
+func ClusterObjects(prefix string, sc *Scenario, nodes []*netns.Node, pods []*Pod) []any {
 	var objs []any
 	for _, ns := range sc.Namespaces {
 		objs = append(objs, &corev1.Namespace{
@@ -32,7 +33,7 @@ func clusterObjects(prefix string, sc *Scenario, nodes []*Node, pods []*Pod) []a
 			Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
 		})
 	}
-	nodeByName := map[string]*Node{}
+	nodeByName := map[string]*netns.Node{}
 	for _, n := range nodes {
 		nodeByName[n.Name] = n
 		objs = append(objs, &corev1.Node{
@@ -69,7 +70,7 @@ func clusterObjects(prefix string, sc *Scenario, nodes []*Node, pods []*Pod) []a
 
 // nodeAnnotations are the ones Flannel publishes, which carry the VTEP an observer may meet on
 // the outer packets.
-func nodeAnnotations(n *Node) map[string]string {
+func nodeAnnotations(n *netns.Node) map[string]string {
 	a := map[string]string{
 		"flannel.alpha.coreos.com/backend-type": "vxlan",
 		"flannel.alpha.coreos.com/public-ip":    n.IP.String(),
@@ -80,9 +81,9 @@ func nodeAnnotations(n *Node) map[string]string {
 	return a
 }
 
-func podObject(prefix string, p *Pod, n *Node) *corev1.Pod {
+func podObject(prefix string, p *Pod, n *netns.Node) *corev1.Pod {
 	var ports []corev1.ContainerPort
-	for _, port := range p.spec.Ports {
+	for _, port := range p.Spec.Ports {
 		ports = append(ports, corev1.ContainerPort{Name: port.Name, ContainerPort: int32(port.Port), Protocol: corev1.Protocol(port.Protocol)})
 	}
 	obj := &corev1.Pod{
@@ -106,7 +107,7 @@ func podObject(prefix string, p *Pod, n *Node) *corev1.Pod {
 		obj.Status.HostIP = n.IP.String()
 		obj.Status.HostIPs = []corev1.HostIP{{IP: n.IP.String()}}
 	}
-	if o := p.spec.Owner; o.Kind != "" {
+	if o := p.Spec.Owner; o.Kind != "" {
 		api := "apps/v1"
 		ctrl := true
 		obj.OwnerReferences = []metav1.OwnerReference{{
@@ -223,11 +224,11 @@ func uid(prefix, kind, name string) types.UID {
 	return types.UID(s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32])
 }
 
-// writeDocs marshals objects as one multi-document YAML stream. With prune, zero values the
+// WriteDocs marshals objects as one multi-document YAML stream. With prune, zero values the
 // k8s types serialise anyway (nodeInfo, daemonEndpoints, null timestamps) are left out, as
 // kubectl would show the objects; never use it where an empty value means something (a
 // NetworkPolicy's podSelector: {}).
-func writeDocs(w io.Writer, objs []any, prune bool) error {
+func WriteDocs(w io.Writer, objs []any, prune bool) error {
 	for i, o := range objs {
 		if prune {
 			var err error
@@ -251,21 +252,8 @@ func writeDocs(w io.Writer, objs []any, prune bool) error {
 	return nil
 }
 
-// ClusterYAML writes the cluster state the lab built: Namespaces, Nodes, Pods, Services and
-// EndpointSlices, as multi-document YAML.
-func (l *Lab) ClusterYAML(w io.Writer) error {
-	l.mu.Lock()
-	objs := clusterObjects(l.prefix, l.scenario, l.nodes, l.pods)
-	l.mu.Unlock()
-	return writeDocs(w, objs, true)
-}
-
-// PolicyYAML writes the scenario's NetworkPolicies (the intent the lab's rules enforce).
-func (l *Lab) PolicyYAML(w io.Writer) error {
-	return writePolicies(w, l.scenario)
-}
-
-func writePolicies(w io.Writer, sc *Scenario) error {
+// WritePolicies writes the scenario's NetworkPolicies, sorted, as multi-document YAML.
+func WritePolicies(w io.Writer, sc *Scenario) error {
 	pols := append(sc.Policies[:0:0], sc.Policies...)
 	sort.SliceStable(pols, func(i, j int) bool {
 		return pols[i].Namespace+"/"+pols[i].Name < pols[j].Namespace+"/"+pols[j].Name
@@ -275,16 +263,11 @@ func writePolicies(w io.Writer, sc *Scenario) error {
 		pols[i].APIVersion, pols[i].Kind = "networking.k8s.io/v1", "NetworkPolicy"
 		objs[i] = &pols[i]
 	}
-	return writeDocs(w, objs, false)
+	return WriteDocs(w, objs, false)
 }
 
-// WriteClusterYAML writes ClusterYAML to path.
-func (l *Lab) WriteClusterYAML(path string) error { return writeFile(path, l.ClusterYAML) }
-
-// WritePolicyYAML writes PolicyYAML to path.
-func (l *Lab) WritePolicyYAML(path string) error { return writeFile(path, l.PolicyYAML) }
-
-func writeFile(path string, fn func(io.Writer) error) error {
+// WriteFile writes what fn produces to path.
+func WriteFile(path string, fn func(io.Writer) error) error {
 	var buf bytes.Buffer
 	if err := fn(&buf); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

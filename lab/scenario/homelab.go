@@ -1,7 +1,8 @@
-package lab
+package scenario
 
 import (
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -85,14 +86,14 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 	for _, ns := range cluster.Namespaces {
 		sc.Namespaces = append(sc.Namespaces, ns.Name)
 	}
-	next := map[int]int{1: firstPodIP, 2: firstPodIP}
+	next := map[int]int{1: netns.FirstPodIP, 2: netns.FirstPodIP}
 	index := map[string]int{}
 	for _, p := range cluster.Pods {
 		node := 1
 		if nodes == 2 && slices.Contains(homelabNode2, p.Namespace) {
 			node = 2
 		}
-		base := nodePodCIDR(node).Addr().As4()
+		base := netns.NodePodCIDR(node).Addr().As4()
 		ip := netip.AddrFrom4([4]byte{base[0], base[1], base[2], byte(next[node])})
 		next[node]++
 		spec := PodSpec{Namespace: p.Namespace, Name: p.Name, Node: node, IP: ip, Labels: p.Labels, Owner: podOwner(p)}
@@ -148,13 +149,13 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 		}
 		sc.Cases = append(sc.Cases, Case{
 			Name: x.Name, From: x.From, To: x.To, Protocol: proto, Port: x.Port, Count: 3,
-			Allowed: *x.Allowed, Enforcer: nodeName(sc.Pods[fi].Node),
+			Allowed: *x.Allowed, Enforcer: netns.NodeName(sc.Pods[fi].Node),
 		})
 	}
 	if err := sc.Validate(nodes); err != nil {
 		return nil, err
 	}
-	if err := validateExternal(sc); err != nil {
+	if err := sc.ValidateExternal(); err != nil {
 		return nil, err
 	}
 	return sc, nil
@@ -207,7 +208,7 @@ func homelabExternalCase(x homelabExpectation, proto string, sc *Scenario, index
 	}
 	return ExternalCase{
 		Name: x.Name, Pod: podKey, Peer: peer, Written: written, Inbound: inbound,
-		Protocol: proto, Port: x.Port, Allowed: *x.Allowed, Enforcer: nodeName(pod.Node),
+		Protocol: proto, Port: x.Port, Allowed: *x.Allowed, Enforcer: netns.NodeName(pod.Node),
 	}, nil
 }
 

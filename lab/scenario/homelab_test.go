@@ -1,6 +1,7 @@
-package lab
+package scenario
 
 import (
+	"github.com/flowlens/flowlens/lab/netns"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,7 +24,7 @@ func TestLoadHomelab(t *testing.T) {
 			if p.Key() == "database/postgresql-cluster-1" {
 				pg = i
 			}
-			assert.True(t, nodePodCIDR(p.Node).Contains(p.IP), "%s %s on node%d", p.Key(), p.IP, p.Node)
+			assert.True(t, netns.NodePodCIDR(p.Node).Contains(p.IP), "%s %s on node%d", p.Key(), p.IP, p.Node)
 		}
 		require.GreaterOrEqual(t, pg, 0)
 		assert.Equal(t, nodes, sc.Pods[pg].Node)
@@ -42,11 +43,4 @@ func TestLoadHomelab(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, 8080, c.Port)
 	}
-}
-
-func TestHomelabNeedsKubeRouter(t *testing.T) {
-	sc, err := HomelabScenario()
-	require.NoError(t, err)
-	_, err = Up(t.Context(), Config{Scenario: sc})
-	require.ErrorContains(t, err, "kube-router")
 }

@@ -1,7 +1,8 @@
-package lab
+package scenario
 
 import (
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
 	"net/netip"
 	"strings"
 
@@ -113,9 +114,9 @@ type Case struct {
 	MinNodes int    `json:"minNodes,omitempty"`
 }
 
-// withNodes returns a copy of s restricted to a lab of n nodes: pods on other nodes, cases that
+// WithNodes returns a copy of s restricted to a lab of n nodes: pods on other nodes, cases that
 // need more nodes, and backends that are gone are left out.
-func (s *Scenario) withNodes(n int) *Scenario {
+func (s *Scenario) WithNodes(n int) *Scenario {
 	out := *s
 	out.Pods = nil
 	present := map[string]bool{}
@@ -199,8 +200,8 @@ func (s *Scenario) Validate(nodes int) error {
 			return fmt.Errorf("%s: node %d, want 1 or 2", where, p.Node)
 		}
 		if p.IP.IsValid() {
-			if p.Node <= nodes && !nodePodCIDR(p.Node).Contains(p.IP) {
-				return fmt.Errorf("%s: ip %s outside node%d's %s", where, p.IP, p.Node, nodePodCIDR(p.Node))
+			if p.Node <= nodes && !netns.NodePodCIDR(p.Node).Contains(p.IP) {
+				return fmt.Errorf("%s: ip %s outside node%d's %s", where, p.IP, p.Node, netns.NodePodCIDR(p.Node))
 			}
 			if other, dup := ips[p.IP]; dup {
 				return fmt.Errorf("%s: ip %s already used by %s", where, p.IP, other)
@@ -221,8 +222,8 @@ func (s *Scenario) Validate(nodes int) error {
 		if !nsSet[svc.Namespace] {
 			return fmt.Errorf("%s: unknown namespace", where)
 		}
-		if !serviceCIDR.Contains(svc.ClusterIP) {
-			return fmt.Errorf("%s: clusterIP %s outside %s", where, svc.ClusterIP, serviceCIDR)
+		if !netns.ServiceCIDR.Contains(svc.ClusterIP) {
+			return fmt.Errorf("%s: clusterIP %s outside %s", where, svc.ClusterIP, netns.ServiceCIDR)
 		}
 		if len(svc.Ports) == 0 {
 			return fmt.Errorf("%s: no ports", where)

@@ -1,19 +1,20 @@
-package lab
+package rules
 
 import (
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
 	"strings"
 )
 
 // renderNAT writes the node's nat table: kube-proxy iptables-mode ClusterIP DNAT
 // (KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-*) and Flannel's FLANNEL-POSTRTG, whose RETURN rules
 // keep pod-to-pod traffic un-masqueraded.
-func renderNAT(in ruleInput) string {
+func NAT(in Input) string {
 	podIP := map[string]string{}
 	for _, p := range in.Pods {
 		podIP[p.Spec.Key()] = p.IP.String()
 	}
-	local := nodePodCIDR(in.Node)
+	local := netns.NodePodCIDR(in.Node)
 	chains := []string{"KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "FLANNEL-POSTRTG"}
 	var lines []string
 	add := func(format string, a ...any) { lines = append(lines, fmt.Sprintf(format, a...)) }
@@ -27,11 +28,11 @@ func renderNAT(in ruleInput) string {
 	add(`-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0`)
 	add(`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`)
 	add(`-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN`)
-	add(`-A FLANNEL-POSTRTG -s %s -d %s -m comment --comment "flanneld masq" -j RETURN`, local, clusterCIDR)
-	add(`-A FLANNEL-POSTRTG -s %s -d %s -m comment --comment "flanneld masq" -j RETURN`, clusterCIDR, local)
-	add(`-A FLANNEL-POSTRTG ! -s %s -d %s -m comment --comment "flanneld masq" -j RETURN`, clusterCIDR, local)
-	add(`-A FLANNEL-POSTRTG -s %s ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`, clusterCIDR)
-	add(`-A FLANNEL-POSTRTG ! -s %s -d %s -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`, clusterCIDR, clusterCIDR)
+	add(`-A FLANNEL-POSTRTG -s %s -d %s -m comment --comment "flanneld masq" -j RETURN`, local, netns.ClusterCIDR)
+	add(`-A FLANNEL-POSTRTG -s %s -d %s -m comment --comment "flanneld masq" -j RETURN`, netns.ClusterCIDR, local)
+	add(`-A FLANNEL-POSTRTG ! -s %s -d %s -m comment --comment "flanneld masq" -j RETURN`, netns.ClusterCIDR, local)
+	add(`-A FLANNEL-POSTRTG -s %s ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`, netns.ClusterCIDR)
+	add(`-A FLANNEL-POSTRTG ! -s %s -d %s -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`, netns.ClusterCIDR, netns.ClusterCIDR)
 
 	for _, svc := range in.Services {
 		for _, sp := range svc.Ports {
@@ -42,7 +43,7 @@ func renderNAT(in ruleInput) string {
 			add(`-A KUBE-SERVICES -d %s/32 -p %s -m comment --comment "%s cluster IP" -m %s --dport %d -j %s`,
 				svc.ClusterIP, proto, name, proto, sp.Port, svcChain)
 			add(`-A %s ! -s %s -d %s/32 -p %s -m comment --comment "%s cluster IP" -m %s --dport %d -j KUBE-MARK-MASQ`,
-				svcChain, clusterCIDR, svc.ClusterIP, proto, name, proto, sp.Port)
+				svcChain, netns.ClusterCIDR, svc.ClusterIP, proto, name, proto, sp.Port)
 			n := len(svc.Backends)
 			for i, b := range svc.Backends {
 				ep := fmt.Sprintf("%s:%d", podIP[b], sp.TargetPort)

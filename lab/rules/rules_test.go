@@ -1,6 +1,7 @@
-package lab
+package rules
 
 import (
+	"github.com/flowlens/flowlens/lab/scenario"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -10,16 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func defaultInput(t *testing.T, node, nodes int) ruleInput {
+func defaultInput(t *testing.T, node, nodes int) Input {
 	t.Helper()
-	sc := DefaultScenario()
+	sc := scenario.DefaultScenario()
 	require.NoError(t, sc.Validate(nodes))
-	sc = sc.withNodes(nodes)
-	var pods []placedPod
+	sc = sc.WithNodes(nodes)
+	var pods []Pod
 	for _, p := range sc.Pods {
-		pods = append(pods, placedPod{Spec: p, IP: p.IP})
+		pods = append(pods, Pod{Spec: p, IP: p.IP})
 	}
-	return ruleInput{Node: node, Rules: sc.Rules, Services: sc.Services, Pods: pods, SyncVersion: "1700000000000000000"}
+	return Input{Node: node, Rules: sc.Rules, Services: sc.Services, Pods: pods, SyncVersion: "1700000000000000000"}
 }
 
 // The ipset names are stable in kube-router; these three are what the real controller produced
@@ -47,7 +48,7 @@ func TestIPSetMembers(t *testing.T) {
 	assert.ElementsMatch(t, ips("10.42.0.20", "10.42.1.11"), sets[egressTargetSet("other", "deny-egress")])
 	assert.Len(t, sets, 4)
 
-	script := renderIPSets(in)
+	script := IPSets(in)
 	assert.Contains(t, script, "create KUBE-SRC-4NBZEF6T3K6RXMXQ hash:ip timeout 0\nflush KUBE-SRC-4NBZEF6T3K6RXMXQ\nadd KUBE-SRC-4NBZEF6T3K6RXMXQ 10.42.0.10 timeout 0\n")
 }
 
@@ -59,7 +60,7 @@ func TestFilterCoversOnlyLocalPods(t *testing.T) {
 		{1, []string{"10.42.0.10", "10.42.0.11", "10.42.0.12", "10.42.0.20"}, []string{"10.42.1.10", "10.42.1.11"}},
 		{2, []string{"10.42.1.10", "10.42.1.11"}, []string{"10.42.0.10", "10.42.0.11", "10.42.0.12", "10.42.0.20"}},
 	} {
-		f := renderFilter(defaultInput(t, tc.node, 2))
+		f := Filter(defaultInput(t, tc.node, 2))
 		for _, ip := range tc.local {
 			// 1 INPUT + 4 FORWARD + 2 OUTPUT jumps per local pod.
 			n := regexp.MustCompile(`(?m)^-A KUBE-ROUTER-(INPUT|FORWARD|OUTPUT) -[sd] `+regexp.QuoteMeta(ip)+`/32 `).FindAllString(f, -1)
@@ -73,7 +74,7 @@ func TestFilterCoversOnlyLocalPods(t *testing.T) {
 
 func TestFilterShape(t *testing.T) {
 	in := defaultInput(t, 1, 2)
-	f := renderFilter(in)
+	f := Filter(in)
 	lines := strings.Split(f, "\n")
 	require.Equal(t, "*filter", lines[0])
 	require.Equal(t, "COMMIT", lines[len(lines)-2])
@@ -139,7 +140,7 @@ func TestChainNamesChangeWithSync(t *testing.T) {
 }
 
 func TestNATShape(t *testing.T) {
-	n := renderNAT(defaultInput(t, 2, 2))
+	n := NAT(defaultInput(t, 2, 2))
 	lines := strings.Split(n, "\n")
 	svc := svcChainName("demo/backend:http", "TCP")
 	assert.Contains(t, lines, `-A KUBE-SERVICES -d 10.43.0.20/32 -p tcp -m comment --comment "demo/backend:http cluster IP" -m tcp --dport 80 -j `+svc)
@@ -154,66 +155,6 @@ func TestNATShape(t *testing.T) {
 	assert.ElementsMatch(t, []string{"10.42.0.11:8080", "10.42.1.10:8080"}, targets)
 	assert.Len(t, grepPrefix(lines, "-A "+svc+" -m comment --comment \"demo/backend:http -> 10.42.0.11:8080\" -m statistic --mode random --probability 0.50000000000"), 1)
 
-	one := renderNAT(defaultInput(t, 1, 1))
+	one := NAT(defaultInput(t, 1, 1))
 	assert.NotContains(t, one, "10.42.1.10", "a one-node lab has no node2 backend")
-}
-
-func TestValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		mutate func(*Scenario)
-		want   string
-	}{
-		{"ok", func(*Scenario) {}, ""},
-		{"unknown namespace", func(s *Scenario) { s.Pods[0].Namespace = "nope" }, `unknown namespace "nope"`},
-		{"bad node", func(s *Scenario) { s.Pods[0].Node = 3 }, "node 3, want 1 or 2"},
-		{"ip outside node", func(s *Scenario) { s.Pods[0].IP = netip.MustParseAddr("10.42.1.99") }, "outside node1's 10.42.0.0/24"},
-		{"duplicate ip", func(s *Scenario) { s.Pods[1].IP = s.Pods[0].IP }, "already used by demo/frontend"},
-		{"unknown policy", func(s *Scenario) { s.Pods[0].TargetOf = []string{"demo/nope"} }, `targetOf "demo/nope": no such policy rules`},
-		{"cross-namespace target", func(s *Scenario) { s.Pods[3].TargetOf = []string{"demo/default-deny-ingress"} }, "own namespace"},
-		{"bad peer index", func(s *Scenario) { s.Pods[0].PeerOf = []string{"demo/allow-frontend-to-backend/ingress/1"} }, "has 1 ingress rules"},
-		{"bad peer direction", func(s *Scenario) { s.Pods[0].PeerOf = []string{"demo/allow-frontend-to-backend/sideways/0"} }, `direction "sideways"`},
-		{"bad protocol", func(s *Scenario) { s.Pods[0].Ports[0].Protocol = "SCTP" }, `protocol "SCTP"`},
-		{"service outside range", func(s *Scenario) { s.Services[0].ClusterIP = netip.MustParseAddr("10.42.9.9") }, "outside 10.43.0.0/16"},
-		{"unknown backend", func(s *Scenario) { s.Services[0].Backends = []string{"demo/ghost"} }, `backend "demo/ghost"`},
-		{"case to nowhere", func(s *Scenario) { s.Cases[0].To = "demo/ghost" }, `to "demo/ghost" is not a pod`},
-		{"policy without direction", func(s *Scenario) { s.Rules[0].Ingress = false }, "neither ingress nor egress"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := DefaultScenario()
-			tc.mutate(s)
-			err := s.Validate(2)
-			if tc.want == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
-		})
-	}
-}
-
-func TestWithNodes(t *testing.T) {
-	one := DefaultScenario().withNodes(1)
-	for _, p := range one.Pods {
-		assert.Equal(t, 1, p.Node, p.Key())
-	}
-	assert.Equal(t, []string{"demo/backend"}, one.Services[0].Backends)
-	for _, c := range one.Cases {
-		assert.LessOrEqual(t, c.MinNodes, 1, c.Name)
-	}
-	assert.Len(t, DefaultScenario().withNodes(2).Cases, len(DefaultScenario().Cases))
-}
-
-func TestNames(t *testing.T) {
-	assert.Regexp(t, `^fl[0-9a-f]{4}$`, NewPrefix())
-	assert.Regexp(t, `^veth[0-9a-f]{8}$`, randomVethName())
-	assert.NoError(t, validatePrefix("fl12ab"))
-	assert.Error(t, validatePrefix("FL"))
-	assert.Error(t, validatePrefix("fl-x"))
-	assert.Equal(t, "flab-demo-frontend", podNetNS("flab", "demo", "frontend"))
-	long := podNetNS("flab", "namespace-with-a-long-name", "pod-with-an-even-longer-name-0")
-	assert.LessOrEqual(t, len(long), maxNetNSName)
-	assert.True(t, strings.HasPrefix(long, "flab-"))
-	assert.NotEqual(t, long, podNetNS("flab", "namespace-with-a-long-name", "pod-with-an-even-longer-name-1"))
 }

@@ -1,26 +1,28 @@
-package lab
+package rules
 
 import (
 	"fmt"
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 	"net/netip"
 	"sort"
 	"strings"
 )
 
-// placedPod is a pod with its address, as the rule writers see it.
-type placedPod struct {
-	Spec PodSpec
+// Pod is a pod with its address, as the rule writers see it.
+type Pod struct {
+	Spec scenario.PodSpec
 	IP   netip.Addr
 }
 
-// ruleInput is everything one node's rules depend on. Rules cover the node's own pods (their
+// Input is everything one node's rules depend on. Rules cover the node's own pods (their
 // egress and their ingress), while ipsets hold pods from every node, as kube-router does.
-type ruleInput struct {
+type Input struct {
 	Node        int
-	Rules       []PolicyRules
-	Services    []ServiceSpec
-	Pods        []placedPod // every pod in the cluster
-	SyncVersion string      // kube-router puts its sync time in chain names; so do we
+	Rules       []scenario.PolicyRules
+	Services    []scenario.ServiceSpec
+	Pods        []Pod  // every pod in the cluster
+	SyncVersion string // kube-router puts its sync time in chain names; so do we
 }
 
 const (
@@ -40,7 +42,7 @@ var topLevelJumps = []struct{ builtin, chain, hash string }{
 
 // renderIPSets writes an `ipset restore` script creating and filling kube-router's sets.
 // It is run with -exist, and flushes each set so that a re-sync replaces the members.
-func renderIPSets(in ruleInput) string {
+func IPSets(in Input) string {
 	sets := ipsetMembers(in)
 	names := make([]string, 0, len(sets))
 	for n := range sets {
@@ -57,7 +59,7 @@ func renderIPSets(in ruleInput) string {
 	return b.String()
 }
 
-func ipsetMembers(in ruleInput) map[string][]netip.Addr {
+func ipsetMembers(in Input) map[string][]netip.Addr {
 	sets := map[string][]netip.Addr{}
 	for _, r := range in.Rules {
 		if r.Ingress {
@@ -102,8 +104,8 @@ func ipsetMembers(in ruleInput) map[string][]netip.Addr {
 	return sets
 }
 
-func rulesIndex(rules []PolicyRules) map[string]PolicyRules {
-	m := make(map[string]PolicyRules, len(rules))
+func rulesIndex(rules []scenario.PolicyRules) map[string]scenario.PolicyRules {
+	m := make(map[string]scenario.PolicyRules, len(rules))
 	for _, r := range rules {
 		m[r.Key()] = r
 	}
@@ -119,8 +121,8 @@ func splitPeerRef(ref string) (ns, name, dir string, idx int) {
 
 // renderFilter writes the node's whole filter table for iptables-restore, in the shape of
 // k3s-io/kube-router v2.6.3-k3s1 (research/k3s-datapath.md §2.3) plus Flannel's FLANNEL-FWD.
-func renderFilter(in ruleInput) string {
-	var local []placedPod
+func Filter(in Input) string {
+	var local []Pod
 	for _, p := range in.Pods {
 		if p.Spec.Node == in.Node {
 			local = append(local, p)
@@ -140,10 +142,10 @@ func renderFilter(in ruleInput) string {
 		add(`-A %s -m comment --comment "KUBE-ROUTER rule to explicitly ACCEPT traffic that comply to network policies" -m mark --mark %s -j ACCEPT`, j.builtin, markAccepted)
 	}
 	add(`-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD`)
-	add(`-A FLANNEL-FWD -s %s -m comment --comment "flanneld forward" -j ACCEPT`, clusterCIDR)
-	add(`-A FLANNEL-FWD -d %s -m comment --comment "flanneld forward" -j ACCEPT`, clusterCIDR)
+	add(`-A FLANNEL-FWD -s %s -m comment --comment "flanneld forward" -j ACCEPT`, netns.ClusterCIDR)
+	add(`-A FLANNEL-FWD -d %s -m comment --comment "flanneld forward" -j ACCEPT`, netns.ClusterCIDR)
 
-	add(`-A KUBE-ROUTER-INPUT -d %s -m comment --comment "allow traffic to primary/secondary cluster IP range - EKROEGTNIJ3AP3LC" -j RETURN`, serviceCIDR)
+	add(`-A KUBE-ROUTER-INPUT -d %s -m comment --comment "allow traffic to primary/secondary cluster IP range - EKROEGTNIJ3AP3LC" -j RETURN`, netns.ServiceCIDR)
 	add(`-A KUBE-ROUTER-INPUT -p tcp -m comment --comment "allow LOCAL TCP traffic to node ports - LR7XO7NXDBGQJD2M" -m addrtype --dst-type LOCAL -m multiport --dports 30000:32767 -j RETURN`)
 	add(`-A KUBE-ROUTER-INPUT -p udp -m comment --comment "allow LOCAL UDP traffic to node ports - 76UCBPIZNGJNWNUZ" -m addrtype --dst-type LOCAL -m multiport --dports 30000:32767 -j RETURN`)
 
@@ -203,10 +205,10 @@ func restoreTable(table string, builtin, chains, lines []string) string {
 
 // policyChainRules: every allow rule is a MARK + RETURN pair per port; the chain ends with the
 // fork's per-policy NFLOG, which also fires for packets another policy later accepts.
-func policyChainRules(chain string, r PolicyRules) []string {
+func policyChainRules(chain string, r scenario.PolicyRules) []string {
 	var out []string
 	comment := fmt.Sprintf("rule to ACCEPT traffic from source pods to dest pods selected by policy name %s namespace %s", r.Name, r.Namespace)
-	pair := func(cmt, sets string, ports []Port) {
+	pair := func(cmt, sets string, ports []scenario.Port) {
 		matches := []string{""}
 		if len(ports) > 0 {
 			matches = nil
@@ -257,9 +259,9 @@ func nflogPrefix(ns, name string) string {
 	return "DROP by policy " + s
 }
 
-func podChainRules(chain string, p placedPod, rulesByKey map[string]PolicyRules, syncVersion string) []string {
+func podChainRules(chain string, p Pod, rulesByKey map[string]scenario.PolicyRules, syncVersion string) []string {
 	ip := p.IP.String() + "/32"
-	var ingress, egress, both []PolicyRules
+	var ingress, egress, both []scenario.PolicyRules
 	for _, t := range p.Spec.TargetOf {
 		r := rulesByKey[t]
 		switch {
@@ -275,7 +277,7 @@ func podChainRules(chain string, p placedPod, rulesByKey map[string]PolicyRules,
 		fmt.Sprintf(`-A %s -m comment --comment "common bi-directional traffic policy rules" -j KUBE-NWPLCY-COMMON`, chain),
 		fmt.Sprintf(`-A %s -d %s -m comment --comment "rule to permit the traffic traffic to pods when source is the pod's local node" -m addrtype --src-type LOCAL -j ACCEPT`, chain, ip),
 	}
-	jump := func(addr string, r PolicyRules) {
+	jump := func(addr string, r scenario.PolicyRules) {
 		out = append(out, fmt.Sprintf(`-A %s%s -m comment --comment "run through nw policy %s" -j %s`,
 			chain, addr, r.Name, policyChainName(r.Namespace, r.Name, syncVersion)))
 	}
