@@ -31,7 +31,7 @@ func HomelabDir() (string, error) {
 	// root, where make demo runs a -trimpath binary with no source paths).
 	var candidates []string
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		candidates = append(candidates, filepath.Join(filepath.Dir(file), "..", "examples", "homelab"))
+		candidates = append(candidates, filepath.Join(filepath.Dir(file), "..", "..", "examples", "homelab"))
 	}
 	candidates = append(candidates, filepath.Join("examples", "homelab"))
 	for _, d := range candidates {
