@@ -1,17 +1,18 @@
 package bpf
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"github.com/vishvananda/netns"
+
+	"github.com/flowlens/flowlens/lab/netns"
 )
 
 // requireRoot skips privileged tests for unprivileged runs.
@@ -22,15 +23,12 @@ func requireRoot(t testing.TB) {
 	}
 }
 
-// testNode is a small K3s-node-like topology: a node namespace with a
-// bridge (br_netfilter on) and pod namespaces attached by veths.
+// testNode is the lab's bare node (netns.Bridge) in the shape these tests use.
 type testNode struct {
-	t      testing.TB
-	prefix string
-	node   string // node netns name
-	pods   []*testPod
-	// subnet is the first three octets of the pod /24, e.g. "10.42.0".
-	subnet string
+	t    testing.TB
+	node string // node netns name
+	pods []*testPod
+	br   *netns.Bridge
 }
 
 type testPod struct {
@@ -49,35 +47,38 @@ func run(t testing.TB, args ...string) string {
 	return string(out)
 }
 
-func runQuiet(args ...string) {
-	_ = exec.Command(args[0], args[1:]...).Run()
-}
-
 func uniquePrefix() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return "flt" + hex.EncodeToString(b[:])
 }
 
-// newTestNode builds the node namespace and n pods; cleanup removes all of
-// it even when the test fails half-way.
+// newTestNode builds the node namespace and n pods in 10.42.0.0/24 (the only subnet the lab's
+// bridge uses); cleanup removes all of it even when the test fails half-way.
 func newTestNode(t testing.TB, subnet string, n int) *testNode {
 	t.Helper()
-	p := uniquePrefix()
-	tn := &testNode{t: t, prefix: p, node: p + "-node", subnet: subnet}
-	t.Cleanup(tn.destroy)
-	run(t, "ip", "netns", "add", tn.node)
-	tn.exec("ip", "link", "set", "lo", "up")
-	tn.exec("ip", "link", "add", "cni0", "type", "bridge")
-	tn.exec("ip", "addr", "add", subnet+".1/24", "dev", "cni0")
-	tn.exec("ip", "link", "set", "cni0", "up")
-	tn.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
-	runQuiet("modprobe", "br_netfilter")
-	tn.exec("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
-	for i := 0; i < n; i++ {
-		tn.addPod()
+	require.Equal(t, "10.42.0", subnet, "netns.Bridge builds node1's pod /24")
+	br, err := netns.NewBridge(context.Background(), uniquePrefix(), n)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, br.Close()) })
+	tn := &testNode{t: t, node: br.Node.NetNS, br: br}
+	for _, p := range br.Pods {
+		tn.adopt(p)
 	}
 	return tn
+}
+
+func (tn *testNode) adopt(p *netns.Pod) *testPod {
+	tp := &testPod{ns: p.NetNS, ip: p.IP.String(), veth: p.HostVeth, index: len(tn.pods)}
+	tn.pods = append(tn.pods, tp)
+	return tp
+}
+
+func (tn *testNode) addPod() *testPod {
+	tn.t.Helper()
+	p, err := tn.br.AddPod(context.Background())
+	require.NoError(tn.t, err)
+	return tn.adopt(p)
 }
 
 func (tn *testNode) exec(args ...string) string {
@@ -85,46 +86,16 @@ func (tn *testNode) exec(args ...string) string {
 	return run(tn.t, append([]string{"ip", "netns", "exec", tn.node}, args...)...)
 }
 
-func (tn *testNode) addPod() *testPod {
-	tn.t.Helper()
-	i := len(tn.pods)
-	pod := &testPod{
-		ns:    fmt.Sprintf("%s-p%d", tn.prefix, i),
-		ip:    fmt.Sprintf("%s.%d", tn.subnet, 10+i),
-		veth:  fmt.Sprintf("veth%s%02x", tn.prefix[3:], i),
-		index: i,
-	}
-	run(tn.t, "ip", "netns", "add", pod.ns)
-	tn.pods = append(tn.pods, pod)
-	tn.exec("ip", "link", "add", pod.veth, "type", "veth", "peer", "name", "eth0", "netns", pod.ns)
-	tn.exec("ip", "link", "set", pod.veth, "master", "cni0", "up")
-	run(tn.t, "ip", "-n", pod.ns, "link", "set", "lo", "up")
-	run(tn.t, "ip", "-n", pod.ns, "addr", "add", pod.ip+"/24", "dev", "eth0")
-	run(tn.t, "ip", "-n", pod.ns, "link", "set", "eth0", "up")
-	run(tn.t, "ip", "-n", pod.ns, "route", "add", "default", "via", tn.subnet+".1")
-	return pod
-}
-
-func (tn *testNode) destroy() {
-	for _, p := range tn.pods {
-		runQuiet("ip", "netns", "del", p.ns)
-	}
-	runQuiet("ip", "netns", "del", tn.node)
-}
-
 // inNetns runs fn on a thread inside the named namespace. Sockets created
 // by fn stay in that namespace.
 func inNetns(t testing.TB, name string, fn func()) {
 	t.Helper()
-	target, err := netns.GetFromName(name)
+	require.NoError(t, netns.Do(name, func() error { fn(); return nil }))
+}
+
+func mustAddr(t testing.TB, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
 	require.NoError(t, err)
-	defer target.Close()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	require.NoError(t, err)
-	defer orig.Close()
-	require.NoError(t, netns.Set(target))
-	defer func() { require.NoError(t, netns.Set(orig)) }()
-	fn()
+	return a
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,13 +11,14 @@ import (
 	"time"
 
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 )
 
 // BenchmarkDatapath is issue 2's overhead figure: iperf3 TCP throughput and
 // 64-byte UDP packets per second between two pods of the lab (through the
 // bridge, br_netfilter and kube-router-shaped rules), with the real agent
-// attached as a ratio to without, interleaved round by round so the noisy
-// shared machine affects both sides alike; and the agent's CPU seconds per
+// attached as a ratio to without (the lab's harness, lab/traffic, which
+// bpf's BenchmarkDatapathOverhead shares); and the agent's CPU seconds per
 // million packets. It runs once, whatever b.N is.
 func BenchmarkDatapath(b *testing.B) {
 	requireRoot(b)
@@ -47,93 +47,27 @@ func BenchmarkDatapath(b *testing.B) {
 	// FLOWLENS_BENCH_AGENT_ARGS adds agent flags, e.g. "--accepted-mode
 	// inference" to price the netfilter link.
 	extra := strings.Fields(os.Getenv("FLOWLENS_BENCH_AGENT_ARGS"))
-	var (
-		tcp, udp          [2]float64 // [without, with] sums
-		agentCPU, packets float64
-		rss               float64 // the agent's peak resident set, MB
-	)
-	for r := 0; r < rounds; r++ {
-		tcp[0] += iperf(b, pods, false).rate
-		udp[0] += iperf(b, pods, true).rate
-
+	var agentCPU, rss float64 // CPU seconds while measured; peak resident set, MB
+	attach := func() (func() error, error) {
 		a := startAgent(b, l, "node1", append([]string{"--flush-interval", "5s"}, extra...)...)
 		cpu0 := procCPU(b, a.cmd.Process.Pid)
-		t := iperf(b, pods, false)
-		u := iperf(b, pods, true)
-		cpu1 := procCPU(b, a.cmd.Process.Pid)
-		rss = max(rss, peakRSS(b, a.cmd.Process.Pid))
-		a.stop()
-		tcp[1] += t.rate
-		udp[1] += u.rate
-		agentCPU += cpu1 - cpu0
-		packets += t.packets + u.packets
+		return func() error {
+			agentCPU += procCPU(b, a.cmd.Process.Pid) - cpu0
+			rss = max(rss, peakRSS(b, a.cmd.Process.Pid))
+			a.stop()
+			return nil
+		}, nil
 	}
-	n := float64(rounds)
-	b.ReportMetric(tcp[0]/n/1e9, "tcp-Gbit/s-without")
-	b.ReportMetric(tcp[1]/n/1e9, "tcp-Gbit/s-with")
-	b.ReportMetric(tcp[1]/tcp[0], "tcp-ratio")
-	b.ReportMetric(udp[0]/n, "udp64-pps-without")
-	b.ReportMetric(udp[1]/n, "udp64-pps-with")
-	b.ReportMetric(udp[1]/udp[0], "udp64-ratio")
-	if packets > 0 {
-		b.ReportMetric(agentCPU/(packets/1e6), "agent-cpu-s/Mpkt")
+	end := func(p *scenario.Pod) traffic.Endpoint { return traffic.Endpoint{NetNS: p.NetNS, IP: p.IP} }
+	f, err := traffic.Overhead{From: end(pods[0]), To: end(pods[1]), Rounds: rounds, Seconds: 3, Attach: attach}.Run(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.Report(b)
+	if f.PacketsWith > 0 {
+		b.ReportMetric(agentCPU/(f.PacketsWith/1e6), "agent-cpu-s/Mpkt")
 	}
 	b.ReportMetric(rss, "agent-peak-rss-MB")
-}
-
-type iperfRun struct {
-	rate    float64 // TCP bits/s or UDP received packets/s
-	packets float64 // packets the client sent (UDP) or an estimate from bytes (TCP, 1448-byte segments)
-}
-
-// iperf runs one 3-second iperf3 measurement from pods[0] to pods[1].
-func iperf(b *testing.B, pods [2]*scenario.Pod, udp bool) iperfRun {
-	b.Helper()
-	srv := exec.Command("ip", "netns", "exec", pods[1].NetNS, "iperf3", "-s", "-1", "-p", "5201", "-B", pods[1].IP.String())
-	if err := srv.Start(); err != nil {
-		b.Fatalf("start iperf3 server: %v", err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	args := []string{"netns", "exec", pods[0].NetNS, "iperf3", "-c", pods[1].IP.String(), "-p", "5201", "-t", "3", "-J"}
-	if udp {
-		args = append(args, "-u", "-l", "64", "-b", "0")
-	}
-	var r struct {
-		Error string `json:"error"`
-		End   struct {
-			Sum struct {
-				Packets     float64 `json:"packets"`
-				LostPackets float64 `json:"lost_packets"`
-				Seconds     float64 `json:"seconds"`
-			} `json:"sum"`
-			SumSent struct {
-				Bytes float64 `json:"bytes"`
-			} `json:"sum_sent"`
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	// The server needs a moment to listen; iperf3 reports that (and any
-	// other failure) in its JSON, not always in its exit code.
-	for try := 0; ; try++ {
-		out, err := exec.Command("ip", args...).Output()
-		r.Error = ""
-		if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
-			err = jerr
-		}
-		if err == nil && r.Error == "" {
-			break
-		}
-		if try == 30 {
-			b.Fatalf("iperf3 client: %v %s\n%s", err, r.Error, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if udp {
-		return iperfRun{rate: (r.End.Sum.Packets - r.End.Sum.LostPackets) / r.End.Sum.Seconds, packets: r.End.Sum.Packets}
-	}
-	return iperfRun{rate: r.End.SumReceived.BitsPerSecond, packets: r.End.SumSent.Bytes / 1448}
 }
 
 // procCPU is a process's CPU seconds, summed over its threads from

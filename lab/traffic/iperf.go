@@ -1,0 +1,75 @@
+package traffic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"time"
+)
+
+// Endpoint is one end of a measurement: a namespace and the address iperf3 uses in it.
+type Endpoint struct {
+	NetNS string
+	IP    netip.Addr
+}
+
+// Run is one iperf3 measurement.
+type Run struct {
+	Rate    float64 // TCP bits/s or UDP received packets/s
+	Packets float64 // packets the client sent (UDP) or an estimate from bytes (TCP, 1448-byte segments)
+}
+
+type iperfJSON struct {
+	Error string `json:"error"`
+	End   struct {
+		Sum struct {
+			Packets     float64 `json:"packets"`
+			LostPackets float64 `json:"lost_packets"`
+			Seconds     float64 `json:"seconds"`
+		} `json:"sum"`
+		SumSent struct {
+			Bytes float64 `json:"bytes"`
+		} `json:"sum_sent"`
+		SumReceived struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum_received"`
+	} `json:"end"`
+}
+
+// Iperf runs one iperf3 measurement of seconds from from to to: TCP, or 64-byte UDP at full
+// rate.
+func Iperf(ctx context.Context, from, to Endpoint, udp bool, seconds int) (Run, error) {
+	srv := exec.CommandContext(ctx, "ip", "netns", "exec", to.NetNS, "iperf3", "-s", "-1", "-p", "5201", "-B", to.IP.String())
+	if err := srv.Start(); err != nil {
+		return Run{}, fmt.Errorf("start iperf3 server: %w", err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	args := []string{"netns", "exec", from.NetNS, "iperf3", "-c", to.IP.String(), "-p", "5201", "-t", strconv.Itoa(seconds), "-J"}
+	if udp {
+		args = append(args, "-u", "-l", "64", "-b", "0")
+	}
+	var r iperfJSON
+	// The server needs a moment to listen; iperf3 reports that (and any other failure) in its
+	// JSON, not always in its exit code.
+	for try := 0; ; try++ {
+		out, err := exec.CommandContext(ctx, "ip", args...).Output()
+		r.Error = ""
+		if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
+			err = jerr
+		}
+		if err == nil && r.Error == "" {
+			break
+		}
+		if try == 30 {
+			return Run{}, fmt.Errorf("iperf3 client: %v %s: %s", err, r.Error, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if udp {
+		return Run{Rate: (r.End.Sum.Packets - r.End.Sum.LostPackets) / r.End.Sum.Seconds, Packets: r.End.Sum.Packets}, nil
+	}
+	return Run{Rate: r.End.SumReceived.BitsPerSecond, Packets: r.End.SumSent.Bytes / 1448}, nil
+}
