@@ -13,8 +13,8 @@ export GOFLAGS=${GOFLAGS:--mod=mod}
 
 check_bpf() {
 	command -v "${BPF2GO_CC:-clang}" >/dev/null || { echo "check-generated: clang missing (make deps)" >&2; exit 2; }
-	local tmp line status=0
-	tmp=$(mktemp -d)
+	local line status=0
+	tmp=$(mktemp -d) # global: the EXIT trap runs after this function returns
 	trap 'rm -rf "$tmp"' EXIT
 	line=$(sed -n 's#^//go:generate go tool bpf2go ##p' bpf/gen.go)
 	[ -n "$line" ] || { echo "check-generated: no bpf2go line in bpf/gen.go" >&2; exit 2; }
