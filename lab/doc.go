@@ -1,17 +1,20 @@
 // Package lab builds, in network namespaces on one Linux machine, what a K3s node looks like to
-// the datapath: a node namespace with a cni0 bridge (br_netfilter on), pod namespaces joined by
-// veth<8 hex> peers, optionally a second node joined over Flannel-style VXLAN, kube-router-shaped
-// NetworkPolicy filter rules and kube-proxy-shaped ClusterIP DNAT.
+// the datapath, and runs a scenario's traffic through it. It is the thin orchestrator that
+// cmd/flowlens-lab and the e2e tests use; each concern lives in a package of its own:
 //
-// The filter rules are written from the scenario's hand-written rule description in the shape of
-// K3s's kube-router fork (v2.6.3-k3s1); they never come from flowlens's own policy engine, so the
-// lab stays an independent enforcer to check that engine against.
+//   - lab/netns: namespaces, the address plan, a node's cni0 bridge, pod veths and Flannel-style
+//     VXLAN between two nodes, sockets opened in a pod;
+//   - lab/scenario: the pods, services, NetworkPolicy intent and traffic cases (the default
+//     scenario and examples/homelab), and the cluster and policy YAML;
+//   - lab/rules: the hand enforcer's kube-router-shaped filter and kube-proxy-shaped nat tables;
+//   - lab/enforcer: the real kube-router, behind the Enforcer interface declared here;
+//   - lab/outside: the world outside the cluster, <prefix>-ext;
+//   - lab/traffic: the datapath benchmark harness.
 //
-// The second enforcer (Config.Enforcer = EnforcerKubeRouter) is the real kube-router v2.1.0
-// network-policy controller, one flowlens-kube-router process (lab/kuberouter, a test-only
-// module of its own) per node namespace, fed the scenario's NetworkPolicies through client-go's
-// fake clientset; the lab then writes only the nat table. HomelabScenario (examples/homelab)
-// needs it: it has real NetworkPolicies and no hand-written rules.
+// Up builds nodes, the outside world, pods, rules and the enforcer in that order and removes
+// everything on failure; Close removes every namespace, which takes every link, rule and ipset
+// with it. A real-cluster lab (etcd, apiserver and kubelet in the node namespace) is meant to be
+// one more Enforcer.
 //
 // Nothing is created in the caller's network namespace: every link lives in a namespace the lab
 // created, and every namespace name starts with the lab's prefix.

@@ -61,32 +61,8 @@ type Lab struct {
 
 // Up builds the lab. On any error it removes what it created before returning.
 func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
-	if cfg.Prefix == "" {
-		cfg.Prefix = netns.NewPrefix()
-	}
-	if err := netns.ValidatePrefix(cfg.Prefix); err != nil {
+	if err := cfg.resolve(); err != nil {
 		return nil, err
-	}
-	if cfg.Nodes == 0 {
-		cfg.Nodes = 1
-	}
-	if cfg.Nodes != 1 && cfg.Nodes != 2 {
-		return nil, fmt.Errorf("nodes %d: want 1 or 2", cfg.Nodes)
-	}
-	if cfg.Scenario == nil {
-		cfg.Scenario = scenario.DefaultScenario()
-	}
-	if err := cfg.Scenario.Validate(cfg.Nodes); err != nil {
-		return nil, err
-	}
-	if err := cfg.Scenario.ValidateExternal(); err != nil {
-		return nil, err
-	}
-	if err := resolveEnforcer(&cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	l := &Lab{
 		enforcer: cfg.Enforcer,
@@ -160,6 +136,38 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	l.log.Info("lab up", "enforcer", l.enforcer, "nodes", cfg.Nodes, "pods", len(l.pods), "scenario", l.scenario.Name, "took", time.Since(start))
 	return l, nil
+}
+
+// resolve fills cfg's defaults and validates it.
+func (cfg *Config) resolve() error {
+	if cfg.Prefix == "" {
+		cfg.Prefix = netns.NewPrefix()
+	}
+	if err := netns.ValidatePrefix(cfg.Prefix); err != nil {
+		return err
+	}
+	if cfg.Nodes == 0 {
+		cfg.Nodes = 1
+	}
+	if cfg.Nodes != 1 && cfg.Nodes != 2 {
+		return fmt.Errorf("nodes %d: want 1 or 2", cfg.Nodes)
+	}
+	if cfg.Scenario == nil {
+		cfg.Scenario = scenario.DefaultScenario()
+	}
+	if err := cfg.Scenario.Validate(cfg.Nodes); err != nil {
+		return err
+	}
+	if err := cfg.Scenario.ValidateExternal(); err != nil {
+		return err
+	}
+	if err := resolveEnforcer(cfg); err != nil {
+		return err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
 }
 
 func (l *Lab) createNetNS(ctx context.Context, name string) error {

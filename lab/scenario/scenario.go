@@ -217,6 +217,15 @@ func (s *Scenario) Validate(nodes int) error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
+	return s.validateTraffic(pods)
+}
+
+// validateTraffic checks the services and cases against the scenario's pods.
+func (s *Scenario) validateTraffic(pods map[string]bool) error {
+	nsSet := map[string]bool{}
+	for _, ns := range s.Namespaces {
+		nsSet[ns] = true
+	}
 	for i, svc := range s.Services {
 		where := fmt.Sprintf("scenario %q: services[%d] %s/%s", s.Name, i, svc.Namespace, svc.Name)
 		if !nsSet[svc.Namespace] {
