@@ -32,7 +32,7 @@ type Config struct {
 	// removed by Close.
 	KubeRouterDir string
 
-	// External adds <prefix>-ext, the world outside the cluster (external.go): the scenario's
+	// External adds <prefix>-ext, the world outside the cluster (lab/outside): the scenario's
 	// outside peers, joined to every node by its own veth.
 	External bool
 
