@@ -19,6 +19,7 @@ import (
 
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
+	policysource "github.com/flowlens/flowlens/policy/source"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -65,11 +66,11 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 		source: src, names: resolverNamer{kube}, judge: j, policy: j, enrich: resolverState{kube}, ring: ring,
 		background: []func(context.Context) error{
 			j.run,
-			func(ctx context.Context) error { return watchClusterPolicies(ctx, client, log, j.setPolicies) },
+			func(ctx context.Context) error { return policysource.WatchCluster(ctx, client, log, j.setPolicies) },
 		},
 	})
 	require.NoError(t, err)
-	fan := &stateFanout{state: kube, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods, func([]corev1.Pod) { j.trigger() }}}
+	fan := &stateFanout{state: kube, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods, func([]corev1.Pod) { j.changed.Notify() }}}
 	a.deps.background = append(a.deps.background, fan.run)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +13,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/flowlens/flowlens/enrich"
+	"github.com/flowlens/flowlens/internal/signal"
 	"github.com/flowlens/flowlens/policy"
+	policysource "github.com/flowlens/flowlens/policy/source"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -31,21 +30,23 @@ type policyJudge struct {
 
 	engine atomic.Pointer[policy.Engine]
 
-	mu       sync.Mutex // guards policies, loaded, status, clusterDiff
+	mu       sync.Mutex // guards policies, loaded, status
 	policies []networkingv1.NetworkPolicy
 	// loaded is false until the source delivered its first set: judging
 	// by an empty set meanwhile would call every flow NOT_ISOLATED.
 	loaded bool
 	status string
-	// clusterDiff says how the cluster's own set differs from the files,
-	// when both are known.
-	clusterDiff []string
 
-	kick chan struct{}
+	// drift says how the cluster's own set differs from the files; nil
+	// unless the judge works from files and the cluster is known too.
+	drift *policysource.Drift
+
+	// changed wakes run: the set or the cluster state changed.
+	changed *signal.Signal
 }
 
-func newPolicyJudge(log *slog.Logger, source string, state enrich.ClusterState) *policyJudge {
-	return &policyJudge{log: log, source: source, state: state, status: "loading", kick: make(chan struct{}, 1)}
+func newPolicyJudge(log *slog.Logger, from string, state enrich.ClusterState) *policyJudge {
+	return &policyJudge{log: log, source: from, state: state, status: "loading", changed: signal.New()}
 }
 
 // Judge implements judge.
@@ -78,8 +79,8 @@ func (j *policyJudge) State() (string, string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	st := j.status
-	if len(j.clusterDiff) > 0 {
-		st += "; the cluster's set differs from the files: " + strings.Join(j.clusterDiff, "; ")
+	if diff := j.drift.Diff(); len(diff) > 0 {
+		st += "; the cluster's set differs from the files: " + strings.Join(diff, "; ")
 	}
 	return j.source, st
 }
@@ -90,7 +91,7 @@ func (j *policyJudge) setPolicies(p []networkingv1.NetworkPolicy) {
 	j.policies = p
 	j.loaded = true
 	j.mu.Unlock()
-	j.trigger()
+	j.changed.Notify()
 }
 
 func (j *policyJudge) setStatus(s string) {
@@ -99,30 +100,22 @@ func (j *policyJudge) setStatus(s string) {
 	j.mu.Unlock()
 }
 
-func (j *policyJudge) setClusterDiff(d []string) {
-	j.mu.Lock()
-	j.clusterDiff = d
-	j.mu.Unlock()
-}
-
-func (j *policyJudge) trigger() {
-	select {
-	case j.kick <- struct{}{}:
-	default:
-	}
+// setError reports a source's failure; the last good set stays.
+func (j *policyJudge) setError(err error) {
+	j.setStatus(fmt.Sprintf("error (keeping the last good set): %v", err))
 }
 
 // run rebuilds the engine on every change, coalescing bursts (an informer
 // resync touches every pod) into one compile.
-// The cluster state's changes arrive as trigger calls from the agent's
-// state fan-out, the one reader of its change signal.
+// The cluster state's changes arrive as changed.Notify calls from the
+// agent's state fan-out, the one reader of the state's own signal.
 func (j *policyJudge) run(ctx context.Context) error {
 	j.rebuild()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-j.kick:
+		case <-j.changed.C():
 		}
 		// Let a burst of updates settle, except for the first set: until
 		// it compiles, flows go out without an intended verdict.
@@ -158,60 +151,4 @@ func (j *policyJudge) rebuild() {
 	j.engine.Store(e)
 	j.setStatus(fmt.Sprintf("ok: %d policies, %d pods", len(pols), len(cs.Pods)))
 	j.log.Debug("intended policy set compiled", "policies", len(pols), "pods", len(cs.Pods), "took", time.Since(start))
-}
-
-// watchFiles reloads the policy files whenever their names, sizes or
-// modification times change. A reload that fails keeps the last good set.
-func (j *policyJudge) watchFiles(ctx context.Context, path string, every time.Duration) error {
-	var last [32]byte
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		sum, err := treeStamp(path)
-		switch {
-		case err != nil:
-			j.log.Error("reading policy files", "path", path, "err", err)
-			j.setStatus(fmt.Sprintf("error (keeping the last good set): %v", err))
-		case sum != last:
-			pols, err := policy.LoadFiles(path)
-			if err != nil {
-				j.log.Error("loading policy files; keeping the last good set", "path", path, "err", err)
-				j.setStatus(fmt.Sprintf("error (keeping the last good set): %v", err))
-			} else {
-				last = sum
-				j.log.Info("intended policy set loaded", "path", path, "policies", len(pols))
-				j.setPolicies(pols)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-// treeStamp summarises the names, sizes and mtimes of the policy files.
-func treeStamp(root string) ([32]byte, error) {
-	h := sha256.New()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00%d\n", p, info.Size(), info.ModTime().UnixNano())
-		return nil
-	})
-	var out [32]byte
-	if err != nil {
-		return out, fmt.Errorf("walk %s: %w", root, err)
-	}
-	copy(out[:], h.Sum(nil))
-	return out, nil
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/manifest"
-	"github.com/flowlens/flowlens/policy"
 )
 
 // New wires the real parts from cfg: the eBPF capture of this network
@@ -80,7 +79,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		state       enrich.ClusterState
 		client      kubernetes.Interface
 		filePolicys []networkingv1.NetworkPolicy
-		haveFileSet bool
 	)
 	switch {
 	case cfg.ClusterFile != "":
@@ -94,7 +92,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		}
 		st.WithSource("static:" + cfg.ClusterFile)
 		resolver, state = st, st
-		filePolicys, haveFileSet = objs.NetworkPolicies, true
+		filePolicys = objs.NetworkPolicies
 	case !cfg.NoKube && (cfg.Kubeconfig != "" || inCluster()):
 		client, err = enrich.Client(cfg.Kubeconfig)
 		if err != nil {
@@ -111,40 +109,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		d.enrich = resolverState{resolver}
 	}
 
-	// The intended policy set: files win; otherwise the cluster's own set
-	// (from the API, or the policies in --cluster-file).
-	var j *policyJudge
-	switch {
-	case cfg.Policies != "":
-		j = newPolicyJudge(log.With("component", "policy"), "files:"+cfg.Policies, state)
-		path := cfg.Policies
-		d.background = append(d.background, func(ctx context.Context) error {
-			return j.watchFiles(ctx, path, cfg.PolicyReloadInterval)
-		})
-		if client != nil {
-			// Keep the cluster's set too, to say how it differs from the files.
-			d.background = append(d.background, func(ctx context.Context) error {
-				return watchClusterPolicies(ctx, client, log, func(cluster []networkingv1.NetworkPolicy) {
-					j.mu.Lock()
-					files := j.policies
-					j.mu.Unlock()
-					j.setClusterDiff(policy.Diff(files, cluster))
-				})
-			})
-		}
-	case client != nil:
-		j = newPolicyJudge(log.With("component", "policy"), "cluster", state)
-		d.background = append(d.background, func(ctx context.Context) error {
-			return watchClusterPolicies(ctx, client, log, j.setPolicies)
-		})
-	case haveFileSet && len(filePolicys) > 0:
-		j = newPolicyJudge(log.With("component", "policy"), "cluster-file:"+cfg.ClusterFile, state)
-		j.setPolicies(filePolicys)
-	}
+	// The intended policy set.
+	j, feed := newJudgeFromConfig(cfg, log, state, client, filePolicys)
 	if j != nil {
 		d.judge = j
 		d.policy = j
-		d.background = append(d.background, j.run)
+		d.background = append(d.background, feed...)
 	}
 
 	// Flow logs: stdout for the container log pipeline and/or rotated files.
@@ -171,7 +141,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 	if state != nil {
 		fan := &stateFanout{state: state, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods}}
 		if j != nil {
-			fan.consumers = append(fan.consumers, func([]corev1.Pod) { j.trigger() })
+			fan.consumers = append(fan.consumers, func([]corev1.Pod) { j.changed.Notify() })
 		}
 		a.deps.background = append(a.deps.background, fan.run)
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowlens/flowlens/internal/signal"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -23,7 +24,9 @@ type index struct {
 	world    *Identity
 	unknown  *Identity
 
-	changed chan struct{} // capacity 1, coalescing
+	// changed wakes the one reader of Changed after pods, namespaces or
+	// nodes changed.
+	changed *signal.Signal
 
 	mu sync.RWMutex
 	// Everything below is guarded by mu.
@@ -110,7 +113,7 @@ func newIndex(cfg Config) *index {
 		cluster:    append([]netip.Prefix(nil), cfg.ClusterCIDRs...),
 		world:      (&Identity{Kind: flowlensv1.EndpointKind_WORLD}).publish(),
 		unknown:    (&Identity{Kind: flowlensv1.EndpointKind_ENDPOINT_KIND_UNSPECIFIED}).publish(),
-		changed:    make(chan struct{}, 1),
+		changed:    signal.New(),
 		podIPs:     map[netip.Addr]*ipSlot{},
 		hostIPs:    map[netip.Addr]*hostAddr{},
 		svcIPs:     map[netip.Addr]*serviceState{},
@@ -160,16 +163,8 @@ func (ix *index) Lookup(ip netip.Addr, at time.Time) Identity {
 	return *ix.world
 }
 
-// notify signals Changed without blocking; one pending signal is enough.
-func (ix *index) notify() {
-	select {
-	case ix.changed <- struct{}{}:
-	default:
-	}
-}
-
 // Changed implements ClusterState.
-func (ix *index) Changed() <-chan struct{} { return ix.changed }
+func (ix *index) Changed() <-chan struct{} { return ix.changed.C() }
 
 // Snapshot implements ClusterState.
 func (ix *index) Snapshot() ([]corev1.Namespace, []corev1.Pod) {

@@ -52,7 +52,7 @@ func (ix *index) upsertPod(pod *corev1.Pod, now time.Time) {
 			ix.claimLocked(ip, key, id, now)
 		}
 	}
-	ix.notify()
+	ix.changed.Notify()
 }
 
 // releasePodLocked lets go of the IPs an older version of the pod held and
@@ -80,7 +80,7 @@ func (ix *index) deletePod(namespace, name string, now time.Time) {
 	}
 	ix.releasePodLocked(key, old, nil, false, now)
 	delete(ix.pods, key)
-	ix.notify()
+	ix.changed.Notify()
 }
 
 // claimLocked gives ip to the pod key. If another pod still holds it (its
@@ -221,13 +221,13 @@ func (ix *index) upsertNamespace(ns *corev1.Namespace) {
 	old := ix.namespaces[ns.Name]
 	if old != nil && slices.Equal(old.labels, labels) {
 		old.ns = ns
-		ix.notify()
+		ix.changed.Notify()
 		return
 	}
 	ix.namespaces[ns.Name] = &nsState{ns: ns, labels: labels}
 	name := ns.Name
 	ix.rebuildPodsLocked(func(p *corev1.Pod) bool { return p.Namespace == name })
-	ix.notify()
+	ix.changed.Notify()
 }
 
 // withNameLabel adds kubernetes.io/metadata.name, which the API server sets
@@ -253,7 +253,7 @@ func (ix *index) deleteNamespace(name string) {
 		return
 	}
 	delete(ix.namespaces, name)
-	ix.notify()
+	ix.changed.Notify()
 }
 
 // ownerKey names a ReplicaSet or Job.

@@ -51,10 +51,7 @@ func NewStatic(objs *manifest.Objects, cfg Config) (*Static, error) {
 		s.upsertSlice(slimSlice(&objs.EndpointSlices[i]))
 	}
 	// Drain the construction-time signal: nothing changes after this.
-	select {
-	case <-s.changed:
-	default:
-	}
+	s.changed.Drain()
 	return s, nil
 }
 

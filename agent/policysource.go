@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/flowlens/flowlens/enrich"
+	policysource "github.com/flowlens/flowlens/policy/source"
+)
+
+// newJudgeFromConfig picks where the intended set comes from: files win;
+// otherwise the cluster's own set, from the API (client) or from the
+// policies of --cluster-file (fileSet). It returns a nil judge when there is
+// no set to judge by, and the goroutines that feed the judge (its own run
+// loop included), for the agent's errgroup.
+func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState, client kubernetes.Interface, fileSet []networkingv1.NetworkPolicy) (*policyJudge, []func(context.Context) error) {
+	plog := log.With("component", "policy")
+	var (
+		j   *policyJudge
+		run []func(context.Context) error
+	)
+	switch {
+	case cfg.Policies != "":
+		j = newPolicyJudge(plog, "files:"+cfg.Policies, state)
+		files := policysource.Files{Path: cfg.Policies, Every: cfg.PolicyReloadInterval, Log: plog}
+		onLoad := j.setPolicies
+		if client != nil {
+			// Keep the cluster's set too, to say how it differs from the
+			// files; both sides feed the drift so it never goes stale.
+			j.drift = &policysource.Drift{}
+			onLoad = func(p []networkingv1.NetworkPolicy) {
+				j.setPolicies(p)
+				j.drift.SetFiles(p)
+			}
+			run = append(run, func(ctx context.Context) error {
+				return policysource.WatchCluster(ctx, client, plog, j.drift.SetCluster)
+			})
+		}
+		run = append(run, func(ctx context.Context) error { return files.Watch(ctx, onLoad, j.setError) })
+	case client != nil:
+		j = newPolicyJudge(plog, "cluster", state)
+		run = append(run, func(ctx context.Context) error {
+			return policysource.WatchCluster(ctx, client, plog, j.setPolicies)
+		})
+	case len(fileSet) > 0:
+		j = newPolicyJudge(plog, "cluster-file:"+cfg.ClusterFile, state)
+		j.setPolicies(fileSet)
+	default:
+		return nil, nil
+	}
+	return j, append(run, j.run)
+}
