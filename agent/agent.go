@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/internal/version"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
@@ -131,7 +132,7 @@ func (a *Agent) ready() error {
 func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 	st := &flowlensv1.ServerStatusResponse{
 		NodeName:    a.cfg.NodeName,
-		Version:     Version,
+		Version:     version.Version,
 		Kernel:      kernelRelease(),
 		SeenFlows:   a.pipe.seen.Load(),
 		AttachModes: map[string]string{},
@@ -160,6 +161,3 @@ func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 	}
 	return st
 }
-
-// Version is set at build time with -ldflags "-X github.com/flowlens/flowlens/agent.Version=...".
-var Version = "dev"
