@@ -12,8 +12,10 @@ import (
 // flowMetrics counts flows from the point of view of the local pod: the
 // sender for records counted as it left its veth, the receiver for records
 // counted on delivery, and whichever end is a pod of this node for drops.
-// Labels stop at namespace and workload unless pod labels are asked for, so
-// series stay bounded by the number of workloads, not pods or IPs.
+// Labels stop at namespace and workload unless pod labels are asked for:
+// series grow with the workloads seen since start (a pod without a
+// controller is its own workload) and are not deleted when one goes away;
+// only pod-labelled series are (forgetGonePods). Never by IP or port.
 type flowMetrics struct {
 	podLabels bool
 	node      string
