@@ -48,16 +48,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		logFilter = f
 	}
 
-	capture, err := bpf.New(bpf.Config{
-		AttachMode:    bpf.AttachMode(cfg.AttachMode),
-		Accepted:      bpf.AcceptedMode(cfg.AcceptedMode),
-		Interfaces:    cfg.Interfaces,
-		FlowTableSize: cfg.FlowTableSize,
-		WatchCIDRs:    watch,
-		FlushInterval: cfg.FlushInterval,
-		IdleTimeout:   cfg.IdleTimeout,
-		NodeName:      cfg.NodeName,
-	}, log.With("component", "capture"), reg)
+	capture, err := bpf.New(cfg.captureConfig(), log.With("component", "capture"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("load capture: %w", err)
 	}
