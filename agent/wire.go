@@ -19,6 +19,7 @@ import (
 	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
+	"github.com/flowlens/flowlens/internal/lost"
 	"github.com/flowlens/flowlens/manifest"
 	"github.com/flowlens/flowlens/policy"
 )
@@ -172,6 +173,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		ring := observer.NewRing(cfg.RingCapacity)
 		a.pipe.ring = ring
 		srv := observer.NewServer(ring, a, cfg.NodeName, log.With("component", "grpc"))
+		lostEvents, err := lost.NewCounter(reg)
+		if err != nil {
+			return fail(err)
+		}
+		srv.SetLostCounter(lostEvents)
 		scfg := observer.ServeConfig{Address: cfg.GRPCAddress, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, TLSClientCA: cfg.TLSClientCA}
 		a.deps.background = append(a.deps.background, func(ctx context.Context) error {
 			return observer.Serve(ctx, scfg, srv, log.With("component", "grpc"))

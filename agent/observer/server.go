@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/filter"
+	"github.com/flowlens/flowlens/internal/lost"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -35,6 +36,7 @@ type Server struct {
 
 	// clientLost counts records dropped for slow clients, over all clients.
 	clientLost atomic.Uint64
+	lostMetric *lost.Counter
 
 	// stopping is closed by Stop so that following streams end and a
 	// graceful stop of the gRPC server can complete.
@@ -61,6 +63,10 @@ func (s *Server) SetClientBuffer(n int) {
 		s.maxLag = uint64(n)
 	}
 }
+
+// SetLostCounter counts records dropped for slow clients in c as well
+// (flowlens_lost_events_total{source="CLIENT_QUEUE"}). Call before serving.
+func (s *Server) SetLostCounter(c *lost.Counter) { s.lostMetric = c }
 
 // Stop ends every running GetFlows stream cleanly (clients see end of
 // stream). Serve calls it on shutdown.
@@ -176,6 +182,7 @@ func (o *streamSink) record(e *entry) error {
 
 func (o *streamSink) lost(count uint64, first, last int64) error {
 	o.srv.clientLost.Add(count)
+	o.srv.lostMetric.Add(flowlensv1.LostEventSource_CLIENT_QUEUE, count)
 	o.srv.log.Debug("client too slow, records dropped", "count", count)
 	return o.stream.Send(&flowlensv1.GetFlowsResponse{
 		ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: &flowlensv1.LostEvents{
