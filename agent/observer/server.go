@@ -110,7 +110,7 @@ func (s *Server) GetFlows(req *flowlensv1.GetFlowsRequest, stream flowlensv1.Obs
 		case <-ctx.Done():
 		}
 	}()
-	out := &streamSink{srv: s, stream: stream}
+	out := &grpcStream{srv: s, stream: stream}
 	err = s.ring.run(ctx, q, out)
 	switch {
 	case err == nil:
@@ -153,16 +153,16 @@ func (s *Server) parse(req *flowlensv1.GetFlowsRequest) (*query, error) {
 	return q, nil
 }
 
-// streamSink sends records to one client.
-type streamSink struct {
+// grpcStream sends records to one client.
+type grpcStream struct {
 	srv      *Server
 	stream   flowlensv1.Observer_GetFlowsServer
 	lastNano int64
 }
 
-func (o *streamSink) lastTime() int64 { return o.lastNano }
+func (o *grpcStream) lastTime() int64 { return o.lastNano }
 
-func (o *streamSink) record(e *entry) error {
+func (o *grpcStream) record(e *entry) error {
 	o.lastNano = e.nano
 	ev := e.ev
 	if ev.GetNodeName() == "" || ev.GetTime() == nil {
@@ -180,7 +180,7 @@ func (o *streamSink) record(e *entry) error {
 	return o.stream.Send(ev)
 }
 
-func (o *streamSink) lost(count uint64, first, last int64) error {
+func (o *grpcStream) lost(count uint64, first, last int64) error {
 	o.srv.clientLost.Add(count)
 	o.srv.lostMetric.Add(flowlensv1.LostEventSource_CLIENT_QUEUE, count)
 	o.srv.log.Debug("client too slow, records dropped", "count", count)
