@@ -27,10 +27,9 @@ import (
 
 // TestAgentAgainstFakeCluster builds the agent through build, the path New
 // takes after loading the capture, with a fake kernel source and client-go's
-// fake clientset, and runs it as an in-cluster agent
-// would: names from real informers, the
-// intended set from the cluster's NetworkPolicies, and a policy applied
-// while the agent runs changing the verdict of the next flow.
+// fake clientset, and runs it as an in-cluster agent would: names from real
+// informers, the intended set from the cluster's NetworkPolicies, and a
+// policy applied while the agent runs changing the verdict of the next flow.
 func TestAgentAgainstFakeCluster(t *testing.T) {
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
