@@ -8,7 +8,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
-    -ldflags "-s -w -X github.com/flowlens/flowlens/agent.Version=$VERSION" -o /out/ ./cmd/flowlens-agent ./cmd/flowlens
+    -ldflags "-s -w -X github.com/flowlens/flowlens/internal/version.Version=$VERSION" -o /out/ ./cmd/flowlens-agent ./cmd/flowlens
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ /

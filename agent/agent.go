@@ -12,7 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/enrich"
+	"github.com/flowlens/flowlens/internal/version"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
@@ -45,6 +50,12 @@ type deps struct {
 	// server. An error stops the agent.
 	background []func(ctx context.Context) error
 	closers    []func() error
+	// clusterState, when set, feeds the pod list to the metrics (to forget
+	// gone pods) and to stateConsumers.
+	clusterState   enrich.ClusterState
+	stateConsumers []func([]corev1.Pod)
+	// serve, when set, is the gRPC API over ring, given the agent's status.
+	serve func(observer.Status) func(ctx context.Context) error
 }
 
 // Agent is one node's observer.
@@ -76,6 +87,13 @@ func newAgent(cfg Config, log *slog.Logger, reg prometheus.Registerer, d deps) (
 			linkLocal: cfg.ReportLinkLocal,
 		},
 		running: make(chan struct{}),
+	}
+	if d.clusterState != nil {
+		fan := &stateFanout{state: d.clusterState, consumers: append([]func([]corev1.Pod){m.forgetGonePods}, d.stateConsumers...)}
+		a.deps.background = append(a.deps.background, fan.run)
+	}
+	if d.serve != nil {
+		a.deps.background = append(a.deps.background, d.serve(a))
 	}
 	return a, nil
 }
@@ -131,7 +149,7 @@ func (a *Agent) ready() error {
 func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 	st := &flowlensv1.ServerStatusResponse{
 		NodeName:    a.cfg.NodeName,
-		Version:     Version,
+		Version:     version.Version,
 		Kernel:      kernelRelease(),
 		SeenFlows:   a.pipe.seen.Load(),
 		AttachModes: map[string]string{},
@@ -160,6 +178,3 @@ func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 	}
 	return st
 }
-
-// Version is set at build time with -ldflags "-X github.com/flowlens/flowlens/agent.Version=...".
-var Version = "dev"

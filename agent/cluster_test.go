@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,15 +22,14 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/flowlens/flowlens/bpf"
-	"github.com/flowlens/flowlens/enrich"
-	policysource "github.com/flowlens/flowlens/policy/source"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// TestAgentAgainstFakeCluster runs the pipeline as an in-cluster agent
-// would: names from real informers over client-go's fake clientset, the
-// intended set from the cluster's NetworkPolicies, and a policy applied
-// while the agent runs changing the verdict of the next flow.
+// TestAgentAgainstFakeCluster builds the agent through build, the path New
+// takes after loading the capture, with a fake kernel source and client-go's
+// fake clientset, and runs it as an in-cluster agent would: names from real
+// informers, the intended set from the cluster's NetworkPolicies, and a
+// policy applied while the agent runs changing the verdict of the next flow.
 func TestAgentAgainstFakeCluster(t *testing.T) {
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
@@ -51,27 +54,24 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	kube, err := enrich.NewKube(ctx, client, enrich.Config{NodeName: "node1"}, log, reg)
-	require.NoError(t, err)
-	require.True(t, kube.WaitForSync(ctx))
-	j := newPolicyJudge(log, "cluster", kube)
 
+	// The same path New takes once it has a capture and a client.
 	flows := make(chan bpf.Event)
 	src := &chanSource{in: flows}
-	ring := &memSink{}
 	cfg := DefaultConfig()
 	cfg.NodeName = "node1"
 	cfg.MetricsPodLabels = true
-	a, err := newAgent(cfg, log, reg, deps{
-		source: src, names: resolverNamer{kube}, judge: j, policy: j, enrich: resolverState{kube}, ring: ring,
-		background: []func(context.Context) error{
-			j.run,
-			func(ctx context.Context) error { return policysource.WatchCluster(ctx, client, log, j.setPolicies) },
-		},
-	})
+	cfg.MetricsAddress = ""
+	cfg.GRPCAddress = "127.0.0.1:0"
+	cfg.FlowLog = []string{"-"}
+	in, err := parseInputs(cfg)
 	require.NoError(t, err)
-	fan := &stateFanout{state: kube, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods, func([]corev1.Pod) { j.changed.Notify() }}}
-	a.deps.background = append(a.deps.background, fan.run)
+	out := &lockedBuffer{}
+	a, err := build(ctx, cfg, in, log, out, reg, src, client)
+	require.NoError(t, err)
+	require.NotNil(t, a.deps.policy, "the cluster's policies are the intended set")
+	j := a.deps.policy
+	ring := &logSink{out: out}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
@@ -82,14 +82,12 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 	send := func(sport uint32) *flowlensv1.Flow {
 		ev := tcpFlow("10.42.0.10", "10.42.0.20", sport, 5432, flowlensv1.Verdict_FORWARDED, false)
 		flows <- ev
+		var got *flowlensv1.Flow
 		require.Eventually(t, func() bool {
-			ring.mu.Lock()
-			defer ring.mu.Unlock()
-			return len(ring.got) > 0 && ring.got[len(ring.got)-1].GetFlow().GetL4().GetTcp().GetSourcePort() == sport
+			got = ring.last(t)
+			return got.GetL4().GetTcp().GetSourcePort() == sport
 		}, 5*time.Second, 10*time.Millisecond)
-		ring.mu.Lock()
-		defer ring.mu.Unlock()
-		return ring.got[len(ring.got)-1].GetFlow()
+		return got
 	}
 
 	f := send(40000)
@@ -150,3 +148,31 @@ func (c *chanSource) Run(ctx context.Context, out chan<- bpf.Event) error {
 }
 
 func (c *chanSource) Status() map[string]string { return map[string]string{"veth": "tcx"} }
+
+// lockedBuffer is the agent's stdout, written by the flow log and read by
+// the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// logSink reads the flows back from the JSON flow log.
+type logSink struct{ out *lockedBuffer }
+
+func (l *logSink) last(t *testing.T) *flowlensv1.Flow {
+	l.out.mu.Lock()
+	lines := strings.Split(strings.TrimSpace(l.out.buf.String()), "\n")
+	l.out.mu.Unlock()
+	if lines[len(lines)-1] == "" {
+		return nil
+	}
+	var f flowlensv1.Flow
+	require.NoError(t, protojson.Unmarshal([]byte(lines[len(lines)-1]), &f))
+	return &f
+}

@@ -7,10 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/flowlens/flowlens/agent/observer"
+	"github.com/flowlens/flowlens/bpf"
 )
 
 // Config is everything the agent is told on its command line. Each field's
@@ -74,22 +78,34 @@ func DefaultConfig() Config {
 		NodeName:             os.Getenv("NODE_NAME"),
 		DeletedPodGrace:      2 * time.Minute,
 		PolicyReloadInterval: 10 * time.Second,
-		AttachMode:           "auto",
-		AcceptedMode:         "auto",
-		Interfaces:           []string{"*"},
-		FlowTableSize:        65536,
-		WatchCIDRs:           []string{"10.42.0.0/16", "10.43.0.0/16"},
-		FlushInterval:        5 * time.Second,
-		IdleTimeout:          60 * time.Second,
-		QueueSize:            8192,
+		AttachMode:           string(bpf.AttachAuto),
+		AcceptedMode:         string(bpf.AcceptedAuto),
+		Interfaces:           slices.Clone(bpf.DefaultInterfaces),
+		FlowTableSize:        bpf.DefaultFlowTableSize,
+		WatchCIDRs:           prefixStrings(bpf.DefaultWatchCIDRs),
+		FlushInterval:        bpf.DefaultFlushInterval,
+		IdleTimeout:          bpf.DefaultIdleTimeout,
+		QueueSize:            DefaultQueueSize,
 		FlowLogMaxSizeMB:     100,
 		FlowLogMaxBackups:    5,
-		GRPCAddress:          "127.0.0.1:4280",
-		RingCapacity:         65536,
+		GRPCAddress:          observer.DefaultAddress,
+		RingCapacity:         observer.DefaultRingCapacity,
 		MetricsAddress:       ":9280",
 		LogLevel:             "info",
 		LogFormat:            "text",
 	}
+}
+
+// DefaultQueueSize is the default capacity of the channel between the
+// capture and the pipeline.
+const DefaultQueueSize = 8192
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }
 
 // BindFlags registers the agent's flags on fs, writing into c.
@@ -137,32 +153,8 @@ func (c *Config) Validate() error {
 		}
 		c.NodeName = h
 	}
-	switch c.AttachMode {
-	case "auto", "tcx", "tc":
-	default:
-		return fmt.Errorf("--attach-mode %q: want auto, tcx or tc", c.AttachMode)
-	}
-	switch c.AcceptedMode {
-	case "auto", "netfilter", "inference":
-	default:
-		return fmt.Errorf("--accepted-mode %q: want auto, netfilter or inference", c.AcceptedMode)
-	}
-	for _, g := range c.Interfaces {
-		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("--interfaces %q: bad glob: %w", g, err)
-		}
-	}
-	if c.FlowTableSize < 64 || c.FlowTableSize > 1<<24 {
-		return fmt.Errorf("--flow-table-size %d: want 64..16777216", c.FlowTableSize)
-	}
-	if _, err := c.WatchPrefixes(); err != nil {
+	if err := c.validateCapture(); err != nil {
 		return err
-	}
-	if c.FlushInterval < 100*time.Millisecond {
-		return fmt.Errorf("--flush-interval %s: want at least 100ms", c.FlushInterval)
-	}
-	if c.IdleTimeout < c.FlushInterval {
-		return fmt.Errorf("--idle-timeout %s: must not be shorter than --flush-interval %s", c.IdleTimeout, c.FlushInterval)
 	}
 	if c.QueueSize < 1 {
 		return fmt.Errorf("--queue-size %d: must be positive", c.QueueSize)
@@ -223,6 +215,55 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
 	}
 	return nil
+}
+
+// validateCapture checks the capture flags against the bounds bpf owns
+// (bpf.Config.Validate), naming the flag instead of the setting.
+func (c *Config) validateCapture() error {
+	switch bpf.AttachMode(c.AttachMode) {
+	case bpf.AttachAuto, bpf.AttachTCX, bpf.AttachTC:
+	default:
+		return fmt.Errorf("--attach-mode %q: want auto, tcx or tc", c.AttachMode)
+	}
+	switch bpf.AcceptedMode(c.AcceptedMode) {
+	case bpf.AcceptedAuto, bpf.AcceptedNetfilter, bpf.AcceptedInference:
+	default:
+		return fmt.Errorf("--accepted-mode %q: want auto, netfilter or inference", c.AcceptedMode)
+	}
+	for _, g := range c.Interfaces {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("--interfaces %q: bad glob: %w", g, err)
+		}
+	}
+	if c.FlowTableSize < bpf.MinFlowTableSize || c.FlowTableSize > bpf.MaxFlowTableSize {
+		return fmt.Errorf("--flow-table-size %d: want %d..%d", c.FlowTableSize, bpf.MinFlowTableSize, bpf.MaxFlowTableSize)
+	}
+	if _, err := c.WatchPrefixes(); err != nil {
+		return err
+	}
+	if c.FlushInterval < bpf.MinFlushInterval {
+		return fmt.Errorf("--flush-interval %s: want at least %s", c.FlushInterval, bpf.MinFlushInterval)
+	}
+	if c.IdleTimeout < c.FlushInterval {
+		return fmt.Errorf("--idle-timeout %s: must not be shorter than --flush-interval %s", c.IdleTimeout, c.FlushInterval)
+	}
+	return nil
+}
+
+// captureConfig is the bpf configuration the flags describe. Call it on a
+// validated Config.
+func (c *Config) captureConfig() bpf.Config {
+	watch, _ := c.WatchPrefixes()
+	return bpf.Config{
+		AttachMode:    bpf.AttachMode(c.AttachMode),
+		Accepted:      bpf.AcceptedMode(c.AcceptedMode),
+		Interfaces:    c.Interfaces,
+		FlowTableSize: c.FlowTableSize,
+		WatchCIDRs:    watch,
+		FlushInterval: c.FlushInterval,
+		IdleTimeout:   c.IdleTimeout,
+		NodeName:      c.NodeName,
+	}
 }
 
 // WatchPrefixes parses --watch-cidr.

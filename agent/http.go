@@ -14,7 +14,9 @@ import (
 )
 
 // serveHTTP serves /metrics, /healthz (the process is alive) and /readyz
-// (capture is attached and the first records can flow) until ctx ends.
+// until ctx ends. /readyz only says the capture goroutine has started (ready
+// reports that Run began): it does not wait for programs to attach, for
+// enrichment to sync, or for a record to flow.
 func serveHTTP(ctx context.Context, addr string, gatherer prometheus.Gatherer, ready func() error, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))

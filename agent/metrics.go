@@ -12,8 +12,10 @@ import (
 // flowMetrics counts flows from the point of view of the local pod: the
 // sender for records counted as it left its veth, the receiver for records
 // counted on delivery, and whichever end is a pod of this node for drops.
-// Labels stop at namespace and workload unless pod labels are asked for, so
-// series stay bounded by the number of workloads, not pods or IPs.
+// Labels stop at namespace and workload unless pod labels are asked for:
+// series grow with the workloads seen since start (a pod without a
+// controller is its own workload) and are not deleted when one goes away;
+// only pod-labelled series are (forgetGonePods). Never by IP or port.
 type flowMetrics struct {
 	podLabels bool
 	node      string
@@ -27,7 +29,6 @@ type flowMetrics struct {
 	bytes      *prometheus.CounterVec
 	mismatches *prometheus.CounterVec
 	policy     *prometheus.CounterVec
-	lost       *prometheus.CounterVec
 }
 
 func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*flowMetrics, error) {
@@ -54,11 +55,8 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 		policy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowlens_policy_verdicts_total", Help: "Flow records by intended NetworkPolicy verdict and kernel verdict.",
 		}, []string{"intended", "verdict", "namespace"}),
-		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flowlens_pipeline_lost_events_total", Help: "Records lost before the pipeline, by source, as reported in the flow stream.",
-		}, []string{"source"}),
 	}
-	for _, c := range []prometheus.Collector{m.flows, m.packets, m.bytes, m.mismatches, m.policy, m.lost} {
+	for _, c := range []prometheus.Collector{m.flows, m.packets, m.bytes, m.mismatches, m.policy} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -86,10 +84,6 @@ func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 			m.mismatches.WithLabelValues(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace()).Inc()
 		}
 	}
-}
-
-func (m *flowMetrics) observeLost(l *flowlensv1.LostEvents) {
-	m.lost.WithLabelValues(l.GetSource().String()).Add(float64(l.GetNumEventsLost()))
 }
 
 // forgetGonePods drops the series of pods no longer in the cluster, so a

@@ -121,9 +121,7 @@ func (p *pipeline) handle(in bpf.Event) {
 	case in.Lost != nil:
 		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: in.Lost}
 		resp.Time = in.Lost.GetLast()
-		if p.metrics != nil {
-			p.metrics.observeLost(in.Lost)
-		}
+		// Counted in flowlens_lost_events_total where they were lost.
 		p.log.Warn("records lost", "source", in.Lost.GetSource().String(), "count", in.Lost.GetNumEventsLost())
 	default:
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -19,113 +20,187 @@ import (
 	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
+	"github.com/flowlens/flowlens/internal/lost"
 	"github.com/flowlens/flowlens/manifest"
 )
 
 // New wires the real parts from cfg: the eBPF capture of this network
-// namespace, enrichment (static file or Kubernetes API), the intended
-// policy set (files or cluster), the flow log, and the gRPC API. ctx bounds
-// the informers started here.
+// namespace, the Kubernetes client when one is configured or the agent runs
+// in a pod, and then the pipeline through build. ctx bounds the informers
+// started here.
 func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*Agent, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := deps{gatherer: reg}
-
-	watch, err := cfg.WatchPrefixes()
-	if err != nil {
-		return nil, err
-	}
 	// Check what the user typed before loading anything into the kernel.
-	named, err := enrich.ParseNamedCIDRs(cfg.NamedCIDRs)
+	in, err := parseInputs(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("--named-cidr: %w", err)
-	}
-	var logFilter flowlog.Matcher
-	if f, err := cfg.FlowLogFilter(); err != nil {
 		return nil, err
-	} else if f != nil {
-		logFilter = f
 	}
-
-	capture, err := bpf.New(bpf.Config{
-		AttachMode:    bpf.AttachMode(cfg.AttachMode),
-		Accepted:      bpf.AcceptedMode(cfg.AcceptedMode),
-		Interfaces:    cfg.Interfaces,
-		FlowTableSize: cfg.FlowTableSize,
-		WatchCIDRs:    watch,
-		FlushInterval: cfg.FlushInterval,
-		IdleTimeout:   cfg.IdleTimeout,
-		NodeName:      cfg.NodeName,
-	}, log.With("component", "capture"), reg)
+	client, err := kubeClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	capture, err := bpf.New(cfg.captureConfig(), log.With("component", "capture"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("load capture: %w", err)
 	}
-	d.source = capture
-	// Until Run owns the capture, a failure below must unload it.
-	fail := func(err error) (*Agent, error) {
+	a, err := build(ctx, cfg, in, log, stdout, reg, capture, client)
+	if err != nil {
+		// Until Run owns the capture, a failure must unload it.
 		if cerr := capture.Close(); cerr != nil {
 			log.Error("unloading capture", "err", cerr)
 		}
+		return nil, err
+	}
+	return a, nil
+}
+
+// inputs are the flags that need parsing, checked before anything starts.
+type inputs struct {
+	watch     []netip.Prefix
+	named     map[string]netip.Prefix
+	logFilter flowlog.Matcher
+}
+
+func parseInputs(cfg Config) (inputs, error) {
+	var in inputs
+	var err error
+	if in.watch, err = cfg.WatchPrefixes(); err != nil {
+		return in, err
+	}
+	if in.named, err = enrich.ParseNamedCIDRs(cfg.NamedCIDRs); err != nil {
+		return in, fmt.Errorf("--named-cidr: %w", err)
+	}
+	if f, err := cfg.FlowLogFilter(); err != nil {
+		return in, err
+	} else if f != nil {
+		in.logFilter = f
+	}
+	return in, nil
+}
+
+// kubeClient returns the Kubernetes API client, or nil when names come
+// from --cluster-file, --no-kube is set, or there is no API to reach.
+func kubeClient(cfg Config) (kubernetes.Interface, error) {
+	if cfg.ClusterFile != "" || cfg.NoKube || (cfg.Kubeconfig == "" && !inCluster()) {
+		return nil, nil
+	}
+	client, err := enrich.Client(cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, nil
+}
+
+// build is the whole pipeline from its real or fake sources: src is the
+// kernel side, client the Kubernetes API (nil without one). New and the
+// tests both come through here.
+func build(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout io.Writer,
+	reg *prometheus.Registry, src source, client kubernetes.Interface) (*Agent, error) {
+	d := deps{gatherer: reg, source: src}
+	fail := func(err error) (*Agent, error) {
 		for _, c := range d.closers {
 			_ = c()
 		}
 		return nil, err
 	}
+	ecfg := enrich.Config{NodeName: cfg.NodeName, NamedCIDRs: in.named, DeletedGrace: cfg.DeletedPodGrace, ClusterCIDRs: in.watch}
+	en, err := buildEnrichment(ctx, cfg, ecfg, client, log, reg)
+	if err != nil {
+		return fail(err)
+	}
+	if en.resolver != nil {
+		d.names = resolverNamer{en.resolver}
+		d.enrich = resolverState{en.resolver}
+	}
+	d.clusterState = en.state
+	wirePolicy(&d, cfg, en, client, log)
+	if err := wireFlowLogs(&d, cfg, in.logFilter, stdout); err != nil {
+		return fail(err)
+	}
+	// The gRPC API serves from the recent-flow ring.
+	if cfg.GRPCAddress != "" {
+		ring := observer.NewRing(cfg.RingCapacity)
+		d.ring = ring
+		lostEvents, err := lost.NewCounter(reg)
+		if err != nil {
+			return fail(err)
+		}
+		scfg := observer.ServeConfig{Address: cfg.GRPCAddress, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, TLSClientCA: cfg.TLSClientCA}
+		d.serve = func(status observer.Status) func(context.Context) error {
+			srv := observer.NewServer(ring, status, cfg.NodeName, log.With("component", "grpc"))
+			srv.SetLostCounter(lostEvents)
+			return func(ctx context.Context) error {
+				return observer.Serve(ctx, scfg, srv, log.With("component", "grpc"))
+			}
+		}
+	}
+	a, err := newAgent(cfg, log, reg, d)
+	if err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
 
-	// Enrichment.
-	ecfg := enrich.Config{NodeName: cfg.NodeName, NamedCIDRs: named, DeletedGrace: cfg.DeletedPodGrace, ClusterCIDRs: watch}
-	var (
-		resolver    enrich.Resolver
-		state       enrich.ClusterState
-		client      kubernetes.Interface
-		filePolicys []networkingv1.NetworkPolicy
-	)
+// enrichment is what names endpoints, and the policies a --cluster-file holds.
+type enrichment struct {
+	resolver    enrich.Resolver
+	state       enrich.ClusterState
+	filePolicys []networkingv1.NetworkPolicy
+}
+
+// buildEnrichment names endpoints from --cluster-file, or the Kubernetes
+// API when there is a client, or not at all.
+func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client kubernetes.Interface,
+	log *slog.Logger, reg prometheus.Registerer) (enrichment, error) {
+	var en enrichment
 	switch {
 	case cfg.ClusterFile != "":
 		objs, err := manifest.Load(cfg.ClusterFile)
 		if err != nil {
-			return fail(fmt.Errorf("--cluster-file: %w", err))
+			return en, fmt.Errorf("--cluster-file: %w", err)
 		}
 		st, err := enrich.NewStatic(objs, ecfg)
 		if err != nil {
-			return fail(fmt.Errorf("--cluster-file: %w", err))
+			return en, fmt.Errorf("--cluster-file: %w", err)
 		}
 		st.WithSource("static:" + cfg.ClusterFile)
-		resolver, state = st, st
-		filePolicys = objs.NetworkPolicies
-	case !cfg.NoKube && (cfg.Kubeconfig != "" || inCluster()):
-		client, err = enrich.Client(cfg.Kubeconfig)
-		if err != nil {
-			return fail(fmt.Errorf("kubernetes client: %w", err))
-		}
+		en.resolver, en.state = st, st
+		en.filePolicys = objs.NetworkPolicies
+	case client != nil:
 		kube, err := enrich.NewKube(ctx, client, ecfg, log.With("component", "enrich"), reg)
 		if err != nil {
-			return fail(fmt.Errorf("start enrichment: %w", err))
+			return en, fmt.Errorf("start enrichment: %w", err)
 		}
-		resolver, state = kube, kube
+		en.resolver, en.state = kube, kube
 	}
-	if resolver != nil {
-		d.names = resolverNamer{resolver}
-		d.enrich = resolverState{resolver}
-	}
+	return en, nil
+}
 
-	// The intended policy set.
-	j, feed := newJudgeFromConfig(cfg, log, state, client, filePolicys)
-	if j != nil {
-		d.judge = j
-		d.policy = j
-		d.background = append(d.background, feed...)
+// wirePolicy sets the intended policy set (see newJudgeFromConfig) and
+// re-judges when the cluster state changes.
+func wirePolicy(d *deps, cfg Config, en enrichment, client kubernetes.Interface, log *slog.Logger) {
+	j, feed := newJudgeFromConfig(cfg, log, en.state, client, en.filePolicys)
+	if j == nil {
+		return
 	}
+	d.judge = j
+	d.policy = j
+	d.background = append(d.background, feed...)
+	d.stateConsumers = append(d.stateConsumers, func([]corev1.Pod) { j.changed.Notify() })
+}
 
-	// Flow logs: stdout for the container log pipeline and/or rotated files.
+// wireFlowLogs opens the flow logs: stdout for the container log pipeline
+// and/or rotated files.
+func wireFlowLogs(d *deps, cfg Config, filter flowlog.Matcher, stdout io.Writer) error {
 	var logs flowWriters
 	for _, path := range cfg.FlowLog {
 		fw, err := flowlog.New(flowlog.Config{
 			Path: path, MaxSizeMB: cfg.FlowLogMaxSizeMB, MaxBackups: cfg.FlowLogMaxBackups,
-			Compress: cfg.FlowLogCompress, Filter: logFilter,
+			Compress: cfg.FlowLogCompress, Filter: filter,
 		}, stdout)
 		if err != nil {
-			return fail(fmt.Errorf("--flow-log: %w", err))
+			return fmt.Errorf("--flow-log: %w", err)
 		}
 		logs = append(logs, fw)
 		d.closers = append(d.closers, fw.Close)
@@ -133,30 +208,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 	if len(logs) > 0 {
 		d.flowlog = logs
 	}
-
-	a, err := newAgent(cfg, log, reg, d)
-	if err != nil {
-		return fail(err)
-	}
-	if state != nil {
-		fan := &stateFanout{state: state, consumers: []func([]corev1.Pod){a.pipe.metrics.forgetGonePods}}
-		if j != nil {
-			fan.consumers = append(fan.consumers, func([]corev1.Pod) { j.changed.Notify() })
-		}
-		a.deps.background = append(a.deps.background, fan.run)
-	}
-
-	// The gRPC API serves from the recent-flow ring.
-	if cfg.GRPCAddress != "" {
-		ring := observer.NewRing(cfg.RingCapacity)
-		a.pipe.ring = ring
-		srv := observer.NewServer(ring, a, cfg.NodeName, log.With("component", "grpc"))
-		scfg := observer.ServeConfig{Address: cfg.GRPCAddress, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, TLSClientCA: cfg.TLSClientCA}
-		a.deps.background = append(a.deps.background, func(ctx context.Context) error {
-			return observer.Serve(ctx, scfg, srv, log.With("component", "grpc"))
-		})
-	}
-	return a, nil
+	return nil
 }
 
 // inCluster reports whether an in-cluster config is available.

@@ -57,11 +57,20 @@ type Config struct {
 	NodeName string
 }
 
-// Defaults.
+// Defaults. The agent's flags take theirs from here.
 const (
 	DefaultFlowTableSize = 65536
 	DefaultFlushInterval = 5 * time.Second
 	DefaultIdleTimeout   = 60 * time.Second
+)
+
+// Bounds, checked here and named by the agent's flag validation. A table
+// smaller than MinFlowTableSize evicts flows between flushes on any busy
+// node; flushing more often than MinFlushInterval costs a full map walk.
+const (
+	MinFlowTableSize = 64
+	MaxFlowTableSize = 1 << 24
+	MinFlushInterval = 100 * time.Millisecond
 )
 
 // DefaultInterfaces and DefaultWatchCIDRs are K3s's defaults: CNI host veths,
@@ -73,6 +82,13 @@ var (
 		netip.MustParsePrefix("10.43.0.0/16"),
 	}
 )
+
+// Validate reports the first invalid setting, zero values taking the
+// defaults: the agent checks its flags with it before loading anything.
+func (cfg Config) Validate() error {
+	_, err := cfg.withDefaults()
+	return err
+}
 
 // withDefaults returns cfg with defaults filled in, or an error naming the
 // first invalid setting.
@@ -102,8 +118,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.FlowTableSize == 0 {
 		cfg.FlowTableSize = DefaultFlowTableSize
 	}
-	if cfg.FlowTableSize < 16 || cfg.FlowTableSize > 1<<24 {
-		return cfg, fmt.Errorf("flow table size %d: want 16..%d", cfg.FlowTableSize, 1<<24)
+	if cfg.FlowTableSize < MinFlowTableSize || cfg.FlowTableSize > MaxFlowTableSize {
+		return cfg, fmt.Errorf("flow table size %d: want %d..%d", cfg.FlowTableSize, MinFlowTableSize, MaxFlowTableSize)
 	}
 	if len(cfg.WatchCIDRs) == 0 {
 		cfg.WatchCIDRs = DefaultWatchCIDRs
@@ -119,8 +135,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = DefaultFlushInterval
 	}
-	if cfg.FlushInterval < 10*time.Millisecond {
-		return cfg, fmt.Errorf("flush interval %v: want at least 10ms", cfg.FlushInterval)
+	if cfg.FlushInterval < MinFlushInterval {
+		return cfg, fmt.Errorf("flush interval %v: want at least %v", cfg.FlushInterval, MinFlushInterval)
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout

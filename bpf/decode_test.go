@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +24,14 @@ func rawKey(k FlowKey) []byte {
 	var buf bytes.Buffer
 	_ = binary.Write(&buf, binary.LittleEndian, k)
 	return buf.Bytes()
+}
+
+// The decoders copy bytes into the generated structs: that is only right
+// while they have no padding Go added on its own.
+func TestGeneratedLayout(t *testing.T) {
+	assert.Equal(t, binary.Size(FlowKey{}), int(unsafe.Sizeof(FlowKey{})))
+	assert.Equal(t, binary.Size(FlowStats{}), int(unsafe.Sizeof(FlowStats{})))
+	assert.Equal(t, binary.Size(DropEvent{}), int(unsafe.Sizeof(DropEvent{})))
 }
 
 func TestDecodeFlowKey(t *testing.T) {

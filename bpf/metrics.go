@@ -1,21 +1,23 @@
 package bpf
 
 import (
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowlens/flowlens/internal/lost"
 )
 
 type metrics struct {
-	lost     *prometheus.CounterVec
+	lost     *lost.Counter
 	attached prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	l, err := lost.NewCounter(reg)
+	if err != nil {
+		return nil, err
+	}
 	m := &metrics{
-		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flowlens_lost_events_total",
-			Help: "Flow events lost before delivery, by where they were lost.",
-		}, []string{"source"}),
+		lost: l,
 		attached: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowlens_attached_interfaces",
 			Help: "Pod interfaces the capture programs are attached to.",
@@ -24,14 +26,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.lost, m.attached} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := reg.Register(m.attached); err != nil {
+		return nil, err
 	}
 	return m, nil
-}
-
-func (m *metrics) addLost(src flowlensv1.LostEventSource, n uint64) {
-	m.lost.WithLabelValues(src.String()).Add(float64(n))
 }

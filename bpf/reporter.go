@@ -141,7 +141,7 @@ func (r *reporter) flush(final bool) {
 }
 
 func (r *reporter) lost(src flowlensv1.LostEventSource, n uint64) {
-	r.metrics.addLost(src, n)
+	r.metrics.lost.Add(src, n)
 	if r.pendLost == nil {
 		r.pendLost = make(map[flowlensv1.LostEventSource]uint64)
 	}

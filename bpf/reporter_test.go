@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,10 +266,13 @@ func TestReporterLoss(t *testing.T) {
 	assert.Equal(t, uint64(2), lost[flowlensv1.LostEventSource_KERNEL_RING_BUFFER])
 	assert.Equal(t, uint64(2), lost[flowlensv1.LostEventSource_AGENT_QUEUE])
 
-	c := fx.rep.metrics.lost
-	assert.Equal(t, 4.0, testutil.ToFloat64(c.WithLabelValues("KERNEL_FLOW_TABLE")))
-	assert.Equal(t, 2.0, testutil.ToFloat64(c.WithLabelValues("KERNEL_RING_BUFFER")))
-	assert.Equal(t, 2.0, testutil.ToFloat64(c.WithLabelValues("AGENT_QUEUE")))
+	want := `# HELP flowlens_lost_events_total Flow events lost before delivery, by where they were lost.
+# TYPE flowlens_lost_events_total counter
+flowlens_lost_events_total{source="AGENT_QUEUE"} 2
+flowlens_lost_events_total{source="KERNEL_FLOW_TABLE"} 4
+flowlens_lost_events_total{source="KERNEL_RING_BUFFER"} 2
+`
+	assert.NoError(t, testutil.GatherAndCompare(fx.reg, strings.NewReader(want), "flowlens_lost_events_total"))
 }
 
 func TestReporterImmediateDrop(t *testing.T) {

@@ -21,8 +21,10 @@ type query struct {
 	maxLag uint64
 }
 
-// sink receives what a query produces, in order.
-type sink interface {
+// clientStream is one GetFlows client as a query writes to it, in order:
+// the gRPC stream, or a counter in benchmarks. (The one sink is the
+// agent pipeline's: where annotated records go, this ring.)
+type clientStream interface {
 	record(e *entry) error
 	lost(count uint64, first, last int64) error
 	// lastTime is the time of the last record sent, 0 if none.
@@ -51,7 +53,7 @@ func (q *query) passes(e *entry) bool {
 // follow, every later record. The historical part covers sequences below the
 // head seen at the start and the live part starts exactly there, so nothing
 // written meanwhile is skipped or sent twice.
-func (r *Ring) run(ctx context.Context, q *query, out sink) error {
+func (r *Ring) run(ctx context.Context, q *query, out clientStream) error {
 	start := r.Head()
 	next := start
 	var err error
@@ -70,7 +72,7 @@ func (r *Ring) run(ctx context.Context, q *query, out sink) error {
 }
 
 // last sends the newest q.number passing flows below start, oldest first.
-func (r *Ring) last(q *query, start uint64, out sink) error {
+func (r *Ring) last(q *query, start uint64, out clientStream) error {
 	var picked []*entry
 	var flows uint64
 	for seq := start; seq > r.oldest(start) && flows < q.number; {
@@ -97,7 +99,7 @@ func (r *Ring) last(q *query, start uint64, out sink) error {
 
 // forward sends passing records from seq up to end (exclusive), stopping after
 // q.number flows when set. It returns the next sequence to read.
-func (r *Ring) forward(ctx context.Context, q *query, seq, end uint64, out sink) (uint64, error) {
+func (r *Ring) forward(ctx context.Context, q *query, seq, end uint64, out clientStream) (uint64, error) {
 	var flows uint64
 	for seq < end {
 		if err := ctx.Err(); err != nil {
@@ -131,7 +133,7 @@ func (r *Ring) forward(ctx context.Context, q *query, seq, end uint64, out sink)
 }
 
 // tail follows the ring from seq until ctx ends.
-func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out sink) error {
+func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out clientStream) error {
 	maxLag := q.maxLag
 	if maxLag == 0 || maxLag > uint64(len(r.slots)) {
 		maxLag = uint64(len(r.slots))
@@ -159,7 +161,7 @@ func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out sink) error {
 // reportLost tells out that records [from, to) were skipped. The time range
 // is that of the skipped records still readable; when they were overwritten it
 // is bounded by the last record sent and the first one after the gap.
-func (r *Ring) reportLost(from, to uint64, out sink) error {
+func (r *Ring) reportLost(from, to uint64, out clientStream) error {
 	if to <= from {
 		return nil
 	}

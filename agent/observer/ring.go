@@ -35,8 +35,9 @@ type Ring struct {
 	head  atomic.Uint64
 	flows atomic.Uint64 // flow records written (lost-events records excluded)
 
-	// mu serializes writers and guards wake; waiting is read by the writer
-	// without mu so a Write with no idle reader costs no channel work.
+	// mu serializes writers and guards wake and waiting. waiting is set by
+	// a reader about to block and cleared by the Write that wakes it, so a
+	// Write with no blocked reader closes and allocates no channel.
 	mu      sync.Mutex
 	wake    chan struct{}
 	waiting atomic.Bool
@@ -68,8 +69,9 @@ func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) {
 	if ev.GetFlow() != nil {
 		r.flows.Add(1)
 	}
-	// The reader sets waiting before re-checking head, and we store head
-	// before reading waiting, so one of the two always sees the other.
+	// Both sides hold mu while touching waiting and wake: a reader that set
+	// waiting before this Write is woken here; one that sets it after sees
+	// the new head on its re-check.
 	if r.waiting.Load() {
 		close(r.wake)
 		r.wake = make(chan struct{})

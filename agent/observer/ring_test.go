@@ -106,15 +106,15 @@ func TestRingWaitHonoursContext(t *testing.T) {
 	assert.ErrorIs(t, r.wait(ctx, 0), context.DeadlineExceeded)
 }
 
-// countSink counts flows and lost records for the benchmark.
-type countSink struct {
+// countStream counts flows and lost records for the benchmark.
+type countStream struct {
 	n       atomic.Uint64
 	skipped atomic.Uint64
 }
 
-func (s *countSink) record(*entry) error             { s.n.Add(1); return nil }
-func (s *countSink) lost(n uint64, _, _ int64) error { s.skipped.Add(n); return nil }
-func (s *countSink) lastTime() int64                 { return 0 }
+func (s *countStream) record(*entry) error             { s.n.Add(1); return nil }
+func (s *countStream) lost(n uint64, _, _ int64) error { s.skipped.Add(n); return nil }
+func (s *countStream) lastTime() int64                 { return 0 }
 
 // BenchmarkRingWrite measures flows/second through Ring.Write while 1 or 10
 // followers tail the ring, and how many flows the followers had to skip.
@@ -123,10 +123,10 @@ func BenchmarkRingWrite(b *testing.B) {
 		b.Run(fmt.Sprintf("followers=%d", followers), func(b *testing.B) {
 			r := NewRing(0)
 			ctx, cancel := context.WithCancel(context.Background())
-			sinks := make([]*countSink, followers)
+			sinks := make([]*countStream, followers)
 			var wg sync.WaitGroup
 			for i := range sinks {
-				sinks[i] = &countSink{}
+				sinks[i] = &countStream{}
 				wg.Add(1)
 				go func() { defer wg.Done(); _ = r.tail(ctx, &query{}, 0, sinks[i]) }()
 			}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/filter"
+	"github.com/flowlens/flowlens/internal/lost"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -35,6 +36,7 @@ type Server struct {
 
 	// clientLost counts records dropped for slow clients, over all clients.
 	clientLost atomic.Uint64
+	lostMetric *lost.Counter
 
 	// stopping is closed by Stop so that following streams end and a
 	// graceful stop of the gRPC server can complete.
@@ -61,6 +63,10 @@ func (s *Server) SetClientBuffer(n int) {
 		s.maxLag = uint64(n)
 	}
 }
+
+// SetLostCounter counts records dropped for slow clients in c as well
+// (flowlens_lost_events_total{source="CLIENT_QUEUE"}). Call before serving.
+func (s *Server) SetLostCounter(c *lost.Counter) { s.lostMetric = c }
 
 // Stop ends every running GetFlows stream cleanly (clients see end of
 // stream). Serve calls it on shutdown.
@@ -104,7 +110,7 @@ func (s *Server) GetFlows(req *flowlensv1.GetFlowsRequest, stream flowlensv1.Obs
 		case <-ctx.Done():
 		}
 	}()
-	out := &streamSink{srv: s, stream: stream}
+	out := &grpcStream{srv: s, stream: stream}
 	err = s.ring.run(ctx, q, out)
 	switch {
 	case err == nil:
@@ -147,16 +153,16 @@ func (s *Server) parse(req *flowlensv1.GetFlowsRequest) (*query, error) {
 	return q, nil
 }
 
-// streamSink sends records to one client.
-type streamSink struct {
+// grpcStream sends records to one client.
+type grpcStream struct {
 	srv      *Server
 	stream   flowlensv1.Observer_GetFlowsServer
 	lastNano int64
 }
 
-func (o *streamSink) lastTime() int64 { return o.lastNano }
+func (o *grpcStream) lastTime() int64 { return o.lastNano }
 
-func (o *streamSink) record(e *entry) error {
+func (o *grpcStream) record(e *entry) error {
 	o.lastNano = e.nano
 	ev := e.ev
 	if ev.GetNodeName() == "" || ev.GetTime() == nil {
@@ -174,8 +180,9 @@ func (o *streamSink) record(e *entry) error {
 	return o.stream.Send(ev)
 }
 
-func (o *streamSink) lost(count uint64, first, last int64) error {
+func (o *grpcStream) lost(count uint64, first, last int64) error {
 	o.srv.clientLost.Add(count)
+	o.srv.lostMetric.Add(flowlensv1.LostEventSource_CLIENT_QUEUE, count)
 	o.srv.log.Debug("client too slow, records dropped", "count", count)
 	return o.stream.Send(&flowlensv1.GetFlowsResponse{
 		ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: &flowlensv1.LostEvents{

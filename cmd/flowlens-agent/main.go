@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flowlens/flowlens/agent"
+	"github.com/flowlens/flowlens/internal/version"
 )
 
 func main() {
@@ -24,7 +25,7 @@ func main() {
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       agent.Version,
+		Version:       version.Version,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.Validate(); err != nil {
 				return err

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/flowlens/flowlens/agent"
+	"github.com/flowlens/flowlens/internal/version"
 	"github.com/flowlens/flowlens/observe"
 	policycli "github.com/flowlens/flowlens/policy/cli"
 )
@@ -22,7 +22,7 @@ func main() {
 		Short:         "See which pod flows NetworkPolicy accepts and drops, and why",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       agent.Version,
+		Version:       version.Version,
 	}
 	root.AddCommand(
 		observe.NewObserveCommand(os.Stdout, os.Stderr),

@@ -1,0 +1,57 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/flowlens/flowlens/bpf"
+)
+
+// The agent's flags and the capture accept exactly the same values: bpf
+// owns the bounds, the agent only names the flag.
+func TestCaptureBoundsAgree(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(*Config)
+		ok   bool
+	}{
+		{"table at min", func(c *Config) { c.FlowTableSize = bpf.MinFlowTableSize }, true},
+		{"table below min", func(c *Config) { c.FlowTableSize = bpf.MinFlowTableSize - 1 }, false},
+		{"table at max", func(c *Config) { c.FlowTableSize = bpf.MaxFlowTableSize }, true},
+		{"table above max", func(c *Config) { c.FlowTableSize = bpf.MaxFlowTableSize + 1 }, false},
+		{"flush at min", func(c *Config) { c.FlushInterval = bpf.MinFlushInterval }, true},
+		{"flush below min", func(c *Config) { c.FlushInterval = bpf.MinFlushInterval - time.Nanosecond }, false},
+		{"idle equals flush", func(c *Config) { c.IdleTimeout = c.FlushInterval }, true},
+		{"idle below flush", func(c *Config) { c.IdleTimeout = c.FlushInterval - time.Nanosecond }, false},
+		{"attach tc", func(c *Config) { c.AttachMode = string(bpf.AttachTC) }, true},
+		{"attach xdp", func(c *Config) { c.AttachMode = "xdp" }, false},
+		{"accepted inference", func(c *Config) { c.AcceptedMode = string(bpf.AcceptedInference) }, true},
+		{"accepted guess", func(c *Config) { c.AcceptedMode = "guess" }, false},
+		{"bad glob", func(c *Config) { c.Interfaces = []string{"veth["} }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.NodeName = "n"
+			tt.set(&cfg)
+			agentErr := cfg.Validate()
+			bpfErr := cfg.captureConfig().Validate()
+			assert.Equal(t, tt.ok, agentErr == nil, "agent: %v", agentErr)
+			assert.Equal(t, tt.ok, bpfErr == nil, "bpf: %v", bpfErr)
+		})
+	}
+}
+
+// The flag defaults are the capture's own defaults.
+func TestDefaultConfigMatchesCapture(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NodeName = "n"
+	c := cfg.captureConfig()
+	assert.Equal(t, bpf.DefaultFlowTableSize, c.FlowTableSize)
+	assert.Equal(t, bpf.DefaultFlushInterval, c.FlushInterval)
+	assert.Equal(t, bpf.DefaultIdleTimeout, c.IdleTimeout)
+	assert.Equal(t, bpf.DefaultWatchCIDRs, c.WatchCIDRs)
+	assert.Equal(t, bpf.DefaultInterfaces, c.Interfaces)
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The CLI must not link the daemon: the kernel side, netlink, enrichment
+// and log rotation would make it several times larger.
+func TestCLIDoesNotLinkTheDaemon(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go tool not on PATH")
+	}
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	forbidden := []string{
+		"github.com/cilium/ebpf",
+		"github.com/vishvananda/netlink",
+		"github.com/flowlens/flowlens/enrich",
+		"github.com/flowlens/flowlens/agent",
+		"github.com/flowlens/flowlens/bpf",
+		"gopkg.in/natefinch/lumberjack",
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if dep == f || strings.HasPrefix(dep, f+"/") || strings.HasPrefix(dep, f+".") {
+				t.Errorf("cmd/flowlens depends on %s", dep)
+			}
+		}
+	}
+}
