@@ -52,6 +52,9 @@ lint: ## go vet, gofmt, buf lint, and a check that generated code is current.
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '/headers/')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(MAKE) check-generated
+	@# Every skip goes through internal/testenv, so FLOWLENS_REQUIRE_PRIVILEGED=1 (CI) can turn it into a failure.
+	@out=$$(git grep -nE '\b(t|b|tb)\.Skip(f|Now)?\(' -- '*_test.go' ':!internal/testenv/' ':!lab/kuberouter/' || true); \
+		[ -z "$$out" ] || { echo "skip outside internal/testenv (use testenv.Skip/Root/Tool):"; echo "$$out"; exit 1; }
 
 .PHONY: check-generated
 check-generated: ## Fail when committed generated code differs from what the sources produce.
@@ -70,7 +73,7 @@ test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, 
 	promtool test rules deploy/prometheus/tests/*.yaml
 
 .PHONY: test-unit
-test-unit: ## Unit tests only (no root needed).
+test-unit: ## The quick ring: unit tests only (-short skips every privileged test, even as root).
 	$(GO) test -count=1 -short ./...
 
 .PHONY: bench

@@ -2,8 +2,9 @@ package bpf
 
 import (
 	"context"
-	"os/exec"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,9 +17,7 @@ import (
 // e2e's BenchmarkDatapath prices the whole agent the same way.
 func BenchmarkDatapathOverhead(b *testing.B) {
 	requireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed")
-	}
+	testenv.Tool(b, "iperf3", "iperf3")
 	tn := newTestNode(b, "10.42.0", 2)
 	end := func(p *testPod) traffic.Endpoint { return traffic.Endpoint{NetNS: p.ns, IP: mustAddr(b, p.ip)} }
 	attach := func() (func() error, error) {

@@ -5,13 +5,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowlens/flowlens/internal/testenv"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestLoadDropReasons(t *testing.T) {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skip("kernel BTF not available: ", err)
+		testenv.Skip(t, "kernel BTF not available: "+err.Error())
 	}
 	reasons, err := LoadDropReasons()
 	require.NoError(t, err)

@@ -5,10 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 
 	"github.com/stretchr/testify/require"
 
@@ -18,9 +19,7 @@ import (
 // requireRoot skips privileged tests for unprivileged runs.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads BPF programs and creates network namespaces")
-	}
+	testenv.Root(t, "loads BPF programs and creates network namespaces")
 }
 
 // testNode is the lab's bare node (netns.Bridge) in the shape these tests use.

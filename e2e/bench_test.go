@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/flowlens/flowlens/lab/scenario"
@@ -22,9 +23,7 @@ import (
 // million packets. It runs once, whatever b.N is.
 func BenchmarkDatapath(b *testing.B) {
 	requireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed (make deps)")
-	}
+	testenv.Tool(b, "iperf3", "iperf3")
 	l := startLab(b, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flowlens/flowlens/internal/testenv"
+
 	"github.com/flowlens/flowlens/lab/netns"
 )
 
@@ -19,7 +22,8 @@ import (
 var bins struct{ agent, cli string }
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() != 0 {
+	flag.Parse()
+	if os.Geteuid() != 0 || testing.Short() {
 		// Every test skips with its own message.
 		os.Exit(m.Run())
 	}
@@ -93,7 +97,5 @@ func newNames(before, after []string) []string {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces, iptables rules and loads eBPF programs")
-	}
+	testenv.Root(t, "builds network namespaces, iptables rules and loads eBPF programs")
 }

@@ -2,17 +2,16 @@ package lab
 
 import (
 	"context"
-	"os"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 )
 
 // BenchmarkUpClose prints how long building and removing a two-node lab takes (8 namespaces,
 // veths, VXLAN, rules on both nodes).
 func BenchmarkUpClose(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: builds network namespaces")
-	}
+	testenv.Root(b, "builds network namespaces")
 	var up, down time.Duration
 	for b.Loop() {
 		start := time.Now()
@@ -34,9 +33,7 @@ func BenchmarkUpClose(b *testing.B) {
 // BenchmarkRuleSync prints the cost of one kube-router-style full re-sync (ipset restore and
 // iptables-restore on both nodes), which AddPod pays.
 func BenchmarkRuleSync(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: builds network namespaces")
-	}
+	testenv.Root(b, "builds network namespaces")
 	l, err := Up(context.Background(), Config{Nodes: 2})
 	if err != nil {
 		b.Fatal(err)

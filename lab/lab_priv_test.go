@@ -5,11 +5,12 @@ import (
 	"errors"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
-	"os"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -19,9 +20,7 @@ import (
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces, veths, iptables rules")
-	}
+	testenv.Root(t, "builds network namespaces, veths, iptables rules")
 }
 
 // labNetNS lists the namespaces carrying prefix.

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,9 +50,7 @@ func TestFlagErrors(t *testing.T) {
 }
 
 func TestUpTrafficDown(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces")
-	}
+	testenv.Root(t, "builds network namespaces")
 	dir := t.TempDir()
 	prefix := netns.NewPrefix()
 	t.Cleanup(func() { _, _ = netns.Sweep(context.Background(), prefix) })

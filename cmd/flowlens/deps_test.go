@@ -4,14 +4,14 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 )
 
 // The CLI must not link the daemon: the kernel side, netlink, enrichment
 // and log rotation would make it several times larger.
 func TestCLIDoesNotLinkTheDaemon(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("go tool not on PATH")
-	}
+	testenv.Tool(t, "go", "golang (or Go from go.dev)")
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
