@@ -137,21 +137,39 @@ func enumSetter(kind string, names map[string]int32, fn func(*ff, int32)) setter
 	}
 }
 
-func mismatchSetter(v string) (*ff, error) {
-	f := &ff{}
-	switch strings.ToLower(v) {
-	case "any", "true":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW}
-	case "drop", "unexpected_drop":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP}
-	case "allow", "unexpected_allow":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW}
-	case "none":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_NONE}
-	default:
-		return nil, errors.New("unknown mismatch (want any, drop, allow or none)")
+// mismatchValues are what --mismatch accepts, case-insensitively: the API's
+// names, ANY for either unexpected verdict, and the short forms the flag
+// took before it required a value. The flag's help is built from this list.
+var mismatchValues = []struct {
+	name, alias string
+	means       []flowlensv1.Mismatch
+}{
+	{"UNEXPECTED_DROP", "drop", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP}},
+	{"UNEXPECTED_ALLOW", "allow", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW}},
+	{"ANY", "", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW}},
+	{"NONE", "", []flowlensv1.Mismatch{flowlensv1.Mismatch_NONE}},
+}
+
+// mismatchUsage lists every accepted value, e.g. "UNEXPECTED_DROP (or drop)".
+func mismatchUsage() string {
+	var parts []string
+	for _, m := range mismatchValues {
+		p := m.name
+		if m.alias != "" {
+			p += " (or " + m.alias + ")"
+		}
+		parts = append(parts, p)
 	}
-	return f, nil
+	return strings.Join(parts, ", ")
+}
+
+func mismatchSetter(v string) (*ff, error) {
+	for _, m := range mismatchValues {
+		if strings.EqualFold(v, m.name) || (m.alias != "" && strings.EqualFold(v, m.alias)) {
+			return &ff{Mismatch: slices.Clone(m.means)}, nil
+		}
+	}
+	return nil, errors.New("unknown mismatch (want " + mismatchUsage() + ")")
 }
 
 // addFlags registers every filter flag on fs.
@@ -195,8 +213,7 @@ func (f *filterFlags) addFlags(fs *pflag.FlagSet) {
 		func(f *ff, v int32) { f.TrafficDirection = append(f.TrafficDirection, flowlensv1.TrafficDirection(v)) }))
 	add("node", "", "node name or glob (with --port-forward, also which agents to connect to)",
 		str(func(f *ff, v string) { f.NodeName = append(f.NodeName, v) }))
-	mm := add("mismatch", "", "policy mismatch: any (default when given alone), drop, allow or none", mismatchSetter)
-	mm.NoOptDefVal = "any"
+	add("mismatch", "", "kernel and intended verdict disagree: "+mismatchUsage()+"; ANY is either unexpected verdict", mismatchSetter)
 	not := fs.VarPF(&notValue{owner: f}, "not", "", "negate the next filter flag")
 	not.NoOptDefVal = "true"
 }

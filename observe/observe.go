@@ -66,7 +66,7 @@ Without --port-forward, reach the agent with:
   kubectl -n flowlens port-forward pod/<agent-pod> 4280:4280`,
 		Example: `  flowlens observe -P -f --verdict DROPPED --to-namespace linkding
   flowlens observe --last 100 --pod homepage/ --not --port 53
-  flowlens observe --since 5m --mismatch -o json`,
+  flowlens observe --since 5m --mismatch ANY -o json`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true, // the main prints the error once

@@ -42,9 +42,10 @@ func newPrinter(w io.Writer, o printOptions) (printer, error) {
 		return &compactPrinter{w: w, o: o}, nil
 	case "table":
 		return newTablePrinter(w, o), nil
-	case "json":
-		return &jsonPrinter{w: w}, nil
-	case "jsonpb":
+	case "json", "jsonpb":
+		// Both use the proto field names, as the agent's flow log does, so
+		// one jq or LogQL expression reads all three; jsonpb stays for
+		// hubble's habit.
 		return &jsonPrinter{w: w, m: protojson.MarshalOptions{UseProtoNames: true}}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want one of %s)", o.format, strings.Join(outputFormats, ", "))
