@@ -26,6 +26,10 @@ type filterFlags struct {
 	allow      *flowlensv1.FlowFilter
 	deny       []*flowlensv1.FlowFilter
 	negateNext bool
+	// doubleNot records "--not --not", reported by lists: an error from
+	// Set would read `invalid argument "true" for "--not" flag`, which
+	// names neither what is wrong nor the fix.
+	doubleNot bool
 	// nodes are the positive --node values: with --port-forward they also
 	// choose which agents to connect to.
 	nodes []string
@@ -35,6 +39,9 @@ func newFilterFlags() *filterFlags { return &filterFlags{allow: &flowlensv1.Flow
 
 // lists returns the allow and deny lists for a GetFlowsRequest.
 func (f *filterFlags) lists() (allow, deny []*flowlensv1.FlowFilter, err error) {
+	if f.doubleNot {
+		return nil, nil, errors.New("--not given twice in a row: --not negates the one filter flag after it, and two do not cancel out; give it once")
+	}
 	if f.negateNext {
 		return nil, nil, errors.New("--not must be followed by a filter flag")
 	}
@@ -95,7 +102,7 @@ func (n *notValue) Set(s string) error {
 		return err
 	}
 	if b && n.owner.negateNext {
-		return errors.New("--not given twice in a row")
+		n.owner.doubleNot = true
 	}
 	n.owner.negateNext = b
 	return nil
@@ -172,6 +179,21 @@ func mismatchSetter(v string) (*ff, error) {
 	return nil, errors.New("unknown mismatch (want " + mismatchUsage() + ")")
 }
 
+// dropReasonSetter refuses names that are no kernel's drop reason: the
+// filter itself accepts any well-formed name (the agent's kernel may know
+// newer ones), so without this a typo would match nothing, silently.
+func dropReasonSetter(v string) (*ff, error) {
+	f := &ff{DropReason: []string{filter.NormalizeDropReason(v)}}
+	if filter.Validate(f) != nil || filter.KnownDropReason(v) {
+		return f, nil // Set reports a malformed name in the filter's words
+	}
+	msg := "unknown drop reason (want a name of the kernel's enum skb_drop_reason as of Linux 6.18, such as NETFILTER_DROP or NO_SOCKET, or a reason's number"
+	if similar := filter.SimilarDropReasons(v); len(similar) > 0 {
+		msg += "; did you mean " + strings.Join(similar, ", ")
+	}
+	return nil, errors.New(msg + ")")
+}
+
 // addFlags registers every filter flag on fs.
 func (f *filterFlags) addFlags(fs *pflag.FlagSet) {
 	add := func(name, short, usage string, s setter) *pflag.Flag {
@@ -206,9 +228,7 @@ func (f *filterFlags) addFlags(fs *pflag.FlagSet) {
 	})
 	add("verdict", "", "verdict: FORWARDED or DROPPED", enumSetter("verdict", flowlensv1.Verdict_value,
 		func(f *ff, v int32) { f.Verdict = append(f.Verdict, flowlensv1.Verdict(v)) }))
-	add("drop-reason", "", "kernel drop reason, e.g. NETFILTER_DROP", str(func(f *ff, v string) {
-		f.DropReason = append(f.DropReason, filter.NormalizeDropReason(v))
-	}))
+	add("drop-reason", "", "kernel drop reason (enum skb_drop_reason, with or without SKB_DROP_REASON_), e.g. NETFILTER_DROP", dropReasonSetter)
 	add("traffic-direction", "", "traffic direction: ingress or egress", enumSetter("direction", flowlensv1.TrafficDirection_value,
 		func(f *ff, v int32) { f.TrafficDirection = append(f.TrafficDirection, flowlensv1.TrafficDirection(v)) }))
 	add("node", "", "node name or glob (with --port-forward, also which agents to connect to)",

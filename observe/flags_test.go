@@ -56,3 +56,24 @@ func TestObserveMismatchHelpIsExact(t *testing.T) {
 	}
 	assert.True(t, strings.Contains(cmd.Example, "--mismatch ANY"), "the example passes a value")
 }
+
+func TestObserveDropReasonIsChecked(t *testing.T) {
+	req, _, err := parse(t, "--drop-reason", "skb_drop_reason_no_socket", "--drop-reason", "NETFILTER_DROP", "--drop-reason", "77")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"NO_SOCKET", "NETFILTER_DROP", "77"}, req.GetAllowlist()[0].GetDropReason())
+
+	_, _, err = parse(t, "--drop-reason", "FOO")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `invalid argument "FOO" for "--drop-reason" flag: unknown drop reason (want a name of the kernel's enum skb_drop_reason`)
+	assert.NotContains(t, err.Error(), "did you mean")
+	_, _, err = parse(t, "--drop-reason", "netfilter")
+	assert.ErrorContains(t, err, "did you mean NETFILTER_DROP")
+}
+
+func TestObserveDoubleNot(t *testing.T) {
+	_, _, err := parse(t, "--not", "--not", "--pod", "x")
+	require.EqualError(t, err, "--not given twice in a row: --not negates the one filter flag after it, and two do not cancel out; give it once")
+	req, _, err := parse(t, "--not", "--pod", "x", "--not", "--pod", "y")
+	require.NoError(t, err, "--not, a filter, --not again is fine")
+	assert.Len(t, req.GetDenylist(), 2)
+}
