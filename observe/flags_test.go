@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowlens/flowlens/agent/observer"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -76,4 +78,22 @@ func TestObserveDoubleNot(t *testing.T) {
 	req, _, err := parse(t, "--not", "--pod", "x", "--not", "--pod", "y")
 	require.NoError(t, err, "--not, a filter, --not again is fine")
 	assert.Len(t, req.GetDenylist(), 2)
+}
+
+// An agent answers --last in storage order, which is not event time order:
+// the CLI sorts what it prints.
+func TestObserveLastInTimeOrder(t *testing.T) {
+	ring := observer.NewRing(16)
+	rs := sampleResponses()
+	for _, i := range []int{3, 0, 2, 1} {
+		ring.Write(rs[i])
+	}
+	addr := startAgent(t, ring, "k3s-1").Addr().String()
+	ctx := context.Background()
+	out, _, err := runCmd(t, ctx, observeCmd(ctx, "--server", addr, "--last", "4"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 4, out)
+	assert.True(t, slices.IsSorted(lines), "not in time order:\n%s", out)
+	assert.True(t, strings.HasPrefix(lines[0], "Nov 26 12:00:00.123 k3s-1: homepage/"), lines[0])
 }
