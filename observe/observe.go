@@ -206,13 +206,13 @@ func (o *observeOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 	for i, conn := range conns {
 		st, err := flowlensv1.NewObserverClient(conn).GetFlows(ctx, req)
 		if err != nil {
-			return fmt.Errorf("get flows from %s: %w", describe(targets[i]), err)
+			return rpcError("get flows from", targets[i], err)
 		}
 		t := targets[i]
 		streams = append(streams, func() (*flowlensv1.GetFlowsResponse, error) {
 			r, err := st.Recv()
 			if err != nil && !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("get flows from %s: %w", describe(t), err)
+				return nil, rpcError("get flows from", t, err)
 			}
 			return r, err
 		})
