@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
@@ -66,6 +67,11 @@ func (v *filterValue) String() string { return strings.Join(v.values, ",") }
 func (v *filterValue) Type() string   { return "filter" }
 
 func (v *filterValue) Set(s string) error {
+	if !utf8.ValidString(s) {
+		// A proto string must be UTF-8: the request would fail to marshal
+		// with an error naming no flag (found by FuzzFilterFlags).
+		return errors.New("not valid UTF-8")
+	}
 	one, err := v.set(s)
 	if err != nil {
 		return err

@@ -2,10 +2,12 @@ package observe
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -33,6 +35,9 @@ func FuzzFilterFlags(f *testing.F) {
 		var req *flowlensv1.GetFlowsRequest
 		if err == nil {
 			req, err = o.request()
+		}
+		if errors.Is(err, pflag.ErrHelp) {
+			return // -h: cobra prints the help
 		}
 		if err != nil {
 			if !strings.Contains(err.Error(), "-") {
