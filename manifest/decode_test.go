@@ -1,8 +1,10 @@
 package manifest
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -189,6 +191,10 @@ func TestSplitDocuments(t *testing.T) {
 	}
 }
 
+// FuzzDecode: a rejected input's error names the document; an accepted
+// one decodes to objects that each have an origin, and that decode again to
+// the same objects when written back out as JSON (parse, serialise, parse
+// is stable).
 func FuzzDecode(f *testing.F) {
 	f.Add(strings.ReplaceAll(policyDoc, "%s", "a"))
 	f.Add("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: x}}\n")
@@ -196,11 +202,50 @@ func FuzzDecode(f *testing.F) {
 	f.Add(`{"apiVersion":"v1","kind":"PodList","items":[{}]}`)
 	f.Fuzz(func(t *testing.T, in string) {
 		o, err := Decode("fuzz.yaml", strings.NewReader(in))
-		if err == nil && o == nil {
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml doc ") {
+				t.Fatalf("error does not name the document: %v", err)
+			}
+			return
+		}
+		if o == nil {
 			t.Fatal("nil objects without error")
 		}
-		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml doc ") {
-			t.Fatalf("error does not name the document: %v", err)
+		docs := reencode(t, o)
+		if len(o.Origins) != len(docs) {
+			t.Fatalf("%d objects but %d origins", len(docs), len(o.Origins))
+		}
+		again, err := Decode("again.json", strings.NewReader(strings.Join(docs, "\n---\n")))
+		if err != nil {
+			t.Fatalf("decoded objects do not decode again: %v\ninput %q", err, in)
+		}
+		if a, b := reencode(t, again), docs; !assert.ObjectsAreEqual(a, b) {
+			t.Fatalf("not stable:\n%v\n%v", a, b)
 		}
 	})
+}
+
+// reencode writes every object back as one JSON document, with its kind.
+func reencode(t *testing.T, o *Objects) []string {
+	var docs []string
+	add := func(apiVersion, kind string, objs any) {
+		v := reflect.ValueOf(objs)
+		for i := range v.Len() {
+			raw, err := json.Marshal(v.Index(i).Interface())
+			require.NoError(t, err)
+			var m map[string]any
+			require.NoError(t, json.Unmarshal(raw, &m))
+			m["apiVersion"], m["kind"] = apiVersion, kind
+			raw, err = json.Marshal(m)
+			require.NoError(t, err)
+			docs = append(docs, string(raw))
+		}
+	}
+	add("v1", "Namespace", o.Namespaces)
+	add("v1", "Pod", o.Pods)
+	add("v1", "Service", o.Services)
+	add("discovery.k8s.io/v1", "EndpointSlice", o.EndpointSlices)
+	add("v1", "Node", o.Nodes)
+	add("networking.k8s.io/v1", "NetworkPolicy", o.NetworkPolicies)
+	return docs
 }

@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // DefaultServer is where `kubectl port-forward` puts the agent by default.
@@ -146,4 +149,15 @@ func (c *connFlags) connect(ctx context.Context, nodes []string, stderr io.Write
 		conns = append(conns, conn)
 	}
 	return conns, targets, closeAll, nil
+}
+
+// rpcError names the agent an RPC failed on. When the other end did not
+// answer in HTTP/2 at all (an HTTP/1 server such as the agent's metrics
+// port, a TLS port without --tls), gRPC reports a framing error that says
+// nothing to a user: ask instead whether the address is the right one.
+func rpcError(what string, t target, err error) error {
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable && strings.Contains(s.Message(), "server preface") {
+		return fmt.Errorf("%s %s: no gRPC answer: is %s a flowlens agent's gRPC port? (the agent serves gRPC on 4280 by default, metrics on 9280; a TLS port needs --tls): %w", what, describe(t), t.addr, err)
+	}
+	return fmt.Errorf("%s %s: %w", what, describe(t), err)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +27,10 @@ type filterFlags struct {
 	allow      *flowlensv1.FlowFilter
 	deny       []*flowlensv1.FlowFilter
 	negateNext bool
+	// doubleNot records "--not --not", reported by lists: an error from
+	// Set would read `invalid argument "true" for "--not" flag`, which
+	// names neither what is wrong nor the fix.
+	doubleNot bool
 	// nodes are the positive --node values: with --port-forward they also
 	// choose which agents to connect to.
 	nodes []string
@@ -35,6 +40,9 @@ func newFilterFlags() *filterFlags { return &filterFlags{allow: &flowlensv1.Flow
 
 // lists returns the allow and deny lists for a GetFlowsRequest.
 func (f *filterFlags) lists() (allow, deny []*flowlensv1.FlowFilter, err error) {
+	if f.doubleNot {
+		return nil, nil, errors.New("--not given twice in a row: --not negates the one filter flag after it, and two do not cancel out; give it once")
+	}
 	if f.negateNext {
 		return nil, nil, errors.New("--not must be followed by a filter flag")
 	}
@@ -59,6 +67,11 @@ func (v *filterValue) String() string { return strings.Join(v.values, ",") }
 func (v *filterValue) Type() string   { return "filter" }
 
 func (v *filterValue) Set(s string) error {
+	if !utf8.ValidString(s) {
+		// A proto string must be UTF-8: the request would fail to marshal
+		// with an error naming no flag (found by FuzzFilterFlags).
+		return errors.New("not valid UTF-8")
+	}
 	one, err := v.set(s)
 	if err != nil {
 		return err
@@ -95,7 +108,7 @@ func (n *notValue) Set(s string) error {
 		return err
 	}
 	if b && n.owner.negateNext {
-		return errors.New("--not given twice in a row")
+		n.owner.doubleNot = true
 	}
 	n.owner.negateNext = b
 	return nil
@@ -137,21 +150,54 @@ func enumSetter(kind string, names map[string]int32, fn func(*ff, int32)) setter
 	}
 }
 
-func mismatchSetter(v string) (*ff, error) {
-	f := &ff{}
-	switch strings.ToLower(v) {
-	case "any", "true":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW}
-	case "drop", "unexpected_drop":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP}
-	case "allow", "unexpected_allow":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW}
-	case "none":
-		f.Mismatch = []flowlensv1.Mismatch{flowlensv1.Mismatch_NONE}
-	default:
-		return nil, errors.New("unknown mismatch (want any, drop, allow or none)")
+// mismatchValues are what --mismatch accepts, case-insensitively: the API's
+// names, ANY for either unexpected verdict, and the short forms the flag
+// took before it required a value. The flag's help is built from this list.
+var mismatchValues = []struct {
+	name, alias string
+	means       []flowlensv1.Mismatch
+}{
+	{"UNEXPECTED_DROP", "drop", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP}},
+	{"UNEXPECTED_ALLOW", "allow", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW}},
+	{"ANY", "", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW}},
+	{"NONE", "", []flowlensv1.Mismatch{flowlensv1.Mismatch_NONE}},
+}
+
+// mismatchUsage lists every accepted value, e.g. "UNEXPECTED_DROP (or drop)".
+func mismatchUsage() string {
+	var parts []string
+	for _, m := range mismatchValues {
+		p := m.name
+		if m.alias != "" {
+			p += " (or " + m.alias + ")"
+		}
+		parts = append(parts, p)
 	}
-	return f, nil
+	return strings.Join(parts, ", ")
+}
+
+func mismatchSetter(v string) (*ff, error) {
+	for _, m := range mismatchValues {
+		if strings.EqualFold(v, m.name) || (m.alias != "" && strings.EqualFold(v, m.alias)) {
+			return &ff{Mismatch: slices.Clone(m.means)}, nil
+		}
+	}
+	return nil, errors.New("unknown mismatch (want " + mismatchUsage() + ")")
+}
+
+// dropReasonSetter refuses names that are no kernel's drop reason: the
+// filter itself accepts any well-formed name (the agent's kernel may know
+// newer ones), so without this a typo would match nothing, silently.
+func dropReasonSetter(v string) (*ff, error) {
+	f := &ff{DropReason: []string{filter.NormalizeDropReason(v)}}
+	if filter.Validate(f) != nil || filter.KnownDropReason(v) {
+		return f, nil // Set reports a malformed name in the filter's words
+	}
+	msg := "unknown drop reason (want a name of the kernel's enum skb_drop_reason as of Linux 6.18, such as NETFILTER_DROP or NO_SOCKET, or a reason's number"
+	if similar := filter.SimilarDropReasons(v); len(similar) > 0 {
+		msg += "; did you mean " + strings.Join(similar, ", ")
+	}
+	return nil, errors.New(msg + ")")
 }
 
 // addFlags registers every filter flag on fs.
@@ -188,15 +234,12 @@ func (f *filterFlags) addFlags(fs *pflag.FlagSet) {
 	})
 	add("verdict", "", "verdict: FORWARDED or DROPPED", enumSetter("verdict", flowlensv1.Verdict_value,
 		func(f *ff, v int32) { f.Verdict = append(f.Verdict, flowlensv1.Verdict(v)) }))
-	add("drop-reason", "", "kernel drop reason, e.g. NETFILTER_DROP", str(func(f *ff, v string) {
-		f.DropReason = append(f.DropReason, filter.NormalizeDropReason(v))
-	}))
+	add("drop-reason", "", "kernel drop reason (enum skb_drop_reason, with or without SKB_DROP_REASON_), e.g. NETFILTER_DROP", dropReasonSetter)
 	add("traffic-direction", "", "traffic direction: ingress or egress", enumSetter("direction", flowlensv1.TrafficDirection_value,
 		func(f *ff, v int32) { f.TrafficDirection = append(f.TrafficDirection, flowlensv1.TrafficDirection(v)) }))
 	add("node", "", "node name or glob (with --port-forward, also which agents to connect to)",
 		str(func(f *ff, v string) { f.NodeName = append(f.NodeName, v) }))
-	mm := add("mismatch", "", "policy mismatch: any (default when given alone), drop, allow or none", mismatchSetter)
-	mm.NoOptDefVal = "any"
+	add("mismatch", "", "kernel and intended verdict disagree: "+mismatchUsage()+"; ANY is either unexpected verdict", mismatchSetter)
 	not := fs.VarPF(&notValue{owner: f}, "not", "", "negate the next filter flag")
 	not.NoOptDefVal = "true"
 }

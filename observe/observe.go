@@ -66,7 +66,7 @@ Without --port-forward, reach the agent with:
   kubectl -n flowlens port-forward pod/<agent-pod> 4280:4280`,
 		Example: `  flowlens observe -P -f --verdict DROPPED --to-namespace linkding
   flowlens observe --last 100 --pod homepage/ --not --port 53
-  flowlens observe --since 5m --mismatch -o json`,
+  flowlens observe --since 5m --mismatch ANY -o json`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true, // the main prints the error once
@@ -155,7 +155,7 @@ func (o *observeOptions) printOptions(stdout io.Writer) (printOptions, error) {
 	if err != nil {
 		return printOptions{}, err
 	}
-	return printOptions{format: o.output, color: color, loc: o.loc}, nil
+	return printOptions{format: o.output, color: color, loc: o.loc, now: o.now}, nil
 }
 
 func useColor(mode string, w io.Writer) (bool, error) {
@@ -206,13 +206,13 @@ func (o *observeOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 	for i, conn := range conns {
 		st, err := flowlensv1.NewObserverClient(conn).GetFlows(ctx, req)
 		if err != nil {
-			return fmt.Errorf("get flows from %s: %w", describe(targets[i]), err)
+			return rpcError("get flows from", targets[i], err)
 		}
 		t := targets[i]
 		streams = append(streams, func() (*flowlensv1.GetFlowsResponse, error) {
 			r, err := st.Recv()
 			if err != nil && !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("get flows from %s: %w", describe(t), err)
+				return nil, rpcError("get flows from", t, err)
 			}
 			return r, err
 		})
@@ -222,7 +222,11 @@ func (o *observeOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 	if o.follow {
 		go lp.flushEvery(ctx, 500*time.Millisecond)
 	}
-	err = merge(ctx, streams, mergeWindow, lp.print)
+	if o.follow {
+		err = merge(ctx, streams, mergeWindow, lp.print)
+	} else {
+		err = printSorted(ctx, streams, lp.print)
+	}
 	if ferr := lp.flush(); err == nil {
 		err = ferr
 	}
@@ -230,6 +234,29 @@ func (o *observeOptions) run(ctx context.Context, stdout, stderr io.Writer) erro
 		return nil // interrupted by the user
 	}
 	return err
+}
+
+// printSorted prints a bounded answer (--last, --first, --since/--until
+// without -f) in event time order. An agent sends what it stored in the
+// order it stored it, which is flush order, not event time: the records of
+// one flush come in flow-table order, and a drop reported at once by the
+// ring buffer overtakes older flows still waiting for the flush.
+func printSorted(ctx context.Context, streams []recvFunc, print func(*flowlensv1.GetFlowsResponse) error) error {
+	var all []*flowlensv1.GetFlowsResponse
+	err := merge(ctx, streams, mergeWindow, func(r *flowlensv1.GetFlowsResponse) error {
+		all = append(all, r)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(all, func(a, b *flowlensv1.GetFlowsResponse) int { return eventTime(a).Compare(eventTime(b)) })
+	for _, r := range all {
+		if err := print(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // printRawFilters writes the request's filters, one protojson FlowFilter per

@@ -53,7 +53,7 @@ func TestObserveFlags(t *testing.T) {
 			"--to-namespace", "n3", "--ip", "10.0.0.1", "--from-ip", "10.0.0.0/8", "--to-ip", "fd00::/64", "-l", "app=x,tier in (a,b)",
 			"--from-label", "a", "--to-label", "!b", "--port", "53", "--from-port", "1", "--to-port", "65535", "--protocol", "ICMP",
 			"--verdict", "FORWARDED", "--drop-reason", "skb_drop_reason_netfilter_drop", "--traffic-direction", "ingress",
-			"--node", "k3s-*", "--mismatch"},
+			"--node", "k3s-*", "--mismatch", "any"},
 			&flowlensv1.GetFlowsRequest{Number: 20, Allowlist: []*ff{{
 				Pod: []string{"ns/p"}, SourcePod: []string{"a"}, DestinationPod: []string{"b/c"},
 				Namespace: []string{"n1"}, SourceNamespace: []string{"n2"}, DestinationNamespace: []string{"n3"},
@@ -187,7 +187,7 @@ func TestObserveEndToEnd(t *testing.T) {
 	assert.Equal(t, "Nov 26 12:00:00.123 k3s-1: homepage/homepage-7d9f-abcde:43210 -> linkding/linkding-0:9090 tcp [SYN] DROPPED (NETFILTER_DROP) "+
 		"default-deny: linkding isolated by default-deny-ingress, no rule allows homepage\nEVENTS LOST: CLIENT_QUEUE 1234 on k3s-1\n", out)
 
-	out, _, err = runCmd(t, ctx, observeCmd(ctx, "--server", addr, "--last", "1", "--mismatch", "-o", "jsonpb"))
+	out, _, err = runCmd(t, ctx, observeCmd(ctx, "--server", addr, "--last", "1", "--mismatch", "ANY", "-o", "jsonpb"))
 	require.NoError(t, err)
 	assert.Contains(t, out, `"mismatch":"UNEXPECTED_DROP"`)
 	assert.Equal(t, 2, strings.Count(out, "\n"), "one flow and the lost-events record: %s", out)

@@ -18,7 +18,13 @@ import (
 // Output formats of -o.
 var outputFormats = []string{"compact", "table", "json", "jsonpb"}
 
-const timeLayout = "Jan _2 15:04:05.000"
+// Times are printed as the README shows them, time of day in milliseconds;
+// a flow of another day (--since 48h, a follow across midnight) also gets
+// its date, or the time alone would mislead.
+const (
+	timeLayout     = "15:04:05.000"
+	dateTimeLayout = "Jan _2 15:04:05.000"
+)
 
 // printer writes GetFlowsResponses in one format.
 type printer interface {
@@ -31,6 +37,22 @@ type printOptions struct {
 	format string
 	color  bool
 	loc    *time.Location
+	now    func() time.Time // for "is it today"; time.Now when nil
+}
+
+// stamp formats an event time in o.loc.
+func (o printOptions) stamp(t time.Time) string {
+	now := time.Now
+	if o.now != nil {
+		now = o.now
+	}
+	t = t.In(o.loc)
+	y, m, d := t.Date()
+	ny, nm, nd := now().In(o.loc).Date()
+	if y == ny && m == nm && d == nd {
+		return t.Format(timeLayout)
+	}
+	return t.Format(dateTimeLayout)
 }
 
 func newPrinter(w io.Writer, o printOptions) (printer, error) {
@@ -42,9 +64,10 @@ func newPrinter(w io.Writer, o printOptions) (printer, error) {
 		return &compactPrinter{w: w, o: o}, nil
 	case "table":
 		return newTablePrinter(w, o), nil
-	case "json":
-		return &jsonPrinter{w: w}, nil
-	case "jsonpb":
+	case "json", "jsonpb":
+		// Both use the proto field names, as the agent's flow log does, so
+		// one jq or LogQL expression reads all three; jsonpb stays for
+		// hubble's habit.
 		return &jsonPrinter{w: w, m: protojson.MarshalOptions{UseProtoNames: true}}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q (want one of %s)", o.format, strings.Join(outputFormats, ", "))
@@ -68,7 +91,7 @@ func paint(on bool, code, s string) string {
 
 // compactPrinter writes one line per flow, readable at a glance:
 //
-//	Nov 26 12:00:00.123 node-a: ns/pod:43210 -> ns/pod:9090 tcp DROPPED (NETFILTER_DROP) <policy summary>
+//	12:00:00.123 node-a: ns/pod:43210 -> ns/pod:9090 tcp DROPPED (NETFILTER_DROP) <policy summary>
 type compactPrinter struct {
 	w io.Writer
 	o printOptions
@@ -86,7 +109,7 @@ func (p *compactPrinter) print(r *flowlensv1.GetFlowsResponse) error {
 		return nil
 	}
 	var b strings.Builder
-	b.WriteString(eventTime(r).In(p.o.loc).Format(timeLayout))
+	b.WriteString(p.o.stamp(eventTime(r)))
 	if n := nodeOf(r); n != "" {
 		b.WriteString(" " + n)
 	}
@@ -283,7 +306,7 @@ func newTablePrinter(w io.Writer, o printOptions) *tablePrinter {
 }
 
 func (p *tablePrinter) print(r *flowlensv1.GetFlowsResponse) error {
-	ts := eventTime(r).In(p.o.loc).Format(timeLayout)
+	ts := p.o.stamp(eventTime(r))
 	if le := r.GetLostEvents(); le != nil {
 		p.rows = append(p.rows, []string{ts, r.GetNodeName(), fmt.Sprintf("EVENTS LOST: %s %d", le.GetSource(), le.GetNumEventsLost())})
 		return nil

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +106,7 @@ func TestPrinterGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			tc.o.loc = time.UTC
+			tc.o.now = func() time.Time { return t0.Add(time.Hour) }
 			p, err := newPrinter(&buf, tc.o)
 			require.NoError(t, err)
 			for _, r := range sampleResponses() {
@@ -113,6 +115,27 @@ func TestPrinterGolden(t *testing.T) {
 			require.NoError(t, p.flush())
 			golden(t, tc.name, buf.Bytes())
 		})
+	}
+}
+
+// Times are the README's "15:04:05.000"; a flow of another day carries its
+// date.
+func TestPrinterTimes(t *testing.T) {
+	for _, tc := range []struct {
+		now  time.Time
+		loc  *time.Location
+		want string
+	}{
+		{t0.Add(11 * time.Hour), time.UTC, "12:00:00.123 k3s-1: "},
+		{t0.Add(12 * time.Hour), time.UTC, "Nov 26 12:00:00.123 k3s-1: "},
+		{t0.Add(-13 * time.Hour), time.UTC, "Nov 26 12:00:00.123 k3s-1: "},
+		{t0.Add(13 * time.Hour), time.FixedZone("UTC-3", -3*3600), "09:00:00.123 k3s-1: "},
+	} {
+		var buf bytes.Buffer
+		p, err := newPrinter(&buf, printOptions{loc: tc.loc, now: func() time.Time { return tc.now }})
+		require.NoError(t, err)
+		require.NoError(t, p.print(sampleResponses()[0]))
+		assert.True(t, strings.HasPrefix(buf.String(), tc.want), "now %v: %q", tc.now, buf.String())
 	}
 }
 

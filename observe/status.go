@@ -40,7 +40,7 @@ func NewStatusCommand(stdout, stderr io.Writer) *cobra.Command {
 			for i, c := range conns {
 				st, err := flowlensv1.NewObserverClient(c).ServerStatus(ctx, &flowlensv1.ServerStatusRequest{})
 				if err != nil {
-					return fmt.Errorf("server status of %s: %w", describe(targets[i]), err)
+					return rpcError("server status of", targets[i], err)
 				}
 				if i > 0 {
 					fmt.Fprintln(stdout)

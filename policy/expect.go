@@ -1,11 +1,14 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -32,28 +35,103 @@ type Result struct {
 func (r Result) Passed() bool { return r.Verdict.Allowed == *r.Allowed }
 
 // LoadExpectations reads a YAML (or JSON) list of expectations, strictly.
+// Errors name the file, the expectation's index and line, and the field.
 func LoadExpectations(path string) ([]Expectation, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read expectations: %w", err)
 	}
-	var exps []Expectation
-	if err := yaml.UnmarshalStrict(data, &exps); err != nil {
+	exps, err := parseExpectations(data)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return exps, nil
+}
+
+// parseExpectations decodes the list as a whole; when that fails, it
+// decodes the entries one by one to say which entry and line the error is
+// about (the whole-list error names neither).
+func parseExpectations(data []byte) ([]Expectation, error) {
+	items := entries(data)
+	at := func(i int) string {
+		if i < len(items) {
+			return fmt.Sprintf("expectation %d (line %d)", i, items[i].Line)
+		}
+		return fmt.Sprintf("expectation %d", i)
+	}
+	var exps []Expectation
+	if err := yaml.UnmarshalStrict(data, &exps); err != nil {
+		for i, item := range items {
+			var x Expectation
+			if ierr := decodeEntry(item, &x); ierr != nil {
+				return nil, fmt.Errorf("%s: %w", at(i), ierr)
+			}
+		}
+		return nil, errors.New(jsonReason(err))
+	}
 	for i, x := range exps {
-		if x.From == "" || x.To == "" || x.Allowed == nil {
-			return nil, fmt.Errorf("%s: expectation %d: from, to and allowed are required", path, i)
-		}
-		proto, err := ParseProtocol(string(x.Protocol))
-		if err != nil {
-			return nil, fmt.Errorf("%s: expectation %d: %w", path, i, err)
-		}
-		if x.Port == 0 && proto != ProtocolICMP {
-			return nil, fmt.Errorf("%s: expectation %d: port is required for %s", path, i, proto)
+		if err := x.validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", at(i), err)
 		}
 	}
 	return exps, nil
+}
+
+// entries returns the list's item nodes (for their lines), or nil when the
+// file is not a YAML list.
+func entries(data []byte) []*yamlv3.Node {
+	var doc yamlv3.Node
+	if yamlv3.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yamlv3.SequenceNode {
+		return nil
+	}
+	return doc.Content[0].Content
+}
+
+var unknownField = regexp.MustCompile(`unknown field "([^"]*)"`)
+
+// decodeEntry decodes one entry as strictly as the whole list is decoded.
+func decodeEntry(item *yamlv3.Node, x *Expectation) error {
+	raw, err := yamlv3.Marshal(item)
+	if err != nil {
+		return err
+	}
+	err = yaml.UnmarshalStrict(raw, x)
+	if err == nil {
+		return nil
+	}
+	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+		line := item.Line
+		for k := 0; k+1 < len(item.Content); k += 2 {
+			if item.Content[k].Value == m[1] {
+				line = item.Content[k].Line
+			}
+		}
+		return fmt.Errorf("unknown field %q on line %d (want name, from, to, port, protocol, allowed)", m[1], line)
+	}
+	return errors.New(jsonReason(err))
+}
+
+// jsonReason drops the prefixes sigs.k8s.io/yaml puts before the reason.
+func jsonReason(err error) string {
+	s := err.Error()
+	for _, p := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}
+
+func (x Expectation) validate() error {
+	if x.From == "" || x.To == "" || x.Allowed == nil {
+		return errors.New("from, to and allowed are required")
+	}
+	proto, err := ParseProtocol(string(x.Protocol))
+	if err != nil {
+		return err
+	}
+	if x.Port == 0 && proto != ProtocolICMP {
+		return fmt.Errorf("port is required for %s", proto)
+	}
+	return nil
 }
 
 // Check evaluates every expectation. An endpoint that is neither a known

@@ -135,7 +135,10 @@ func refsProto(refs []Ref) []*flowlensv1.PolicyRef {
 	}
 	out := make([]*flowlensv1.PolicyRef, len(refs))
 	for i, r := range refs {
-		out[i] = &flowlensv1.PolicyRef{Namespace: r.Namespace, Name: r.Name, Rule: int32(r.Rule)}
+		out[i] = &flowlensv1.PolicyRef{Namespace: r.Namespace, Name: r.Name}
+		if r.Rule >= 0 {
+			out[i].Rule = int32(r.Rule)
+		}
 	}
 	return out
 }

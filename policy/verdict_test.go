@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
@@ -51,7 +52,10 @@ func TestProto(t *testing.T) {
 	assert.True(t, pv.Ingress.Isolated)
 	assert.True(t, pv.Ingress.Allowed)
 	require.Len(t, pv.Ingress.IsolatedBy, 2)
-	assert.Equal(t, int32(-1), pv.Ingress.IsolatedBy[0].Rule)
+	assert.Equal(t, int32(0), pv.Ingress.IsolatedBy[0].Rule, "no rule: left unset")
+	raw, err := protojson.Marshal(pv.Ingress.IsolatedBy[0])
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "rule", "isolated_by names whole policies: no internal -1 in JSON")
 	require.Len(t, pv.Ingress.AllowedBy, 1)
 	assert.Equal(t, "allow", pv.Ingress.AllowedBy[0].Name)
 	assert.Equal(t, int32(0), pv.Ingress.AllowedBy[0].Rule)

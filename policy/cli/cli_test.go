@@ -153,8 +153,8 @@ func TestBadInput(t *testing.T) {
 		{"query without port", append([]string{"eval", "--queries", write("q4.json", `[{"src": "1.1.1.1", "dst": "2.2.2.2"}]`)}, homelabFlags...), `q4.json: query 0: port is required for TCP`},
 		{"query bad protocol", append([]string{"eval", "--queries", write("q5.json", `[{"src": "1.1.1.1", "dst": "2.2.2.2", "port": 1, "protocol": "GRE"}]`)}, homelabFlags...), `q5.json: query 0: protocol "GRE"`},
 		{"query trailing data", append([]string{"eval", "--queries", write("q6.json", `[] []`)}, homelabFlags...), `q6.json: trailing data`},
-		{"expectations unknown field", append([]string{"test", "--expect", write("e1.yaml", "- {from: 1.1.1.1, to: 2.2.2.2, port: 1, allowed: true, alowed: false}\n")}, homelabFlags...), `e1.yaml: error unmarshaling JSON`},
-		{"expectation without allowed", append([]string{"test", "--expect", write("e2.yaml", "- {from: 1.1.1.1, to: 2.2.2.2, port: 1}\n")}, homelabFlags...), `e2.yaml: expectation 0: from, to and allowed are required`},
+		{"expectations unknown field", append([]string{"test", "--expect", write("e1.yaml", "- {from: 1.1.1.1, to: 2.2.2.2, port: 1, allowed: true, alowed: false}\n")}, homelabFlags...), `e1.yaml: expectation 0 (line 1): unknown field "alowed" on line 1`},
+		{"expectation without allowed", append([]string{"test", "--expect", write("e2.yaml", "- {from: 1.1.1.1, to: 2.2.2.2, port: 1}\n")}, homelabFlags...), `e2.yaml: expectation 0 (line 1): from, to and allowed are required`},
 		{"expectation unknown pod", append([]string{"test", "--expect", write("e3.yaml", "- {from: x/y, to: 2.2.2.2, port: 1, allowed: true}\n")}, homelabFlags...), `e3.yaml: expectation 0 (x/y -> 2.2.2.2): from: no pod "x/y"`},
 	}
 	for _, tt := range tests {

@@ -1,17 +1,19 @@
 package cli
 
 import (
+	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/flowlens/flowlens/policy"
 )
 
-// appendVerdictJSON writes one eval/explain result object. It is written by
-// hand, not with encoding/json, because `policy eval` emits a million of
-// them and reflection would dominate its run time; the shape is pinned by
-// golden tests and a round-trip test through encoding/json.
+// appendVerdictJSON writes one eval/explain result object. The object is
+// assembled by hand, not marshalled from a struct, because `policy eval`
+// emits a million of them and reflection would dominate its run time; the
+// shape is pinned by golden tests and a round-trip test through
+// encoding/json. Every string in it, names included, goes through
+// appendString.
 func appendVerdictJSON(b []byte, src, dst string, v *policy.Verdict) []byte {
 	return (fragments{}).appendVerdictJSON(b, src, dst, v)
 }
@@ -37,7 +39,7 @@ func (f fragments) isolatedBy(b []byte, refs []policy.Ref) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(append(append(append(append(b, '"'), r.Namespace...), '/'), r.Name...), '"')
+		b = appendRef(b, r)
 	}
 	if f != nil {
 		f[key] = append([]byte(nil), b[start:]...)
@@ -52,21 +54,24 @@ func (f fragments) appendVerdictJSON(b []byte, src, dst string, v *policy.Verdic
 	b = appendString(b, dst)
 	b = append(b, `,"port":`...)
 	b = strconv.AppendUint(b, uint64(v.Query.Port), 10)
-	b = append(b, `,"protocol":"`...)
-	b = append(b, v.Query.Protocol...)
-	b = append(b, `","allowed":`...)
+	b = append(b, `,"protocol":`...)
+	b = appendString(b, string(v.Query.Protocol))
+	b = append(b, `,"allowed":`...)
 	b = strconv.AppendBool(b, v.Allowed)
-	b = append(b, `,"verdict":"`...)
-	b = append(b, v.Intended().String()...)
-	b = append(b, `","egress":`...)
+	b = append(b, `,"verdict":`...)
+	b = appendString(b, v.Intended().String())
+	b = append(b, `,"egress":`...)
 	b = f.appendSide(b, &v.Egress)
 	b = append(b, `,"ingress":`...)
 	b = f.appendSide(b, &v.Ingress)
 	b = append(b, `,"summary":`...)
-	b = append(b, '"')
-	// The summary holds only namespace/pod/policy names, IPs and numbers:
-	// nothing to escape.
-	b = v.AppendSummary(b)
+	// The summary is built in place and quoted afterwards, so the usual
+	// summary (nothing to escape) costs no copy.
+	start := len(b)
+	b = v.AppendSummary(append(b, '"'))
+	if !plain(b[start+1:]) {
+		return append(appendString(b[:start], string(b[start+1:])), '}')
+	}
 	return append(b, `"}`...)
 }
 
@@ -84,38 +89,58 @@ func (f fragments) appendSide(b []byte, s *policy.Side) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(append(append(append(append(b, `{"policy":"`...), r.Namespace...), '/'), r.Name...), `","rule":`...)
-		b = strconv.AppendInt(b, int64(r.Rule), 10)
+		b = append(b, `{"policy":`...)
+		b = appendRef(b, r)
+		if r.Rule >= 0 {
+			b = append(b, `,"rule":`...)
+			b = strconv.AppendInt(b, int64(r.Rule), 10)
+		}
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
 }
 
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
+// appendRef appends "namespace/name" as a JSON string without building the
+// joined string when there is nothing to escape.
+func appendRef(b []byte, r policy.Ref) []byte {
+	if plain(r.Namespace) && plain(r.Name) {
+		return append(append(append(append(append(b, '"'), r.Namespace...), '/'), r.Name...), '"')
 	}
-	return append(b, '"')
+	return appendString(b, r.Namespace+"/"+r.Name)
 }
+
+// appendString appends s as a JSON string. encoding/json is the one
+// encoder: a string it would copy unchanged (printable ASCII without quote,
+// backslash or the HTML characters it escapes, which is every Kubernetes
+// name) is copied directly, anything else is marshalled. FuzzVerdictJSON
+// holds both paths to json.Marshal's output.
+func appendString(b []byte, s string) []byte {
+	if plain(s) {
+		return append(append(append(b, '"'), s...), '"')
+	}
+	q, err := json.Marshal(s)
+	if err != nil { // cannot happen: every Go string marshals
+		panic("marshal string: " + err.Error())
+	}
+	return append(b, q...)
+}
+
+// plain reports whether json.Marshal would write s between quotes as it is.
+func plain[S ~string | ~[]byte](s S) bool {
+	for i := 0; i < len(s); i++ {
+		if !plainByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()

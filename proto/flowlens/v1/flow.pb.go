@@ -1712,7 +1712,7 @@ type PolicyRef struct {
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// rule is the index of the allowing rule in the policy's ingress or egress
-	// list; -1 when the reference is to the policy as a whole.
+	// list (allowed_by); unset (0) in isolated_by, which names whole policies.
 	Rule          int32 `protobuf:"varint,3,opt,name=rule,proto3" json:"rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
