@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowlens/flowlens/internal/testenv"
+
 	"github.com/cilium/ebpf/btf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,7 +31,7 @@ func TestKnownDropReason(t *testing.T) {
 func TestDropReasonsCoverKernel(t *testing.T) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
-		t.Skipf("no kernel BTF to compare with: %v", err)
+		testenv.Skip(t, "no kernel BTF to compare with: "+err.Error())
 	}
 	var enum *btf.Enum
 	require.NoError(t, spec.TypeByName("skb_drop_reason", &enum))
