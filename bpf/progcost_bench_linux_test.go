@@ -42,7 +42,8 @@ func BenchmarkProgramCost(b *testing.B) {
 	b.Cleanup(func() { cancel(); require.NoError(b, <-done) })
 	require.Eventually(b, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
 
-	ref := emptyTCProgram(b)
+	ref := emptyProgram(b, ebpf.SchedCLS, -1)
+	refNF := emptyProgram(b, ebpf.Netfilter, 1)
 	inNetns(b, tn.node, func() {
 		veth, err := netlink.LinkByName(tn.pods[0].veth)
 		require.NoError(b, err)
@@ -51,6 +52,11 @@ func BenchmarkProgramCost(b *testing.B) {
 		})
 		require.NoError(b, err)
 		b.Cleanup(func() { _ = l.Close() })
+		nl, err := link.AttachNetfilter(link.NetfilterOptions{
+			Program: refNF, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetForward, Priority: nfPriority + 1,
+		})
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = nl.Close() })
 	})
 
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
@@ -58,7 +64,7 @@ func BenchmarkProgramCost(b *testing.B) {
 	defer stats.Close() // restores kernel.bpf_stats_enabled
 	progs := map[string]*ebpf.Program{
 		"tc_from_pod": c.objs.TcFromPod, "tc_to_pod": c.objs.TcToPod,
-		"nf_accept": c.objs.NfAccept, "kfree_skb": c.objs.KfreeSkb, "reference": ref,
+		"nf_accept": c.objs.NfAccept, "kfree_skb": c.objs.KfreeSkb, "reference": ref, "reference_nf": refNF,
 	}
 	before := readStats(b, progs)
 	from := traffic.Endpoint{NetNS: tn.pods[0].ns, IP: mustAddr(b, tn.pods[0].ip)}
@@ -75,6 +81,11 @@ func BenchmarkProgramCost(b *testing.B) {
 	require.Positive(b, packets, "the reference program saw no packet")
 	refPerRun := refNs / packets
 	b.ReportMetric(refPerRun, "reference-ns/run")
+	// Not subtracted (the figure subtracts the tc reference from every program), but
+	// shows what an empty program costs on the netfilter hook.
+	if ns, runs := d("reference_nf"); runs > 0 {
+		b.ReportMetric(ns/runs, "reference_nf-ns/run")
+	}
 	var net float64
 	for _, name := range []string{"tc_from_pod", "tc_to_pod", "nf_accept", "kfree_skb"} {
 		ns, runs := d(name)
@@ -100,13 +111,17 @@ func readStats(b *testing.B, progs map[string]*ebpf.Program) map[string]ebpf.Pro
 	return out
 }
 
-// emptyTCProgram passes every packet on (TCX_NEXT) and does nothing else.
-func emptyTCProgram(b *testing.B) *ebpf.Program {
+// emptyProgram returns ret (TCX_NEXT, NF_ACCEPT) and does nothing else.
+func emptyProgram(b *testing.B, typ ebpf.ProgramType, ret int32) *ebpf.Program {
 	b.Helper()
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "flowlens_ref", Type: ebpf.SchedCLS, License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()},
-	})
+	spec := &ebpf.ProgramSpec{
+		Name: "flowlens_ref", Type: typ, License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, ret), asm.Return()},
+	}
+	if typ == ebpf.Netfilter {
+		spec.AttachType = ebpf.AttachNetfilter
+	}
+	p, err := ebpf.NewProgram(spec)
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = p.Close() })
 	return p
