@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -46,22 +45,28 @@ const nfPriority = 10
 // Capture owns the loaded programs and maps of one network namespace: the
 // one of the thread that called New.
 type Capture struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	objs    flowlensObjects
-	reasons DropReasons
+	cfg         Config
+	log         *slog.Logger
+	metrics     *metrics
+	linkMetrics *linkMetrics
+	objs        flowlensObjects
+	reasons     DropReasons
 
 	ns    netns.NsHandle
 	nsIno uint64
 	nl    *netlink.Handle
 
-	// Run's goroutine owns these.
+	// The link watcher's goroutine owns these (see links.go).
 	attached map[int]*attachment
-	ifNames  map[uint32]string
-	tcx      bool // false once TCX proved unsupported (auto mode)
-	rep      *reporter
-	links    []link.Link // netfilter and tracepoint links
+	failed   map[int]string // attaches to retry: ifindex -> name
+	tcx      bool           // false once TCX proved unsupported (auto mode)
+
+	namesMu sync.Mutex // guards ifNames: written by the watcher, read by flushes
+	ifNames map[uint32]string
+
+	// Run's goroutine owns these.
+	rep   *reporter
+	links []link.Link // netfilter and tracepoint links
 
 	mu     sync.Mutex // guards status
 	status map[string]string
@@ -83,13 +88,18 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Capture, err
 	if err != nil {
 		return nil, fmt.Errorf("register capture metrics: %w", err)
 	}
+	lm, err := newLinkMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register link metrics: %w", err)
+	}
 	reasons, err := LoadDropReasons()
 	if err != nil {
 		return nil, err
 	}
 	c := &Capture{
-		cfg: cfg, log: log, metrics: m, reasons: reasons,
+		cfg: cfg, log: log, metrics: m, linkMetrics: lm, reasons: reasons,
 		attached: make(map[int]*attachment),
+		failed:   make(map[int]string),
 		ifNames:  make(map[uint32]string),
 		tcx:      cfg.AttachMode != AttachTC,
 		status: map[string]string{
@@ -168,7 +178,8 @@ func (c *Capture) setStatus(k, v string) {
 }
 
 // Run attaches to the matching veths and keeps the set current from netlink
-// events, reports flows every FlushInterval and drops at once, and on ctx
+// events (on a goroutine of its own, see watchLinks), reports flows every
+// FlushInterval and drops at once, and on ctx
 // cancellation flushes, detaches everything and closes the objects. A
 // Capture runs once.
 func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
@@ -197,38 +208,23 @@ func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
 		return err
 	}
 	agg := newAggregator(c.cfg.NodeName, c.Status()[StatusAccepted] == acceptedInference,
-		c.cfg.IdleTimeout, c.reasons, func(i uint32) string { return c.ifNames[i] }, monoToWall)
+		c.cfg.IdleTimeout, c.reasons, c.ifName, monoToWall)
 	c.rep = &reporter{agg: agg, table: kernelTable{&c.objs}, out: out, metrics: c.metrics, log: c.log}
 
-	updates := make(chan netlink.LinkUpdate, 256)
-	done := make(chan struct{})
-	defer close(done)
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		Namespace: &c.ns,
-		ErrorCallback: func(err error) {
-			if ctx.Err() == nil { // the socket errors out as it is closed
-				c.log.Warn("netlink link subscription", "err", err)
-			}
-		},
-	}); err != nil {
-		return fmt.Errorf("subscribe to link updates: %w", err)
-	}
-	links, err := c.nl.LinkList()
-	if err != nil {
-		return fmt.Errorf("list links: %w", err)
-	}
-	for _, l := range links {
-		c.onLink(l, false)
-	}
+	var wg sync.WaitGroup
+	defer wg.Wait() // before close: the watcher owns the attachments until it returns
+	ctx, stop := context.WithCancel(ctx)
+	defer stop() // ends the watcher on every return
+	wg.Go(func() { c.watchLinks(ctx) })
 
 	rd, err := ringbuf.NewReader(c.objs.DropEvents)
 	if err != nil {
 		return fmt.Errorf("open drop_events ring buffer: %w", err)
 	}
 	drops := make(chan FlowKey, 1024)
-	var wg sync.WaitGroup
-	wg.Go(func() { c.readDrops(rd, drops) })
-	defer wg.Wait()
+	var rdwg sync.WaitGroup
+	rdwg.Go(func() { c.readDrops(rd, drops) })
+	defer rdwg.Wait()
 	defer rd.Close()
 
 	tick := time.NewTicker(c.cfg.FlushInterval)
@@ -238,11 +234,6 @@ func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
 		case <-ctx.Done():
 			c.rep.flush(true)
 			return nil
-		case u, ok := <-updates:
-			if !ok {
-				return errors.New("link update channel closed")
-			}
-			c.onLink(u.Link, u.Header.Type == unix.RTM_DELLINK)
 		case k := <-drops:
 			c.rep.reportKey(&k)
 		case <-tick.C:
@@ -297,99 +288,6 @@ func (c *Capture) attachAccept() error {
 	}
 	c.setStatus(StatusAccepted, accepted)
 	return nil
-}
-
-func (c *Capture) onLink(l netlink.Link, removed bool) {
-	attrs := l.Attrs()
-	if removed {
-		delete(c.ifNames, uint32(attrs.Index))
-		if a, ok := c.attached[attrs.Index]; ok {
-			c.markPodIf(a.ifindex, false)
-			if err := a.detach(c.nl); err != nil {
-				c.log.Warn("detach removed interface", "interface", a.name, "err", err)
-			}
-			delete(c.attached, attrs.Index)
-			c.log.Info("detached", "interface", a.name)
-			c.updateAttachedStatus()
-		}
-		return
-	}
-	c.ifNames[uint32(attrs.Index)] = attrs.Name
-	if l.Type() != "veth" || !matchInterface(c.cfg.Interfaces, attrs.Name) || !c.bridgePort(attrs) {
-		return
-	}
-	if a, ok := c.attached[attrs.Index]; ok {
-		a.name = attrs.Name
-		return
-	}
-	a := &attachment{name: attrs.Name, ifindex: attrs.Index}
-	if err := c.attach(a); err != nil {
-		c.log.Warn("attach interface", "interface", attrs.Name, "err", err)
-		return
-	}
-	c.attached[attrs.Index] = a
-	c.markPodIf(a.ifindex, true)
-	c.log.Info("attached", "interface", a.name, "mode", a.mode)
-	c.updateAttachedStatus()
-}
-
-// bridgePort reports whether a veth is a port of a bridge (cni0): that is
-// what makes it a pod's host-side veth. A veth that is not (a lab's or a
-// VM's uplink, a routed veth) would show node or tunnel traffic as if a pod
-// sent it. A veth enslaved after it appears is attached on the update.
-func (c *Capture) bridgePort(attrs *netlink.LinkAttrs) bool {
-	if attrs.MasterIndex == 0 {
-		return false
-	}
-	m, err := c.nl.LinkByIndex(attrs.MasterIndex)
-	if err != nil {
-		return false
-	}
-	return m.Type() == "bridge"
-}
-
-func (c *Capture) attach(a *attachment) error {
-	if c.tcx {
-		links, err := attachTCX(a.ifindex, c.objs.TcFromPod, c.objs.TcToPod)
-		switch {
-		case err == nil:
-			a.links, a.mode = links, "tcx"
-			c.setStatus(StatusVeth, "tcx")
-			return nil
-		case errors.Is(err, ebpf.ErrNotSupported) && c.cfg.AttachMode == AttachAuto:
-			c.log.Info("tcx not supported, falling back to tc clsact", "err", err)
-			c.tcx = false
-		default:
-			return err
-		}
-	}
-	if err := attachTC(c.nl, a, c.objs.TcFromPod, c.objs.TcToPod); err != nil {
-		return err
-	}
-	a.mode = "tc"
-	c.setStatus(StatusVeth, "tc")
-	return nil
-}
-
-// markPodIf tells tc_to_pod that packets entering on this veth are counted
-// by its tc_from_pod. Set only once the programs are attached and cleared
-// before they are detached, so no packet is skipped uncounted.
-func (c *Capture) markPodIf(ifindex int, on bool) {
-	key := uint32(ifindex)
-	var err error
-	if on {
-		err = c.objs.PodIfs.Put(key, uint8(1))
-	} else if err = c.objs.PodIfs.Delete(key); errors.Is(err, ebpf.ErrKeyNotExist) {
-		err = nil
-	}
-	if err != nil {
-		c.log.Warn("updating pod interface map", "ifindex", ifindex, "err", err)
-	}
-}
-
-func (c *Capture) updateAttachedStatus() {
-	c.metrics.attached.Set(float64(len(c.attached)))
-	c.setStatus(StatusInterfaces, strconv.Itoa(len(c.attached)))
 }
 
 func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- FlowKey) {

@@ -73,6 +73,16 @@ static __always_inline int load(void *src, bool kern, __u32 off, void *dst, __u3
 {
 	if (kern)
 		return bpf_probe_read_kernel(dst, len, (unsigned char *)src + off);
+	/* Headers in the linear part (nearly always): direct packet access,
+	 * no helper call. The bound on off keeps the verifier's range check
+	 * simple; deeper headers take the helper. */
+	struct __sk_buff *skb = src;
+	unsigned char *data = (unsigned char *)(long)skb->data;
+	unsigned char *end = (unsigned char *)(long)skb->data_end;
+	if (off <= 512 && data + off + len <= end) {
+		__builtin_memcpy(dst, data + off, len);
+		return 0;
+	}
 	return bpf_skb_load_bytes(src, off, dst, len);
 }
 
@@ -226,14 +236,18 @@ static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *ke
 	return bpf_map_lookup_elem(&flows, key);
 }
 
-/* count adds a packet to its flow and reports whether the flow is new. */
-static __always_inline bool count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered)
+/* count adds a packet to its flow and reports whether the flow is new;
+ * *past is set when the flow was already seen past policy. */
+static __always_inline bool count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered, bool *past)
 {
-	__u64 now = bpf_ktime_get_ns();
+	/* The coarse clock (a tick's resolution) is a plain read, the precise
+	 * one a clocksource read on every packet; flow times need no better. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	bool created = false;
 	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, &created);
 	if (!st)
 		return created;
+	*past = st->fwd_pkts != 0;
 	__sync_fetch_and_add(&st->pkts, segs);
 	__sync_fetch_and_add(&st->bytes, bytes);
 	if (delivered) {
@@ -273,6 +287,12 @@ static __always_inline bool is_multicast(const struct flow_key *k)
 SEC("tc")
 int tc_from_pod(struct __sk_buff *skb)
 {
+	__u32 zero = 0;
+	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+	if (hs) {
+		hs->ifindex = skb->ifindex;
+		hs->skip_len = 0;
+	}
 	struct pkt_info pi;
 	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
 		return TC_ACT_UNSPEC;
@@ -280,7 +300,12 @@ int tc_from_pod(struct __sk_buff *skb)
 	/* Learn the pod's address on the first packet of each of its flows:
 	 * often enough to follow an IP moving to another veth, and no lookup
 	 * on the packets in between. */
-	if (count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_FROM_POD, false)) {
+	bool past = false;
+	__u64 len = tc_l3_len(skb);
+	bool created = count(&pi, len, tc_segs(skb), skb->ifindex, OBS_FROM_POD, false, &past);
+	if (past && hs && len)
+		hs->skip_len = len;
+	if (created) {
 		struct addr_key pod;
 		__builtin_memcpy(pod.addr, pi.key.saddr, 16);
 		__u32 ifindex = skb->ifindex;
@@ -293,6 +318,10 @@ SEC("tc")
 int tc_to_pod(struct __sk_buff *skb)
 {
 	__u32 iif = skb->ingress_ifindex;
+	__u32 zero = 0;
+	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+	if (iif && hs && hs->ifindex == iif)
+		return TC_ACT_UNSPEC; /* the common case of the one below */
 	if (iif && bpf_map_lookup_elem(&pod_ifs, &iif))
 		return TC_ACT_UNSPEC; /* entered on a pod veth: counted there */
 
@@ -326,7 +355,8 @@ int tc_to_pod(struct __sk_buff *skb)
 	if (backend)
 		__builtin_memcpy(&pi.key, backend, sizeof(pi.key));
 
-	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_TO_POD, true);
+	bool past = false;
+	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_TO_POD, true, &past);
 	if (backend) {
 		struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
 		if (st && !st->is_reply)
@@ -478,6 +508,16 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 	__u64 ctkey = 0;
 	if ((nfct & ~NFCT_INFOMASK) &&
 	    (info == IP_CT_ESTABLISHED || info == IP_CT_ESTABLISHED_REPLY)) {
+		/* tc_from_pod counted this very packet of a flow already past
+		 * policy (see hot): nothing to add. */
+		__u32 zero = 0;
+		struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+		if (hs && hs->skip_len) {
+			bool same = hs->skip_len == skb->len && hs->ifindex == skb->skb_iif;
+			hs->skip_len = 0;
+			if (same)
+				return NF_ACCEPT;
+		}
 		ctkey = ((__u64)(nfct & ~NFCT_INFOMASK) << 1) | (info == IP_CT_ESTABLISHED_REPLY);
 		struct flow_key *known = bpf_map_lookup_elem(&ct_flows, &ctkey);
 		if (known) {

@@ -59,6 +59,12 @@ type flowlensFlowStats struct {
 	Pad2        [5]uint8
 }
 
+type flowlensHotSlot struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	SkipLen uint32
+}
+
 type flowlensLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -72,6 +78,7 @@ const (
 	flowlensMapCtFlows         = "ct_flows"
 	flowlensMapDropEvents      = "drop_events"
 	flowlensMapFlows           = "flows"
+	flowlensMapHot             = "hot"
 	flowlensMapLocalPods       = "local_pods"
 	flowlensMapNatCounted      = "nat_counted"
 	flowlensMapPodIfs          = "pod_ifs"
@@ -142,6 +149,7 @@ type flowlensMapSpecs struct {
 	CtFlows    *ebpf.MapSpec `ebpf:"ct_flows"`
 	DropEvents *ebpf.MapSpec `ebpf:"drop_events"`
 	Flows      *ebpf.MapSpec `ebpf:"flows"`
+	Hot        *ebpf.MapSpec `ebpf:"hot"`
 	LocalPods  *ebpf.MapSpec `ebpf:"local_pods"`
 	NatCounted *ebpf.MapSpec `ebpf:"nat_counted"`
 	PodIfs     *ebpf.MapSpec `ebpf:"pod_ifs"`
@@ -182,6 +190,7 @@ type flowlensMaps struct {
 	CtFlows    *ebpf.Map `ebpf:"ct_flows"`
 	DropEvents *ebpf.Map `ebpf:"drop_events"`
 	Flows      *ebpf.Map `ebpf:"flows"`
+	Hot        *ebpf.Map `ebpf:"hot"`
 	LocalPods  *ebpf.Map `ebpf:"local_pods"`
 	NatCounted *ebpf.Map `ebpf:"nat_counted"`
 	PodIfs     *ebpf.Map `ebpf:"pod_ifs"`
@@ -194,6 +203,7 @@ func (m *flowlensMaps) Close() error {
 		m.CtFlows,
 		m.DropEvents,
 		m.Flows,
+		m.Hot,
 		m.LocalPods,
 		m.NatCounted,
 		m.PodIfs,

@@ -79,6 +79,28 @@ struct {
 	__type(value, struct flow_key);
 } svc_replies SEC(".maps");
 
+/* What tc_from_pod last did on this CPU, for the hooks the same packet
+ * reaches next on the same CPU (the veth's receive runs the bridge, the
+ * netfilter hooks and the destination veth's egress in one softirq):
+ * - ifindex: a pod veth tc_from_pod runs on. tc_to_pod skips a packet that
+ *   entered on it (counted there) without the pod_ifs lookup.
+ * - skip_len: set to the packet's IP length when its flow was already seen
+ *   past policy; nf_accept, finding the same packet (same ingress veth and
+ *   length, an established connection), has nothing to add and returns
+ *   before any lookup. One-shot: nf_accept clears it.
+ * Internal to the programs (not in types.h: user space never reads it). */
+struct hot_slot {
+	__u32 ifindex;
+	__u32 skip_len;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hot_slot);
+} hot SEC(".maps");
+
 /* Pod and service CIDRs: kfree_skb reports only drops touching them.
  * Written by user space before attach. */
 struct {

@@ -1,0 +1,273 @@
+package bpf
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Link watching timings. A burst of link changes larger than the netlink
+// socket's buffer makes the kernel drop messages (ENOBUFS) and netlink close
+// the update channel; the watcher then lists the links again, which is
+// complete whatever was missed.
+const (
+	linkUpdateBuffer  = 4096
+	attachRetryPeriod = time.Second
+	resubscribeDelay  = 100 * time.Millisecond
+)
+
+// linkMetrics count what link watching recovered from.
+type linkMetrics struct {
+	resubscribes   prometheus.Counter
+	attachFailures prometheus.Counter
+}
+
+func newLinkMetrics(reg prometheus.Registerer) (*linkMetrics, error) {
+	m := &linkMetrics{
+		resubscribes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowlens_link_resubscribes_total",
+			Help: "Times the link update subscription broke (a burst of link changes) and the links were listed again.",
+		}),
+		attachFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowlens_attach_failures_total",
+			Help: "Failed attaches to pod interfaces; each is retried while the interface exists.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.resubscribes, m.attachFailures} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// watchLinks keeps the attachments matching the node's links until ctx is
+// done: it subscribes to link updates, lists the links (attaching to new
+// matching veths, detaching from ones that went away unseen), follows the
+// updates, and starts over when the subscription breaks. Attaches that fail
+// are logged and retried every attachRetryPeriod while the link exists.
+// It owns c.attached and c.failed while it runs.
+func (c *Capture) watchLinks(ctx context.Context) {
+	// Attach calls act on the calling thread's network namespace. The
+	// thread is never unlocked: it ends with this goroutine rather than
+	// going back to the pool in another namespace.
+	runtime.LockOSThread()
+	if err := netns.Set(c.ns); err != nil {
+		c.log.Error("enter capture network namespace: no interface will be attached", "err", err)
+		return
+	}
+	retry := time.NewTicker(attachRetryPeriod)
+	defer retry.Stop()
+	for ctx.Err() == nil {
+		c.followLinks(ctx, retry.C)
+		select {
+		case <-ctx.Done():
+		case <-time.After(resubscribeDelay):
+		}
+	}
+}
+
+// followLinks runs one subscription until it breaks or ctx is done.
+func (c *Capture) followLinks(ctx context.Context, retry <-chan time.Time) {
+	updates := make(chan netlink.LinkUpdate, linkUpdateBuffer)
+	done := make(chan struct{})
+	defer close(done) // closes the subscription's socket
+	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		Namespace: &c.ns,
+		ErrorCallback: func(err error) {
+			if ctx.Err() == nil { // the socket errors out as it is closed
+				c.log.Warn("netlink link subscription", "err", err)
+			}
+		},
+	}); err != nil {
+		c.log.Warn("subscribe to link updates; retrying", "err", err)
+		return
+	}
+	// Listed after subscribing, so no change falls between the two.
+	if err := c.syncLinks(); err != nil {
+		c.log.Warn("list links; retrying", "err", err)
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				c.linkMetrics.resubscribes.Inc()
+				c.log.Warn("link updates overflowed (a burst of link changes); listing the links again")
+				return
+			}
+			c.onLink(u.Link, u.Header.Type == unix.RTM_DELLINK)
+		case <-retry:
+			c.retryFailed()
+		}
+	}
+}
+
+// syncLinks makes the attachments match the current links: missed
+// additions are attached, missed removals detached.
+func (c *Capture) syncLinks() error {
+	links, err := c.nl.LinkList()
+	if err != nil {
+		return err
+	}
+	present := make(map[int]bool, len(links))
+	for _, l := range links {
+		present[l.Attrs().Index] = true
+		c.onLink(l, false)
+	}
+	for idx, a := range c.attached {
+		if !present[idx] {
+			c.detach(a)
+		}
+	}
+	for idx := range c.failed {
+		if !present[idx] {
+			delete(c.failed, idx)
+		}
+	}
+	return nil
+}
+
+func (c *Capture) retryFailed() {
+	for idx, name := range c.failed {
+		l, err := c.nl.LinkByIndex(idx)
+		if err != nil {
+			c.log.Info("interface gone before a retried attach", "interface", name, "err", err)
+			delete(c.failed, idx)
+			continue
+		}
+		c.onLink(l, false)
+	}
+}
+
+func (c *Capture) ifName(index uint32) string {
+	c.namesMu.Lock()
+	defer c.namesMu.Unlock()
+	return c.ifNames[index]
+}
+
+func (c *Capture) setIfName(index uint32, name string) {
+	c.namesMu.Lock()
+	defer c.namesMu.Unlock()
+	if name == "" {
+		delete(c.ifNames, index)
+		return
+	}
+	c.ifNames[index] = name
+}
+
+func (c *Capture) onLink(l netlink.Link, removed bool) {
+	attrs := l.Attrs()
+	if removed {
+		c.setIfName(uint32(attrs.Index), "")
+		delete(c.failed, attrs.Index)
+		if a, ok := c.attached[attrs.Index]; ok {
+			c.detach(a)
+		}
+		return
+	}
+	c.setIfName(uint32(attrs.Index), attrs.Name)
+	if l.Type() != "veth" || !matchInterface(c.cfg.Interfaces, attrs.Name) || !c.bridgePort(attrs) {
+		return
+	}
+	if a, ok := c.attached[attrs.Index]; ok {
+		a.name = attrs.Name
+		return
+	}
+	a := &attachment{name: attrs.Name, ifindex: attrs.Index}
+	if err := c.attach(a); err != nil {
+		_, again := c.failed[attrs.Index]
+		c.failed[attrs.Index] = attrs.Name
+		c.linkMetrics.attachFailures.Inc()
+		c.log.Warn("attach interface; will retry", "interface", attrs.Name, "retry", again, "err", err)
+		return
+	}
+	delete(c.failed, attrs.Index)
+	c.attached[attrs.Index] = a
+	c.markPodIf(a.ifindex, true)
+	c.log.Info("attached", "interface", a.name, "mode", a.mode)
+	c.updateAttachedStatus()
+}
+
+// detach removes one attachment (its link is gone or going).
+func (c *Capture) detach(a *attachment) {
+	c.markPodIf(a.ifindex, false)
+	if err := a.detach(c.nl); err != nil {
+		c.log.Warn("detach removed interface", "interface", a.name, "err", err)
+	}
+	delete(c.attached, a.ifindex)
+	c.log.Info("detached", "interface", a.name)
+	c.updateAttachedStatus()
+}
+
+// bridgePort reports whether a veth is a port of a bridge (cni0): that is
+// what makes it a pod's host-side veth. A veth that is not (a lab's or a
+// VM's uplink, a routed veth) would show node or tunnel traffic as if a pod
+// sent it. A veth enslaved after it appears is attached on the update.
+func (c *Capture) bridgePort(attrs *netlink.LinkAttrs) bool {
+	if attrs.MasterIndex == 0 {
+		return false
+	}
+	m, err := c.nl.LinkByIndex(attrs.MasterIndex)
+	if err != nil {
+		return false
+	}
+	return m.Type() == "bridge"
+}
+
+func (c *Capture) attach(a *attachment) error {
+	if c.tcx {
+		links, err := attachTCX(a.ifindex, c.objs.TcFromPod, c.objs.TcToPod)
+		switch {
+		case err == nil:
+			a.links, a.mode = links, "tcx"
+			c.setStatus(StatusVeth, "tcx")
+			return nil
+		case errors.Is(err, ebpf.ErrNotSupported) && c.cfg.AttachMode == AttachAuto:
+			c.log.Info("tcx not supported, falling back to tc clsact", "err", err)
+			c.tcx = false
+		default:
+			return err
+		}
+	}
+	if err := attachTC(c.nl, a, c.objs.TcFromPod, c.objs.TcToPod); err != nil {
+		return err
+	}
+	a.mode = "tc"
+	c.setStatus(StatusVeth, "tc")
+	return nil
+}
+
+// markPodIf tells tc_to_pod that packets entering on this veth are counted
+// by its tc_from_pod. Set only once the programs are attached and cleared
+// before they are detached, so no packet is skipped uncounted.
+func (c *Capture) markPodIf(ifindex int, on bool) {
+	key := uint32(ifindex)
+	var err error
+	if on {
+		err = c.objs.PodIfs.Put(key, uint8(1))
+	} else if err = c.objs.PodIfs.Delete(key); errors.Is(err, ebpf.ErrKeyNotExist) {
+		err = nil
+	}
+	if err != nil {
+		c.log.Warn("updating pod interface map", "ifindex", ifindex, "err", err)
+	}
+}
+
+func (c *Capture) updateAttachedStatus() {
+	c.metrics.attached.Set(float64(len(c.attached)))
+	c.setStatus(StatusInterfaces, strconv.Itoa(len(c.attached)))
+}
