@@ -15,7 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/flowlens/flowlens/agent/observer"
-	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/aggregate"
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/internal/version"
 
@@ -26,7 +26,7 @@ import (
 // returns after a final flush once ctx is done; it must never block on out
 // for long, counting what it could not send instead.
 type source interface {
-	Run(ctx context.Context, out chan<- bpf.Event) error
+	Run(ctx context.Context, out chan<- aggregate.Event) error
 	Status() map[string]string
 }
 
@@ -110,7 +110,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	ch := make(chan bpf.Event, a.cfg.QueueSize)
+	ch := make(chan aggregate.Event, a.cfg.QueueSize)
 	g.Go(func() error {
 		defer close(ch)
 		close(a.running)

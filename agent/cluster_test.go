@@ -21,7 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/aggregate"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -56,7 +56,7 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 	reg := prometheus.NewRegistry()
 
 	// The same path New takes once it has a capture and a client.
-	flows := make(chan bpf.Event)
+	flows := make(chan aggregate.Event)
 	src := &chanSource{in: flows}
 	cfg := DefaultConfig()
 	cfg.NodeName = "node1"
@@ -134,9 +134,9 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 }
 
 // chanSource plays what arrives on in until ctx ends.
-type chanSource struct{ in chan bpf.Event }
+type chanSource struct{ in chan aggregate.Event }
 
-func (c *chanSource) Run(ctx context.Context, out chan<- bpf.Event) error {
+func (c *chanSource) Run(ctx context.Context, out chan<- aggregate.Event) error {
 	for {
 		select {
 		case <-ctx.Done():
