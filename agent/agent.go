@@ -22,9 +22,9 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// source produces flow and lost-event records (the kernel capture). Run
-// returns after a final flush once ctx is done; it must never block on out
-// for long, counting what it could not send instead.
+// source produces flow and lost-event records (aggregate.Source over the
+// kernel capture). Run returns after a final flush once ctx is done; it
+// must never block on out for long, counting what it could not send instead.
 type source interface {
 	Run(ctx context.Context, out chan<- aggregate.Event) error
 	Status() map[string]string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 	"os"
 	"regexp"
 	"strings"
@@ -131,7 +132,7 @@ func TestEnforcement(t *testing.T) {
 	hostBefore := iptablesSave(t, "")
 	setsBefore := hostIPSets(t)
 	l := upLab(t, 2)
-	srv, err := l.StartServers()
+	srv, err := traffic.StartServers(l)
 	require.NoError(t, err)
 	defer srv.Close()
 
@@ -140,7 +141,7 @@ func TestEnforcement(t *testing.T) {
 	for _, c := range l.Scenario().Cases {
 		names[c.Name] = true
 		t.Run(c.Name, func(t *testing.T) {
-			r := l.RunCase(ctx, srv, c)
+			r := traffic.RunCase(ctx, l, srv, c)
 			if c.Allowed {
 				require.NoError(t, r.Err)
 				assert.True(t, r.Allowed)
@@ -170,7 +171,7 @@ func TestEnforcement(t *testing.T) {
 		require.NotEmpty(t, svcCase.Name)
 		seen := map[string]bool{}
 		for i := 0; i < 40 && len(seen) < 2; i++ {
-			r := l.RunCase(ctx, srv, svcCase)
+			r := traffic.RunCase(ctx, l, srv, svcCase)
 			require.NoError(t, r.Err)
 			seen[r.ServedBy] = true
 		}
@@ -261,7 +262,7 @@ func TestEnforcement(t *testing.T) {
 func TestAddPodAfterUp(t *testing.T) {
 	needRoot(t)
 	l := upLab(t, 1)
-	srv, err := l.StartServers()
+	srv, err := traffic.StartServers(l)
 	require.NoError(t, err)
 	defer srv.Close()
 	ctx := context.Background()
@@ -283,7 +284,7 @@ func TestAddPodAfterUp(t *testing.T) {
 	require.NoError(t, err, "host veth of the new pod")
 
 	// The re-sync put the new pod into the allow rule's peer set and gave it a pod chain.
-	r := l.RunCase(ctx, srv, scenario.Case{Name: "late", From: p.Key(), To: "demo/backend", Protocol: "TCP", Port: 8080, Allowed: true})
+	r := traffic.RunCase(ctx, l, srv, scenario.Case{Name: "late", From: p.Key(), To: "demo/backend", Protocol: "TCP", Port: 8080, Allowed: true})
 	require.NoError(t, r.Err)
 	assert.True(t, r.Allowed)
 	_, err = l.Pod("demo/frontend").DialTCP(ctx, p.AddrPort(9999), time.Second)
