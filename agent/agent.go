@@ -15,18 +15,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/flowlens/flowlens/agent/observer"
-	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/aggregate"
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/internal/version"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// source produces flow and lost-event records (the kernel capture). Run
-// returns after a final flush once ctx is done; it must never block on out
-// for long, counting what it could not send instead.
+// source produces flow and lost-event records (aggregate.Source over the
+// kernel capture). Run returns after a final flush once ctx is done; it
+// must never block on out for long, counting what it could not send instead.
 type source interface {
-	Run(ctx context.Context, out chan<- bpf.Event) error
+	Run(ctx context.Context, out chan<- aggregate.Event) error
 	Status() map[string]string
 }
 
@@ -110,7 +110,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
-	ch := make(chan bpf.Event, a.cfg.QueueSize)
+	ch := make(chan aggregate.Event, a.cfg.QueueSize)
 	g.Go(func() error {
 		defer close(ch)
 		close(a.running)

@@ -20,17 +20,17 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/agent/flowlog"
-	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/aggregate"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // fakeSource plays records as the kernel capture would, then waits for ctx
 // and plays the records of its final flush.
 type fakeSource struct {
-	before, final []bpf.Event
+	before, final []aggregate.Event
 }
 
-func (f *fakeSource) Run(ctx context.Context, out chan<- bpf.Event) error {
+func (f *fakeSource) Run(ctx context.Context, out chan<- aggregate.Event) error {
 	for _, r := range f.before {
 		out <- r
 	}
@@ -89,7 +89,7 @@ func (m *memSink) Write(r *flowlensv1.GetFlowsResponse) {
 	m.mu.Unlock()
 }
 
-func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply bool) bpf.Event {
+func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply bool) aggregate.Event {
 	fl := &flowlensv1.Flow{
 		Time:     timestamppb.Now(),
 		Verdict:  v,
@@ -101,7 +101,7 @@ func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply b
 	if v == flowlensv1.Verdict_DROPPED {
 		fl.DropReason = "NETFILTER_DROP"
 	}
-	return bpf.Event{Flow: fl}
+	return aggregate.Event{Flow: fl}
 }
 
 func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
@@ -112,7 +112,7 @@ func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
 	}
 	judge := &denyTo{dst: netip.MustParseAddr("10.42.0.12")}
 	src := &fakeSource{
-		before: []bpf.Event{
+		before: []aggregate.Event{
 			tcpFlow("10.42.0.10", "10.42.0.11", 40000, 8080, flowlensv1.Verdict_FORWARDED, false),
 			tcpFlow("10.42.0.11", "10.42.0.10", 8080, 40000, flowlensv1.Verdict_FORWARDED, true),
 			tcpFlow("10.42.0.10", "10.42.0.12", 40001, 8080, flowlensv1.Verdict_DROPPED, false),
@@ -121,7 +121,7 @@ func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
 			{Lost: &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource_KERNEL_RING_BUFFER, NumEventsLost: 7}},
 		},
 		// Written on shutdown: must still reach the flow log.
-		final: []bpf.Event{
+		final: []aggregate.Event{
 			tcpFlow("10.42.0.10", "10.42.0.11", 40003, 8080, flowlensv1.Verdict_FORWARDED, false),
 		},
 	}

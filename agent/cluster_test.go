@@ -21,7 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/aggregate"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -30,7 +30,9 @@ import (
 // fake clientset, and runs it as an in-cluster agent would: names from real
 // informers, the intended set from the cluster's NetworkPolicies, and a
 // policy applied while the agent runs changing the verdict of the next flow.
-func TestAgentAgainstFakeCluster(t *testing.T) {
+// fakeCluster holds linkding's pod, PostgreSQL's, and a default deny of
+// ingress in database: the first flow between them is an UNEXPECTED_ALLOW.
+func fakeCluster() *fake.Clientset {
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
 	}
@@ -41,7 +43,7 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "192.0.2.1"},
 		}
 	}
-	client := fake.NewClientset(
+	return fake.NewClientset(
 		ns("linkding"), ns("database"),
 		pod("linkding", "linkding-0", "10.42.0.10", "linkding"),
 		pod("database", "postgresql-cluster-1", "10.42.0.20", "postgresql"),
@@ -50,13 +52,31 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 			Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
 		},
 	)
+}
+
+// allowAppsIngress lets linkding reach PostgreSQL through its named port.
+func allowAppsIngress() *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "database", Name: "allow-apps-ingress"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "postgresql"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "linkding"}}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Port: &intstr.IntOrString{Type: intstr.String, StrVal: "pg"}}},
+			}},
+		},
+	}
+}
+
+func TestAgentAgainstFakeCluster(t *testing.T) {
+	client := fakeCluster()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 
 	// The same path New takes once it has a capture and a client.
-	flows := make(chan bpf.Event)
+	flows := make(chan aggregate.Event)
 	src := &chanSource{in: flows}
 	cfg := DefaultConfig()
 	cfg.NodeName = "node1"
@@ -99,16 +119,7 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 
 	// The allow rule lands in the cluster: the next flow is judged by it,
 	// through the named port.
-	_, err = client.NetworkingV1().NetworkPolicies("database").Create(ctx, &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "database", Name: "allow-apps-ingress"},
-		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "postgresql"}},
-			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "linkding"}}}},
-				Ports: []networkingv1.NetworkPolicyPort{{Port: &intstr.IntOrString{Type: intstr.String, StrVal: "pg"}}},
-			}},
-		},
-	}, metav1.CreateOptions{})
+	_, err = client.NetworkingV1().NetworkPolicies("database").Create(ctx, allowAppsIngress(), metav1.CreateOptions{})
 	require.NoError(t, err)
 	waitState("ok: 2 policies, 2 pods")
 	f = send(40001)
@@ -134,9 +145,9 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 }
 
 // chanSource plays what arrives on in until ctx ends.
-type chanSource struct{ in chan bpf.Event }
+type chanSource struct{ in chan aggregate.Event }
 
-func (c *chanSource) Run(ctx context.Context, out chan<- bpf.Event) error {
+func (c *chanSource) Run(ctx context.Context, out chan<- aggregate.Event) error {
 	for {
 		select {
 		case <-ctx.Done():

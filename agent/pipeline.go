@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/aggregate"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
@@ -69,7 +69,7 @@ type pipeline struct {
 
 // run handles records until in is closed; capture closes it after its final
 // flush, so every pending record is written before run returns.
-func (p *pipeline) run(in <-chan bpf.Event) {
+func (p *pipeline) run(in <-chan aggregate.Event) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	defer p.flush()
@@ -91,7 +91,7 @@ func (p *pipeline) run(in <-chan bpf.Event) {
 	}
 }
 
-func (p *pipeline) handle(in bpf.Event) {
+func (p *pipeline) handle(in aggregate.Event) {
 	resp := &flowlensv1.GetFlowsResponse{NodeName: p.node}
 	switch {
 	case in.Flow != nil:

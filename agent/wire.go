@@ -18,6 +18,7 @@ import (
 
 	"github.com/flowlens/flowlens/agent/flowlog"
 	"github.com/flowlens/flowlens/agent/observer"
+	"github.com/flowlens/flowlens/aggregate"
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/internal/lost"
@@ -44,7 +45,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 	if err != nil {
 		return nil, fmt.Errorf("load capture: %w", err)
 	}
-	a, err := build(ctx, cfg, in, log, stdout, reg, capture, client)
+	a, err := buildOn(ctx, cfg, in, log, stdout, reg, capture, client)
 	if err != nil {
 		// Until Run owns the capture, a failure must unload it.
 		if cerr := capture.Close(); cerr != nil {
@@ -53,6 +54,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 		return nil, err
 	}
 	return a, nil
+}
+
+// buildOn builds the agent over a loaded capture: the aggregation of its
+// counters into flows is the agent's source.
+func buildOn(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout io.Writer,
+	reg *prometheus.Registry, capture *bpf.Capture, client kubernetes.Interface) (*Agent, error) {
+	src, err := aggregate.New(capture, log.With("component", "aggregate"), reg)
+	if err != nil {
+		return nil, err
+	}
+	return build(ctx, cfg, in, log, stdout, reg, src, client)
 }
 
 // inputs are the flags that need parsing, checked before anything starts.

@@ -1,31 +1,20 @@
 package bpf
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
-
-// Event is one item of the capture's output: exactly one field is set.
-type Event struct {
-	Flow *flowlensv1.Flow
-	Lost *flowlensv1.LostEvents
-}
 
 // Status values.
 const (
@@ -56,17 +45,14 @@ type Capture struct {
 	nsIno uint64
 	nl    *netlink.Handle
 
-	// The link watcher's goroutine owns these (see links.go).
+	// Watch's goroutine and its link watcher (links.go) own these.
 	attached map[int]*attachment
 	failed   map[int]string // attaches to retry: ifindex -> name
 	tcx      bool           // false once TCX proved unsupported (auto mode)
+	links    []link.Link    // netfilter and tracepoint links
 
-	namesMu sync.Mutex // guards ifNames: written by the watcher, read by flushes
+	namesMu sync.RWMutex // guards ifNames: Watch writes, aggregation reads
 	ifNames map[uint32]string
-
-	// Run's goroutine owns these.
-	rep   *reporter
-	links []link.Link // netfilter and tracepoint links
 
 	mu     sync.Mutex // guards status
 	status map[string]string
@@ -75,7 +61,7 @@ type Capture struct {
 }
 
 // New loads the programs into the kernel for the calling thread's network
-// namespace. Nothing is attached until Run.
+// namespace. Nothing is attached until Watch.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Capture, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -177,148 +163,14 @@ func (c *Capture) setStatus(k, v string) {
 	c.mu.Unlock()
 }
 
-// Run attaches to the matching veths and keeps the set current from netlink
-// events (on a goroutine of its own, see watchLinks), reports flows every
-// FlushInterval and drops at once, and on ctx
-// cancellation flushes, detaches everything and closes the objects. A
-// Capture runs once.
-func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
-	// Attach calls act on the calling thread's network namespace; keep this
-	// goroutine on a thread in ours.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	cur, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("get network namespace: %w", err)
-	}
-	defer cur.Close()
-	if !cur.Equal(c.ns) {
-		if err := netns.Set(c.ns); err != nil {
-			return fmt.Errorf("enter capture network namespace: %w", err)
-		}
-		defer netns.Set(cur) //nolint:errcheck // best effort on a locked thread
-	}
-	defer c.close()
-
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	monoToWall := time.Now().UnixNano() - ts.Nano()
-
-	if err := c.attachGlobal(); err != nil {
-		return err
-	}
-	agg := newAggregator(c.cfg.NodeName, c.Status()[StatusAccepted] == acceptedInference,
-		c.cfg.IdleTimeout, c.reasons, c.ifName, monoToWall)
-	c.rep = &reporter{agg: agg, table: kernelTable{&c.objs}, out: out, metrics: c.metrics, log: c.log}
-
-	var wg sync.WaitGroup
-	defer wg.Wait() // before close: the watcher owns the attachments until it returns
-	ctx, stop := context.WithCancel(ctx)
-	defer stop() // ends the watcher on every return
-	wg.Go(func() { c.watchLinks(ctx) })
-
-	rd, err := ringbuf.NewReader(c.objs.DropEvents)
-	if err != nil {
-		return fmt.Errorf("open drop_events ring buffer: %w", err)
-	}
-	drops := make(chan FlowKey, 1024)
-	var rdwg sync.WaitGroup
-	rdwg.Go(func() { c.readDrops(rd, drops) })
-	defer rdwg.Wait()
-	defer rd.Close()
-
-	tick := time.NewTicker(c.cfg.FlushInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			c.rep.flush(true)
-			return nil
-		case k := <-drops:
-			c.rep.reportKey(&k)
-		case <-tick.C:
-			c.rep.flush(false)
-		}
-	}
-}
-
-// attachGlobal attaches the netfilter programs and the drop tracepoint.
-// Neither is essential: a missing one degrades to the fallback in Status.
-func (c *Capture) attachGlobal() error {
-	if err := c.attachAccept(); err != nil {
-		return err
-	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: c.objs.KfreeSkb})
-	if err != nil {
-		c.log.Warn("attach tp_btf/kfree_skb: drops will not be reported", "err", err)
-		c.setStatus(StatusDrops, "none")
-		return nil
-	}
-	c.links = append(c.links, l)
-	c.setStatus(StatusDrops, "tp_btf/kfree_skb")
-	return nil
-}
-
-// attachAccept attaches nf_accept after the filter table, unless told to
-// infer; in auto mode a kernel without netfilter links degrades to
-// inference, in netfilter mode that is an error.
-func (c *Capture) attachAccept() error {
-	if c.cfg.Accepted == AcceptedInference {
-		c.setStatus(StatusAccepted, acceptedInference)
-		return nil
-	}
-	accepted := acceptedNetfilter
-	for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
-		for _, hook := range []link.NetfilterInetHook{link.NetfilterInetForward, link.NetfilterInetLocalIn, link.NetfilterInetLocalOut} {
-			l, err := link.AttachNetfilter(link.NetfilterOptions{
-				Program: c.objs.NfAccept, ProtocolFamily: pf, Hook: hook, Priority: nfPriority,
-			})
-			if err != nil {
-				c.log.Warn("attach netfilter link", "pf", pf, "hook", hook, "err", err)
-				if pf == link.NetfilterProtoIPv4 {
-					accepted = acceptedInference
-				}
-				continue
-			}
-			c.links = append(c.links, l)
-		}
-	}
-	if accepted == acceptedInference && c.cfg.Accepted == AcceptedNetfilter {
-		return fmt.Errorf("accepted mode netfilter: the kernel refused the IPv4 netfilter link (see the warnings above)")
-	}
-	c.setStatus(StatusAccepted, accepted)
-	return nil
-}
-
-func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- FlowKey) {
-	var rec ringbuf.Record
-	var ev DropEvent
-	for {
-		if err := rd.ReadInto(&rec); err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				c.log.Warn("read drop_events", "err", err)
-			}
-			return
-		}
-		if err := DecodeDropEvent(rec.RawSample, &ev); err != nil {
-			c.log.Warn("decode drop event", "err", err)
-			continue
-		}
-		select {
-		case drops <- ev.Key:
-		default: // the next flush reports it
-		}
-	}
-}
-
-// Close releases the kernel objects of a Capture whose Run was never
-// called. Run does this itself; calling Close after Run is harmless.
+// Close releases the kernel objects of a Capture whose Watch was never
+// called. Watch does this itself; calling Close after Watch is harmless.
 func (c *Capture) Close() error {
 	c.close()
 	return nil
 }
 
-// close detaches everything Run attached and releases the kernel objects.
+// close detaches everything Watch attached and releases the kernel objects.
 func (c *Capture) close() {
 	c.closeOnce.Do(c.doClose)
 }
@@ -343,9 +195,4 @@ func (c *Capture) doClose() {
 	}
 	c.nl.Close()
 	c.ns.Close()
-}
-
-// programs returns the loaded programs (tests check they are unlinked).
-func (c *Capture) programs() []*ebpf.Program {
-	return []*ebpf.Program{c.objs.TcFromPod, c.objs.TcToPod, c.objs.NfAccept, c.objs.KfreeSkb}
 }

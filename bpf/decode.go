@@ -14,11 +14,11 @@ type (
 	DropEvent = flowlensDropEvent
 )
 
-// Values of enum flow_obs (types.h).
+// Values of enum flow_obs (types.h): where a flow's packets were counted.
 const (
-	obsNone    = 0
-	obsFromPod = 1
-	obsToPod   = 2
+	ObsNone    = 0
+	ObsFromPod = 1 // leaving a pod, at its veth
+	ObsToPod   = 2 // entering a pod, at its veth
 )
 
 // Record sizes as the kernel lays them out (types.h).
@@ -64,8 +64,8 @@ func bytesOf[T FlowKey | FlowStats | DropEvent](v *T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
 }
 
-// addrs returns the key's addresses; IPv4 is unmapped.
-func (k *FlowKey) addrs() (src, dst netip.Addr) {
+// Addrs returns the key's addresses; IPv4 is unmapped.
+func (k *FlowKey) Addrs() (src, dst netip.Addr) {
 	src, dst = netip.AddrFrom16(k.Saddr), netip.AddrFrom16(k.Daddr)
 	if k.Family == 4 {
 		src, dst = src.Unmap(), dst.Unmap()

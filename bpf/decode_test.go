@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func mapped(s string) [16]byte { return netip.MustParseAddr(s).As16() }
@@ -35,13 +36,13 @@ func TestGeneratedLayout(t *testing.T) {
 }
 
 func TestDecodeFlowKey(t *testing.T) {
-	want := FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.43.0.10"), Sport: 40000, Dport: 53, Proto: protoUDP, Family: 4}
+	want := FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.43.0.10"), Sport: 40000, Dport: 53, Proto: unix.IPPROTO_UDP, Family: 4}
 	raw := rawKey(want)
 	require.Len(t, raw, flowKeySize)
 	var got FlowKey
 	require.NoError(t, DecodeFlowKey(raw, &got))
 	assert.Equal(t, want, got)
-	src, dst := got.addrs()
+	src, dst := got.Addrs()
 	assert.Equal(t, "10.42.0.10", src.String())
 	assert.Equal(t, "10.43.0.10", dst.String())
 
@@ -52,7 +53,7 @@ func TestDecodeFlowKey(t *testing.T) {
 
 func TestDecodeFlowStats(t *testing.T) {
 	want := FlowStats{FirstNs: 1, LastNs: 2, Pkts: 3, Bytes: 4, FwdPkts: 5, FwdBytes: 6, DropPkts: 7, DropBytes: 8,
-		Ifindex: 9, DropIfindex: 10, DropReason: 11, TcpFlags: 0x12, Obs: obsToPod, IsReply: 1}
+		Ifindex: 9, DropIfindex: 10, DropReason: 11, TcpFlags: 0x12, Obs: ObsToPod, IsReply: 1}
 	raw := rawStats(want)
 	require.Len(t, raw, flowStatsSize)
 	var got FlowStats
@@ -61,7 +62,7 @@ func TestDecodeFlowStats(t *testing.T) {
 }
 
 func TestDecodeDropEvent(t *testing.T) {
-	want := DropEvent{Key: FlowKey{Saddr: mapped("fd00::1"), Daddr: mapped("fd00::2"), Proto: protoTCP, Family: 6, Sport: 1, Dport: 2},
+	want := DropEvent{Key: FlowKey{Saddr: mapped("fd00::1"), Daddr: mapped("fd00::2"), Proto: unix.IPPROTO_TCP, Family: 6, Sport: 1, Dport: 2},
 		Reason: 12, Ifindex: 7}
 	var buf bytes.Buffer
 	require.NoError(t, binary.Write(&buf, binary.LittleEndian, want))
@@ -90,7 +91,7 @@ func TestDecodeShort(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(rawKey(FlowKey{Family: 4, Proto: protoTCP}))
+	f.Add(rawKey(FlowKey{Family: 4, Proto: unix.IPPROTO_TCP}))
 	f.Add(rawStats(FlowStats{Pkts: 1}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -103,8 +104,7 @@ func FuzzDecode(f *testing.F) {
 			if !bytes.Equal(enc, raw[:flowKeySize]) {
 				t.Fatalf("key round trip: %x != %x", enc, raw[:flowKeySize])
 			}
-			_ = layer4(&k)
-			k.addrs()
+			k.Addrs()
 		}
 		if DecodeFlowStats(raw, &s) == nil && len(raw) < flowStatsSize {
 			t.Fatal("decoded a short stats record")
@@ -116,7 +116,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	key := rawKey(FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.42.0.11"), Sport: 1, Dport: 2, Proto: protoTCP, Family: 4})
+	key := rawKey(FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.42.0.11"), Sport: 1, Dport: 2, Proto: unix.IPPROTO_TCP, Family: 4})
 	val := rawStats(FlowStats{Pkts: 10, Bytes: 1000, LastNs: 5})
 	var k FlowKey
 	var s FlowStats

@@ -1,5 +1,6 @@
-// Package bpf loads flowlens's eBPF programs, attaches them beside the
-// node's datapath and turns their in-kernel flow counters into
+// Package bpf is flowlens's kernel side: it loads the eBPF programs,
+// attaches them beside the node's datapath and exposes their in-kernel flow
+// counters, raw, to package aggregate, which turns them into
 // flowlens.v1.Flow records.
 //
 // Kernel side (flowlens.c, see its header comment): tc_from_pod and
@@ -9,9 +10,9 @@
 // user space polls it every flush interval and is woken early only by the
 // drop_events ring buffer, once per flow's first drop.
 //
-// User side: New loads, Run attaches, follows netlink link events, reports
-// and on cancellation detaches everything. The record rules live in
-// records.go (aggregator) and are unit-tested against a fake table.
+// User side: New loads, Watch attaches, follows netlink link events, sends
+// first drops and on cancellation detaches everything; table.go reads the
+// flow table and counters for aggregation meanwhile.
 //
 // Regenerate the bindings with `go generate ./bpf` (clang, bpftool not
 // needed); check-generated.sh verifies the committed output is current.

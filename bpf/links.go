@@ -153,33 +153,17 @@ func (c *Capture) retryFailed() {
 	}
 }
 
-func (c *Capture) ifName(index uint32) string {
-	c.namesMu.Lock()
-	defer c.namesMu.Unlock()
-	return c.ifNames[index]
-}
-
-func (c *Capture) setIfName(index uint32, name string) {
-	c.namesMu.Lock()
-	defer c.namesMu.Unlock()
-	if name == "" {
-		delete(c.ifNames, index)
-		return
-	}
-	c.ifNames[index] = name
-}
-
 func (c *Capture) onLink(l netlink.Link, removed bool) {
 	attrs := l.Attrs()
 	if removed {
-		c.setIfName(uint32(attrs.Index), "")
+		c.setInterfaceName(uint32(attrs.Index), "")
 		delete(c.failed, attrs.Index)
 		if a, ok := c.attached[attrs.Index]; ok {
 			c.detach(a)
 		}
 		return
 	}
-	c.setIfName(uint32(attrs.Index), attrs.Name)
+	c.setInterfaceName(uint32(attrs.Index), attrs.Name)
 	if l.Type() != "veth" || !matchInterface(c.cfg.Interfaces, attrs.Name) || !c.bridgePort(attrs) {
 		return
 	}

@@ -5,16 +5,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/lab/netns"
 )
 
 func TestLoadPrograms(t *testing.T) {
 	requireRoot(t)
-	tn := newTestNode(t, "10.42.0", 0)
 	var c *Capture
-	inNetns(t, tn.node, func() {
+	require.NoError(t, netns.Do(nodeNetns(t), func() error {
 		var err error
 		c, err = New(Config{NodeName: "n"}, testLogger(t), prometheus.NewRegistry())
-		require.NoError(t, err)
-	})
+		return err
+	}))
 	require.NoError(t, c.Close())
 }

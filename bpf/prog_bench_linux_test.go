@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // udpFrame returns an Ethernet/IPv4/UDP frame from 10.42.0.10:40000 to
@@ -17,7 +18,7 @@ func udpFrame(n int) []byte {
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+n))
 	ip[8] = 64
-	ip[9] = protoUDP
+	ip[9] = unix.IPPROTO_UDP
 	copy(ip[12:], []byte{10, 42, 0, 10})
 	copy(ip[16:], []byte{10, 42, 0, 11})
 	udp := ip[20:]

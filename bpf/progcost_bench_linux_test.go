@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"context"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/flowlens/flowlens/internal/testenv"
+	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/traffic"
 )
 
@@ -26,38 +27,46 @@ import (
 // figures within one run only: other load on the machine moves them all.
 func BenchmarkProgramCost(b *testing.B) {
 	requireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Skip("iperf3 not installed")
-	}
-	tn := newTestNode(b, "10.42.0", 2)
+	testenv.Tool(b, "iperf3", "iperf3")
+	br := newBridge(b, 2)
+	node := br.Node.NetNS
 	var c *Capture
-	inNetns(b, tn.node, func() {
+	require.NoError(b, netns.Do(node, func() error {
 		var err error
 		c, err = New(Config{FlushInterval: time.Second}, nil, prometheus.NewRegistry())
-		require.NoError(b, err)
-	})
+		return err
+	}))
+	// Watch alone: the flow table fills and is never flushed, which is the
+	// programs' steady state for one long flow.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, make(chan Event, 1<<16)) }()
+	go func() { done <- c.Watch(ctx, make(chan FlowKey, 1024)) }()
 	b.Cleanup(func() { cancel(); require.NoError(b, <-done) })
 	require.Eventually(b, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
 
 	ref := emptyProgram(b, ebpf.SchedCLS, -1)
 	refNF := emptyProgram(b, ebpf.Netfilter, 1)
-	inNetns(b, tn.node, func() {
-		veth, err := netlink.LinkByName(tn.pods[0].veth)
-		require.NoError(b, err)
+	require.NoError(b, netns.Do(node, func() error {
+		veth, err := netlink.LinkByName(br.Pods[0].HostVeth)
+		if err != nil {
+			return err
+		}
 		l, err := link.AttachTCX(link.TCXOptions{
 			Interface: veth.Attrs().Index, Program: ref, Attach: ebpf.AttachTCXIngress, Anchor: link.Tail(),
 		})
-		require.NoError(b, err)
+		if err != nil {
+			return err
+		}
 		b.Cleanup(func() { _ = l.Close() })
 		nl, err := link.AttachNetfilter(link.NetfilterOptions{
 			Program: refNF, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetForward, Priority: nfPriority + 1,
 		})
-		require.NoError(b, err)
+		if err != nil {
+			return err
+		}
 		b.Cleanup(func() { _ = nl.Close() })
-	})
+		return nil
+	}))
 
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	require.NoError(b, err)
@@ -67,8 +76,8 @@ func BenchmarkProgramCost(b *testing.B) {
 		"nf_accept": c.objs.NfAccept, "kfree_skb": c.objs.KfreeSkb, "reference": ref, "reference_nf": refNF,
 	}
 	before := readStats(b, progs)
-	from := traffic.Endpoint{NetNS: tn.pods[0].ns, IP: mustAddr(b, tn.pods[0].ip)}
-	to := traffic.Endpoint{NetNS: tn.pods[1].ns, IP: mustAddr(b, tn.pods[1].ip)}
+	from := traffic.Endpoint{NetNS: br.Pods[0].NetNS, IP: br.Pods[0].IP}
+	to := traffic.Endpoint{NetNS: br.Pods[1].NetNS, IP: br.Pods[1].IP}
 	if _, err := traffic.Iperf(context.Background(), from, to, true, 3); err != nil {
 		b.Fatal(err)
 	}

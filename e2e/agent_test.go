@@ -23,13 +23,14 @@ import (
 	"github.com/flowlens/flowlens/lab"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // testLab is a lab plus the cluster and policy files the agents read.
 type testLab struct {
 	*lab.Lab
-	servers     *lab.Servers
+	servers     *traffic.Servers
 	clusterFile string
 	policyFile  string
 }
@@ -50,7 +51,7 @@ func startLab(t testing.TB, nodes int) *testLab {
 	tl := &testLab{Lab: l, clusterFile: filepath.Join(dir, "cluster.yaml"), policyFile: filepath.Join(dir, "policies.yaml")}
 	require.NoError(t, l.WriteClusterYAML(tl.clusterFile))
 	require.NoError(t, l.WritePolicyYAML(tl.policyFile))
-	tl.servers, err = l.StartServers()
+	tl.servers, err = traffic.StartServers(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { tl.servers.Close() })
 	return tl

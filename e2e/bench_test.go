@@ -19,7 +19,7 @@ import (
 // 64-byte UDP packets per second between two pods of the lab (through the
 // bridge, br_netfilter and kube-router-shaped rules), with the real agent
 // attached as a ratio to without (the lab's harness, lab/traffic, which
-// bpf's BenchmarkDatapathOverhead shares); and the agent's CPU seconds per
+// aggregate's BenchmarkDatapathOverhead shares); and the agent's CPU seconds per
 // million packets. It runs once, whatever b.N is.
 func BenchmarkDatapath(b *testing.B) {
 	requireRoot(b)

@@ -33,89 +33,13 @@ func TestSingleNodeCapture(t *testing.T) {
 			assert.Equal(t, tc.wantVeth, st.GetAttachModes()["veth"], "attach mode in status")
 			assert.Equal(t, tc.wantAccepted, st.GetAttachModes()["accepted"], "accepted mode in status")
 
-			t.Run("allowed TCP", func(t *testing.T) {
-				fe := l.Pod("demo/frontend")
-				_, dst := podAddr(t, l, "demo/backend", 8080)
-				payload := payloadOf(64 << 10)
-				tp, reply, err := tcpExchange(t, fe, dst, 41001, payload)
-				require.NoError(t, err)
-				okReply(t, reply, payload, "demo/backend")
+			t.Run("allowed TCP", func(t *testing.T) { checkAllowedTCP(t, l, a) })
 
-				fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
-				rev := and(tp.reverse().is, verdict(flowlensv1.Verdict_FORWARDED))
-				a.waitFor("both directions FORWARDED", 5*time.Second, func() bool {
-					_, b1 := sum(a.match(fwd))
-					_, b2 := sum(a.match(rev))
-					return b1 >= uint64(len(payload)) && b2 > 0
-				})
-				f := a.match(fwd)[0]
-				assert.Equal(t, "demo", f.GetSource().GetNamespace())
-				assert.Equal(t, "frontend", f.GetSource().GetPodName())
-				assert.Equal(t, "backend", f.GetDestination().GetPodName())
-				assert.Equal(t, flowlensv1.TrafficDirection_EGRESS, f.GetTrafficDirection())
-				assert.False(t, f.GetIsReply())
-				assert.Equal(t, "node1", f.GetNodeName())
-				assert.True(t, a.match(rev)[0].GetIsReply(), "the backend's direction is the reply")
-				assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, f.GetPolicy().GetVerdict(), "intended verdict: %s", f.GetPolicy().GetSummary())
-				assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
-				assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_DROPPED))))
-				// Every packet counted once: the SYN, data and FIN of the
-				// client direction, at least payload/MTU segments.
-				pk, _ := sum(a.match(fwd))
-				assert.GreaterOrEqual(t, pk, uint64(len(payload)/1450))
-			})
+			t.Run("default-deny ingress is DROPPED", func(t *testing.T) { checkIngressDenied(t, l, a) })
 
-			t.Run("default-deny ingress is DROPPED", func(t *testing.T) {
-				fe := l.Pod("demo/frontend")
-				db, dbAddr := podAddr(t, l, "demo/db", 8080)
-				tp, _, err := tcpExchange(t, fe, dbAddr, 41002, []byte("hello"))
-				requireRefused(t, err)
-				drop := and(tp.is, verdict(flowlensv1.Verdict_DROPPED))
-				a.waitFor("the rejected SYN as DROPPED", 3*time.Second, func() bool { return len(a.match(drop)) > 0 })
-				f := a.match(drop)[0]
-				assert.Equal(t, "NETFILTER_DROP", f.GetDropReason())
-				assert.Equal(t, "frontend", f.GetSource().GetPodName())
-				assert.Equal(t, db.Name, f.GetDestination().GetPodName())
-				assert.Equal(t, flowlensv1.IntendedVerdict_DENY, f.GetPolicy().GetVerdict(), "intended verdict: %s", f.GetPolicy().GetSummary())
-				assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
-				// Give the agent two more flushes: still never FORWARDED.
-				time.Sleep(1200 * time.Millisecond)
-				assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))), "a rejected flow is never FORWARDED")
-			})
+			t.Run("egress deny is DROPPED", func(t *testing.T) { checkEgressDenied(t, l, a) })
 
-			t.Run("egress deny is DROPPED", func(t *testing.T) {
-				out := l.Pod("other/outsider")
-				_, dst := podAddr(t, l, "demo/backend", 8080)
-				tp, _, err := tcpExchange(t, out, dst, 41003, []byte("hello"))
-				requireRefused(t, err)
-				drop := and(tp.is, verdict(flowlensv1.Verdict_DROPPED))
-				a.waitFor("the egress-denied SYN as DROPPED", 3*time.Second, func() bool { return len(a.match(drop)) > 0 })
-				f := a.match(drop)[0]
-				assert.Equal(t, "NETFILTER_DROP", f.GetDropReason())
-				assert.Equal(t, "other", f.GetSource().GetNamespace())
-				assert.Equal(t, "outsider", f.GetSource().GetPodName())
-				assert.Equal(t, "backend", f.GetDestination().GetPodName())
-				time.Sleep(1200 * time.Millisecond)
-				assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))))
-			})
-
-			t.Run("UDP burst counted exactly", func(t *testing.T) {
-				const n = 37
-				fe := l.Pod("demo/frontend")
-				_, dst := podAddr(t, l, "demo/backend", 5353)
-				before := l.servers.UDPReceived("demo/backend", 5353)
-				tp := udpBurst(t, fe, dst, 41004, n, 64)
-				fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
-				a.waitFor("all datagrams", 5*time.Second, func() bool {
-					p, _ := sum(a.match(fwd))
-					return p >= n
-				})
-				time.Sleep(1200 * time.Millisecond) // no late extras either
-				p, b := sum(a.match(fwd))
-				assert.Equal(t, uint64(n), p, "packets")
-				assert.Equal(t, uint64(n*(64+8+20)), b, "bytes: IP length of each datagram")
-				assert.Equal(t, int64(n), l.servers.UDPReceived("demo/backend", 5353)-before, "the server got them all")
-			})
+			t.Run("UDP burst counted exactly", func(t *testing.T) { checkUDPBurst(t, l, a) })
 
 			a.stop()
 			after := bpfLinks(t)
@@ -143,6 +67,100 @@ func TestSingleNodeCapture(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkAllowedTCP checks that an allowed connection is FORWARDED both ways, named and judged ALLOW,
+// every packet counted once.
+func checkAllowedTCP(t *testing.T, l *testLab, a *agentProc) {
+	t.Helper()
+	fe := l.Pod("demo/frontend")
+	_, dst := podAddr(t, l, "demo/backend", 8080)
+	payload := payloadOf(64 << 10)
+	tp, reply, err := tcpExchange(t, fe, dst, 41001, payload)
+	require.NoError(t, err)
+	okReply(t, reply, payload, "demo/backend")
+
+	fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
+	rev := and(tp.reverse().is, verdict(flowlensv1.Verdict_FORWARDED))
+	a.waitFor("both directions FORWARDED", 5*time.Second, func() bool {
+		_, b1 := sum(a.match(fwd))
+		_, b2 := sum(a.match(rev))
+		return b1 >= uint64(len(payload)) && b2 > 0
+	})
+	f := a.match(fwd)[0]
+	assert.Equal(t, "demo", f.GetSource().GetNamespace())
+	assert.Equal(t, "frontend", f.GetSource().GetPodName())
+	assert.Equal(t, "backend", f.GetDestination().GetPodName())
+	assert.Equal(t, flowlensv1.TrafficDirection_EGRESS, f.GetTrafficDirection())
+	assert.False(t, f.GetIsReply())
+	assert.Equal(t, "node1", f.GetNodeName())
+	assert.True(t, a.match(rev)[0].GetIsReply(), "the backend's direction is the reply")
+	assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, f.GetPolicy().GetVerdict(), "intended verdict: %s", f.GetPolicy().GetSummary())
+	assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
+	assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_DROPPED))))
+	// Every packet counted once: the SYN, data and FIN of the
+	// client direction, at least payload/MTU segments.
+	pk, _ := sum(a.match(fwd))
+	assert.GreaterOrEqual(t, pk, uint64(len(payload)/1450))
+}
+
+// checkIngressDenied checks that a default-deny ingress SYN is DROPPED with the kernel's reason and
+// judged DENY, never FORWARDED.
+func checkIngressDenied(t *testing.T, l *testLab, a *agentProc) {
+	t.Helper()
+	fe := l.Pod("demo/frontend")
+	db, dbAddr := podAddr(t, l, "demo/db", 8080)
+	tp, _, err := tcpExchange(t, fe, dbAddr, 41002, []byte("hello"))
+	requireRefused(t, err)
+	drop := and(tp.is, verdict(flowlensv1.Verdict_DROPPED))
+	a.waitFor("the rejected SYN as DROPPED", 3*time.Second, func() bool { return len(a.match(drop)) > 0 })
+	f := a.match(drop)[0]
+	assert.Equal(t, "NETFILTER_DROP", f.GetDropReason())
+	assert.Equal(t, "frontend", f.GetSource().GetPodName())
+	assert.Equal(t, db.Name, f.GetDestination().GetPodName())
+	assert.Equal(t, flowlensv1.IntendedVerdict_DENY, f.GetPolicy().GetVerdict(), "intended verdict: %s", f.GetPolicy().GetSummary())
+	assert.Equal(t, flowlensv1.Mismatch_NONE, f.GetPolicy().GetMismatch())
+	// Give the agent two more flushes: still never FORWARDED.
+	time.Sleep(1200 * time.Millisecond)
+	assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))), "a rejected flow is never FORWARDED")
+}
+
+// checkEgressDenied checks that an egress-denied SYN is DROPPED, never FORWARDED.
+func checkEgressDenied(t *testing.T, l *testLab, a *agentProc) {
+	t.Helper()
+	out := l.Pod("other/outsider")
+	_, dst := podAddr(t, l, "demo/backend", 8080)
+	tp, _, err := tcpExchange(t, out, dst, 41003, []byte("hello"))
+	requireRefused(t, err)
+	drop := and(tp.is, verdict(flowlensv1.Verdict_DROPPED))
+	a.waitFor("the egress-denied SYN as DROPPED", 3*time.Second, func() bool { return len(a.match(drop)) > 0 })
+	f := a.match(drop)[0]
+	assert.Equal(t, "NETFILTER_DROP", f.GetDropReason())
+	assert.Equal(t, "other", f.GetSource().GetNamespace())
+	assert.Equal(t, "outsider", f.GetSource().GetPodName())
+	assert.Equal(t, "backend", f.GetDestination().GetPodName())
+	time.Sleep(1200 * time.Millisecond)
+	assert.Empty(t, a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))))
+}
+
+// checkUDPBurst checks that every datagram of a burst is counted once, bytes as IP lengths.
+func checkUDPBurst(t *testing.T, l *testLab, a *agentProc) {
+	t.Helper()
+	const n = 37
+	fe := l.Pod("demo/frontend")
+	_, dst := podAddr(t, l, "demo/backend", 5353)
+	before := l.servers.UDPReceived("demo/backend", 5353)
+	tp := udpBurst(t, fe, dst, 41004, n, 64)
+	fwd := and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))
+	a.waitFor("all datagrams", 5*time.Second, func() bool {
+		p, _ := sum(a.match(fwd))
+		return p >= n
+	})
+	time.Sleep(1200 * time.Millisecond) // no late extras either
+	p, b := sum(a.match(fwd))
+	assert.Equal(t, uint64(n), p, "packets")
+	assert.Equal(t, uint64(n*(64+8+20)), b, "bytes: IP length of each datagram")
+	assert.Equal(t, int64(n), l.servers.UDPReceived("demo/backend", 5353)-before, "the server got them all")
 }
 
 // TestNewVethObservedWithinASecond: a pod created after the agent started

@@ -22,6 +22,7 @@ import (
 	"github.com/flowlens/flowlens/lab"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -85,7 +86,7 @@ func startHomelab(t *testing.T) *testLab {
 	})
 	tl := &testLab{Lab: l, clusterFile: filepath.Join(t.TempDir(), "cluster.yaml"), policyFile: filepath.Join(dir, "network-policies")}
 	require.NoError(t, l.WriteClusterYAML(tl.clusterFile))
-	tl.servers, err = l.StartServers()
+	tl.servers, err = traffic.StartServers(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { tl.servers.Close() })
 	return tl
@@ -111,7 +112,7 @@ func tryCase(t *testing.T, l *testLab, c scenario.Case, sport int) attempt {
 		payload := payloadOf(100)
 		tp, reply, err := tcpExchange(t, from, dst.AddrPort(c.Port), sport, payload)
 		at.tp = tp
-		at.allowed = err == nil && reply == lab.TCPReply(payload, c.To)
+		at.allowed = err == nil && reply == traffic.TCPReply(payload, c.To)
 		at.detail = fmt.Sprintf("reply %q err %v", reply, err)
 		return at
 	}
@@ -271,7 +272,7 @@ func TestHomelabTwoNodesKubeRouter(t *testing.T) {
 	l, err := lab.Up(ctx, lab.Config{Prefix: netns.NewPrefix(), Nodes: 2, Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, l.Close()) })
-	servers, err := l.StartServers()
+	servers, err := traffic.StartServers(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { servers.Close() })
 	tl := &testLab{Lab: l, servers: servers}
@@ -287,7 +288,7 @@ func TestHomelabTwoNodesKubeRouter(t *testing.T) {
 		}
 	}
 	// The outside world, reached from and reaching both nodes' pods through their own node.
-	outside, err := l.StartExternalServers()
+	outside, err := traffic.StartExternalServers(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { outside.Close() })
 	onNode2 := 0
@@ -295,7 +296,7 @@ func TestHomelabTwoNodesKubeRouter(t *testing.T) {
 		if c.Enforcer == "node2" {
 			onNode2++
 		}
-		if r := l.RunExternalCase(ctx, servers, outside, c, 48500+i); r.Allowed != c.Allowed {
+		if r := traffic.RunExternalCase(ctx, l, servers, outside, c, 48500+i); r.Allowed != c.Allowed {
 			wrong = append(wrong, fmt.Sprintf("%q (outside %s): expected allowed=%v (%s)", c.Name, c.Peer, c.Allowed, r.Detail))
 		}
 	}
@@ -324,7 +325,7 @@ func outsideEnd(named []string, peer netip.Addr) (flowlensv1.EndpointKind, strin
 // no mismatch, and names the outside end (named CIDR, or WORLD for the internet stand-ins).
 func TestHomelabOutsideAgreesWithPolicyEngine(t *testing.T) {
 	l := startHomelab(t)
-	outside, err := l.StartExternalServers()
+	outside, err := traffic.StartExternalServers(l)
 	require.NoError(t, err)
 	t.Cleanup(func() { outside.Close() })
 	named := l.NamedCIDRs()
@@ -340,10 +341,10 @@ func TestHomelabOutsideAgreesWithPolicyEngine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	var results []lab.ExternalResult
+	var results []traffic.ExternalResult
 	var attempts []attempt
 	for i, c := range cases {
-		r := l.RunExternalCase(ctx, l.servers, outside, c, 49000+i)
+		r := traffic.RunExternalCase(ctx, l, l.servers, outside, c, 49000+i)
 		results = append(results, r)
 		attempts = append(attempts, attempt{allowed: r.Allowed, detail: r.Detail, tp: tuple{
 			src: r.Src.Addr(), dst: r.Dst.Addr(), sport: uint32(r.Src.Port()), dport: uint32(r.Dst.Port()), proto: strings.ToLower(c.Protocol)}})

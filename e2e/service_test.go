@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowlens/flowlens/lab"
+	"github.com/flowlens/flowlens/lab/traffic"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -71,7 +71,7 @@ func TestClusterIPRemoteBackendReply(t *testing.T) {
 		p := 46000 + try
 		_, reply, err := tcpExchange(t, fe, clusterIP, p, []byte("hi"))
 		require.NoError(t, err)
-		if reply == lab.TCPReply([]byte("hi"), "demo/remote") {
+		if reply == traffic.TCPReply([]byte("hi"), "demo/remote") {
 			sport = p
 		}
 	}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowlens/flowlens/lab"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 )
 
 // tcpExchange connects from a pod with a fixed source port, sends payload,
@@ -89,7 +89,7 @@ func payloadOf(n int) []byte {
 // intact (SHA-256), at pod.
 func okReply(t *testing.T, reply string, payload []byte, pod string) {
 	t.Helper()
-	require.Equal(t, lab.TCPReply(payload, pod), reply, "the server received every byte intact")
+	require.Equal(t, traffic.TCPReply(payload, pod), reply, "the server received every byte intact")
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {

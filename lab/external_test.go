@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 	"net/netip"
 	"testing"
 	"time"
@@ -53,16 +54,16 @@ func TestExternalWorld(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(out0), "master")
 
-	pods, err := l.StartServers()
+	pods, err := traffic.StartServers(l)
 	require.NoError(t, err)
 	defer pods.Close()
-	outside, err := l.StartExternalServers()
+	outside, err := traffic.StartExternalServers(l)
 	require.NoError(t, err)
 	defer outside.Close()
 
 	require.Len(t, l.ExternalCases(), len(sc.External.Cases))
 	for i, c := range l.ExternalCases() {
-		r := l.RunExternalCase(ctx, pods, outside, c, 41000+i)
+		r := traffic.RunExternalCase(ctx, l, pods, outside, c, 41000+i)
 		assert.Equal(t, c.Allowed, r.Allowed, "%s: %s", c.Name, r.Detail)
 		if c.Inbound {
 			assert.Equal(t, c.Peer, r.Src.Addr(), c.Name)
@@ -80,7 +81,7 @@ func TestExternalWorld(t *testing.T) {
 
 func TestExternalNeedsNamespace(t *testing.T) {
 	l := &Lab{scenario: scenario.DefaultScenario()}
-	_, err := l.StartExternalServers()
+	_, err := traffic.StartExternalServers(l)
 	require.ErrorContains(t, err, "Config.External")
 	assert.Empty(t, l.ExternalCases())
 	assert.Empty(t, l.NamedCIDRs())

@@ -15,6 +15,7 @@ import (
 	"github.com/flowlens/flowlens/lab"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
+	"github.com/flowlens/flowlens/lab/traffic"
 )
 
 const defaultStateDir = "/run/flowlens-lab"
@@ -194,7 +195,7 @@ func trafficCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return l.RunTraffic(ctx, log)
+			return traffic.RunScenario(ctx, l, log)
 		},
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")

@@ -21,6 +21,7 @@ func TestCLIDoesNotLinkTheDaemon(t *testing.T) {
 		"github.com/vishvananda/netlink",
 		"github.com/flowlens/flowlens/enrich",
 		"github.com/flowlens/flowlens/agent",
+		"github.com/flowlens/flowlens/aggregate",
 		"github.com/flowlens/flowlens/bpf",
 		"gopkg.in/natefinch/lumberjack",
 	}

@@ -86,9 +86,30 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 	for _, ns := range cluster.Namespaces {
 		sc.Namespaces = append(sc.Namespaces, ns.Name)
 	}
+	index := homelabPods(sc, cluster.Pods, nodes)
+	exps, err := readHomelabExpectations(filepath.Join(dir, "expectations.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sc.External = &External{NamedCIDRs: homelabNamedCIDRs, StandIns: homelabStandIns}
+	if err := homelabCases(sc, exps, index); err != nil {
+		return nil, err
+	}
+	if err := sc.Validate(nodes); err != nil {
+		return nil, err
+	}
+	if err := sc.ValidateExternal(); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// homelabPods adds cluster.yaml's pods to sc, addressed in their node's pod
+// CIDR in file order, and returns each pod's index in sc.Pods by key.
+func homelabPods(sc *Scenario, pods []corev1.Pod, nodes int) map[string]int {
 	next := map[int]int{1: netns.FirstPodIP, 2: netns.FirstPodIP}
 	index := map[string]int{}
-	for _, p := range cluster.Pods {
+	for _, p := range pods {
 		node := 1
 		if nodes == 2 && slices.Contains(homelabNode2, p.Namespace) {
 			node = 2
@@ -109,16 +130,25 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 		index[spec.Key()] = len(sc.Pods)
 		sc.Pods = append(sc.Pods, spec)
 	}
+	return index
+}
 
-	b, err := os.ReadFile(filepath.Join(dir, "expectations.yaml"))
+func readHomelabExpectations(path string) ([]homelabExpectation, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("homelab: %w", err)
 	}
 	var exps []homelabExpectation
 	if err := yaml.Unmarshal(b, &exps); err != nil {
-		return nil, fmt.Errorf("homelab: %s: %w", filepath.Join(dir, "expectations.yaml"), err)
+		return nil, fmt.Errorf("homelab: %s: %w", path, err)
 	}
-	sc.External = &External{NamedCIDRs: homelabNamedCIDRs, StandIns: homelabStandIns}
+	return exps, nil
+}
+
+// homelabCases turns the TCP and UDP expectations into cases: pod to pod
+// ones into Cases (the receiving pod listens on the port when it does not
+// declare it), the others into the outside world's cases.
+func homelabCases(sc *Scenario, exps []homelabExpectation, index map[string]int) error {
 	for i, x := range exps {
 		proto := strings.ToUpper(x.Protocol)
 		if proto == "" {
@@ -128,12 +158,12 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 			continue
 		}
 		if x.Allowed == nil {
-			return nil, fmt.Errorf("homelab: expectations[%d] %q: allowed is required", i, x.Name)
+			return fmt.Errorf("homelab: expectations[%d] %q: allowed is required", i, x.Name)
 		}
 		if !strings.Contains(x.From, "/") || !strings.Contains(x.To, "/") {
 			c, err := homelabExternalCase(x, proto, sc, index)
 			if err != nil {
-				return nil, fmt.Errorf("homelab: expectations[%d] %q: %w", i, x.Name, err)
+				return fmt.Errorf("homelab: expectations[%d] %q: %w", i, x.Name, err)
 			}
 			sc.External.Cases = append(sc.External.Cases, c)
 			continue
@@ -141,7 +171,7 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 		fi, ok1 := index[x.From]
 		ti, ok2 := index[x.To]
 		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("homelab: expectations[%d] %q: %s or %s is not a pod of cluster.yaml", i, x.Name, x.From, x.To)
+			return fmt.Errorf("homelab: expectations[%d] %q: %s or %s is not a pod of cluster.yaml", i, x.Name, x.From, x.To)
 		}
 		to := &sc.Pods[ti]
 		if !servesPort(*to, x.Port, proto) {
@@ -152,13 +182,7 @@ func LoadHomelab(dir string, nodes int) (*Scenario, error) {
 			Allowed: *x.Allowed, Enforcer: netns.NodeName(sc.Pods[fi].Node),
 		})
 	}
-	if err := sc.Validate(nodes); err != nil {
-		return nil, err
-	}
-	if err := sc.ValidateExternal(); err != nil {
-		return nil, err
-	}
-	return sc, nil
+	return nil
 }
 
 // homelabStandIns replaces the homelab's public "internet" address with a TEST-NET-3 one (lab

@@ -1,55 +1,25 @@
-package bpf
+package aggregate
 
 import (
-	"errors"
 	"log/slog"
 	"time"
 
-	"github.com/cilium/ebpf"
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowlens/flowlens/bpf"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// flowTable is the kernel side as the reporter needs it; kernelTable is the
-// real one, tests use a fake.
+// flowTable is the kernel's flow table and counters as the reporter reads
+// them (part of Kernel); tests use a fake.
 type flowTable interface {
-	// iterate calls fn for each entry with its raw key and value bytes.
-	iterate(fn func(key, val []byte)) error
-	lookup(key *FlowKey, st *FlowStats) error
-	delete(key *FlowKey) error
-	// counters returns the kernel's flows_created and ringbuf_lost.
-	counters() (created, ringbufLost uint64, err error)
-}
-
-type kernelTable struct{ objs *flowlensObjects }
-
-func (k kernelTable) iterate(fn func(key, val []byte)) error {
-	rawKey, rawVal := make([]byte, flowKeySize), make([]byte, flowStatsSize)
-	it := k.objs.Flows.Iterate()
-	for it.Next(&rawKey, &rawVal) {
-		fn(rawKey, rawVal)
-	}
-	return it.Err()
-}
-
-func (k kernelTable) lookup(key *FlowKey, st *FlowStats) error { return k.objs.Flows.Lookup(key, st) }
-
-func (k kernelTable) delete(key *FlowKey) error {
-	if err := k.objs.Flows.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	return nil
-}
-
-func (k kernelTable) counters() (created, lost uint64, err error) {
-	if err := k.objs.FlowsCreated.Get(&created); err != nil {
-		return 0, 0, err
-	}
-	if err := k.objs.RingbufLost.Get(&lost); err != nil {
-		return 0, 0, err
-	}
-	return created, lost, nil
+	// IterateFlows calls fn for each entry with its raw key and value bytes.
+	IterateFlows(fn func(key, val []byte)) error
+	LookupFlow(key *bpf.FlowKey, st *bpf.FlowStats) error
+	DeleteFlow(key *bpf.FlowKey) error
+	// Counters returns the kernel's flows_created and ringbuf_lost.
+	Counters() (created, ringbufLost uint64, err error)
 }
 
 // reporter reads the flow table and sends records. Used by Run's goroutine
@@ -81,9 +51,9 @@ func (r *reporter) monoNow() uint64 {
 }
 
 // reportKey reports one flow at once (its first drop).
-func (r *reporter) reportKey(key *FlowKey) {
-	var st FlowStats
-	if err := r.table.lookup(key, &st); err != nil {
+func (r *reporter) reportKey(key *bpf.FlowKey) {
+	var st bpf.FlowStats
+	if err := r.table.LookupFlow(key, &st); err != nil {
 		return
 	}
 	recs, _ := r.agg.observe(key, &st, r.monoNow(), false)
@@ -94,7 +64,7 @@ func (r *reporter) reportKey(key *FlowKey) {
 // reports what is held and waits briefly for room in out.
 func (r *reporter) flush(final bool) {
 	// flows_created must be read before the pass (see aggregator.evicted).
-	created, rbLost, err := r.table.counters()
+	created, rbLost, err := r.table.Counters()
 	if err != nil {
 		r.log.Warn("read kernel counters", "err", err)
 	}
@@ -105,12 +75,12 @@ func (r *reporter) flush(final bool) {
 
 	now := r.monoNow()
 	var (
-		key  FlowKey
-		st   FlowStats
-		idle []FlowKey
+		key  bpf.FlowKey
+		st   bpf.FlowStats
+		idle []bpf.FlowKey
 	)
-	err = r.table.iterate(func(rawKey, rawVal []byte) {
-		if DecodeFlowKey(rawKey, &key) != nil || DecodeFlowStats(rawVal, &st) != nil {
+	err = r.table.IterateFlows(func(rawKey, rawVal []byte) {
+		if bpf.DecodeFlowKey(rawKey, &key) != nil || bpf.DecodeFlowStats(rawVal, &st) != nil {
 			return
 		}
 		recs, isIdle := r.agg.observe(&key, &st, now, final)
@@ -125,7 +95,7 @@ func (r *reporter) flush(final bool) {
 	r.agg.sweep()
 	// Deleting during the pass would disturb the iteration.
 	for i := range idle {
-		if err := r.table.delete(&idle[i]); err != nil {
+		if err := r.table.DeleteFlow(&idle[i]); err != nil {
 			r.log.Warn("delete idle flow", "err", err)
 		}
 		r.agg.forget(&idle[i])

@@ -1,12 +1,14 @@
-package bpf
+package aggregate
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"time"
 
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/flowlens/flowlens/bpf"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // aggregator turns cumulative kernel counters into records of what happened
@@ -24,13 +26,13 @@ type aggregator struct {
 	nodeName  string
 	inference bool
 	idleNs    uint64
-	reasons   DropReasons
+	reason    func(uint32) string // a drop reason's name
 	ifName    func(index uint32) string
 	// monoToWall converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to Unix ns.
 	monoToWall int64
 	newUUID    func() string
 
-	flows map[FlowKey]*flowState
+	flows map[bpf.FlowKey]*flowState
 	// discovered counts keys first seen by user space; the kernel's
 	// flows_created minus this estimates entries evicted unread.
 	discovered      uint64
@@ -39,7 +41,7 @@ type aggregator struct {
 }
 
 type flowState struct {
-	last      FlowStats
+	last      bpf.FlowStats
 	heldPkts  uint64 // counted at a veth, not yet reported
 	heldBytes uint64
 	debtPkts  uint64 // drops not yet matched against counted packets
@@ -48,7 +50,7 @@ type flowState struct {
 	seen      bool // present in the current pass over the map
 }
 
-func newAggregator(nodeName string, inference bool, idle time.Duration, reasons DropReasons,
+func newAggregator(nodeName string, inference bool, idle time.Duration, reason func(uint32) string,
 	ifName func(uint32) string, monoToWall int64) *aggregator {
 	if ifName == nil {
 		ifName = func(uint32) string { return "" }
@@ -57,11 +59,11 @@ func newAggregator(nodeName string, inference bool, idle time.Duration, reasons 
 		nodeName:   nodeName,
 		inference:  inference,
 		idleNs:     uint64(idle.Nanoseconds()),
-		reasons:    reasons,
+		reason:     reason,
 		ifName:     ifName,
 		monoToWall: monoToWall,
 		newUUID:    newUUID,
-		flows:      make(map[FlowKey]*flowState),
+		flows:      make(map[bpf.FlowKey]*flowState),
 	}
 }
 
@@ -76,7 +78,7 @@ func delta(cur, prev uint64) uint64 {
 // produce. final reports everything still held (shutdown). idle is true when
 // the flow had no packet for the idle timeout: the caller deletes it from
 // the kernel table and calls forget.
-func (a *aggregator) observe(key *FlowKey, cur *FlowStats, nowMono uint64, final bool) (recs []*flowlensv1.Flow, idle bool) {
+func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint64, final bool) (recs []*flowlensv1.Flow, idle bool) {
 	st, ok := a.flows[*key]
 	if !ok {
 		st = &flowState{}
@@ -99,7 +101,7 @@ func (a *aggregator) observe(key *FlowKey, cur *FlowStats, nowMono uint64, final
 	old := st.heldPkts
 	st.heldPkts += dPkts
 	st.heldBytes += dBytes
-	if cur.Obs == obsFromPod {
+	if cur.Obs == bpf.ObsFromPod {
 		// Packets a pod sent and the node dropped were counted at its veth
 		// too. Drops are seen microseconds after the count, possibly in the
 		// next read, so unmatched drops are carried as debt.
@@ -145,7 +147,7 @@ func (a *aggregator) sweep() {
 	}
 }
 
-func (a *aggregator) forget(key *FlowKey) { delete(a.flows, *key) }
+func (a *aggregator) forget(key *bpf.FlowKey) { delete(a.flows, *key) }
 
 // evicted returns how many more flows the kernel created than user space
 // discovered since the last call: entries the LRU evicted before a read.
@@ -174,8 +176,8 @@ func (a *aggregator) wall(mono uint64) *timestamppb.Timestamp {
 	return timestamppb.New(time.Unix(0, int64(mono)+a.monoToWall))
 }
 
-func (a *aggregator) record(key *FlowKey, cur *FlowStats, verdict flowlensv1.Verdict, pkts, bytes uint64) *flowlensv1.Flow {
-	src, dst := key.addrs()
+func (a *aggregator) record(key *bpf.FlowKey, cur *bpf.FlowStats, verdict flowlensv1.Verdict, pkts, bytes uint64) *flowlensv1.Flow {
+	src, dst := key.Addrs()
 	f := &flowlensv1.Flow{
 		Time:     a.wall(cur.LastNs),
 		NodeName: a.nodeName,
@@ -207,22 +209,22 @@ func (a *aggregator) record(key *FlowKey, cur *FlowStats, verdict flowlensv1.Ver
 		f.DestinationService = &flowlensv1.Service{Port: uint32(key.Dport)}
 		xk := *key
 		xk.Daddr, xk.Dport = cur.XlatDaddr, cur.XlatDport
-		_, xdst := xk.addrs()
+		_, xdst := xk.Addrs()
 		f.Ip.Destination = xdst.String()
 		f.L4 = layer4(&xk)
 	}
 	switch cur.Obs {
-	case obsFromPod:
+	case bpf.ObsFromPod:
 		f.TrafficDirection = flowlensv1.TrafficDirection_EGRESS
-	case obsToPod:
+	case bpf.ObsToPod:
 		f.TrafficDirection = flowlensv1.TrafficDirection_INGRESS
 	}
 	ifindex := cur.Ifindex
 	if verdict == flowlensv1.Verdict_DROPPED {
-		f.DropReason = a.reasons.Name(cur.DropReason)
+		f.DropReason = a.reason(cur.DropReason)
 		f.ObservationPoint = flowlensv1.ObservationPoint_KFREE_SKB
 		ifindex = cur.DropIfindex
-	} else if cur.Obs == obsToPod {
+	} else if cur.Obs == bpf.ObsToPod {
 		f.ObservationPoint = flowlensv1.ObservationPoint_TO_POD
 	} else {
 		f.ObservationPoint = flowlensv1.ObservationPoint_FROM_POD
@@ -244,7 +246,7 @@ const (
 	protoSCTP   = 132
 )
 
-func layer4(k *FlowKey) *flowlensv1.Layer4 {
+func layer4(k *bpf.FlowKey) *flowlensv1.Layer4 {
 	sp, dp := uint32(k.Sport), uint32(k.Dport)
 	switch k.Proto {
 	case protoTCP:

@@ -1,8 +1,11 @@
-package bpf
+package aggregate
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strings"
 	"testing"
@@ -13,18 +16,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/bpf"
 )
+
+func mapped(s string) [16]byte { return netip.MustParseAddr(s).As16() }
+
+// rawKey and rawStats lay out the generated structs as the kernel does.
+func rawKey(k bpf.FlowKey) []byte     { return raw(k) }
+func rawStats(s bpf.FlowStats) []byte { return raw(s) }
+
+func raw(v any) []byte {
+	var buf bytes.Buffer
+	_ = binary.Write(&buf, binary.LittleEndian, v)
+	return buf.Bytes()
+}
 
 // fakeTable is an in-memory flow table.
 type fakeTable struct {
-	flows       map[FlowKey]FlowStats
+	flows       map[bpf.FlowKey]bpf.FlowStats
 	created     uint64
 	ringbufLost uint64
-	deleted     []FlowKey
+	deleted     []bpf.FlowKey
 }
 
-func (f *fakeTable) iterate(fn func(key, val []byte)) error {
-	keys := make([]FlowKey, 0, len(f.flows))
+func (f *fakeTable) IterateFlows(fn func(key, val []byte)) error {
+	keys := make([]bpf.FlowKey, 0, len(f.flows))
 	for k := range f.flows {
 		keys = append(keys, k)
 	}
@@ -35,7 +52,7 @@ func (f *fakeTable) iterate(fn func(key, val []byte)) error {
 	return nil
 }
 
-func (f *fakeTable) lookup(key *FlowKey, st *FlowStats) error {
+func (f *fakeTable) LookupFlow(key *bpf.FlowKey, st *bpf.FlowStats) error {
 	v, ok := f.flows[*key]
 	if !ok {
 		return errors.New("not found")
@@ -44,13 +61,13 @@ func (f *fakeTable) lookup(key *FlowKey, st *FlowStats) error {
 	return nil
 }
 
-func (f *fakeTable) delete(key *FlowKey) error {
+func (f *fakeTable) DeleteFlow(key *bpf.FlowKey) error {
 	delete(f.flows, *key)
 	f.deleted = append(f.deleted, *key)
 	return nil
 }
 
-func (f *fakeTable) counters() (uint64, uint64, error) { return f.created, f.ringbufLost, nil }
+func (f *fakeTable) Counters() (uint64, uint64, error) { return f.created, f.ringbufLost, nil }
 
 type fixture struct {
 	table *fakeTable
@@ -67,10 +84,10 @@ func newFixture(t *testing.T, inference bool, outCap int) *fixture {
 	reg := prometheus.NewRegistry()
 	m, err := newMetrics(reg)
 	require.NoError(t, err)
-	fx := &fixture{table: &fakeTable{flows: map[FlowKey]FlowStats{}}, out: make(chan Event, outCap), reg: reg, mono: 100 * sec}
-	reasons := DropReasons{12: "NETFILTER_DROP"}
+	fx := &fixture{table: &fakeTable{flows: map[bpf.FlowKey]bpf.FlowStats{}}, out: make(chan Event, outCap), reg: reg, mono: 100 * sec}
+	reasons := bpf.DropReasons{12: "NETFILTER_DROP"}
 	names := map[uint32]string{3: "vethaaaa", 4: "vethbbbb", 9: "cni0"}
-	agg := newAggregator("node-1", inference, time.Minute, reasons, func(i uint32) string { return names[i] }, int64(1_000_000*sec))
+	agg := newAggregator("node-1", inference, time.Minute, reasons.Name, func(i uint32) string { return names[i] }, int64(1_000_000*sec))
 	agg.newUUID = func() string { return "uuid" }
 	fx.rep = &reporter{agg: agg, table: fx.table, out: fx.out, metrics: m, log: slog.New(slog.DiscardHandler),
 		now: func() uint64 { return fx.mono }}
@@ -78,7 +95,7 @@ func newFixture(t *testing.T, inference bool, outCap int) *fixture {
 }
 
 // put sets a flow's cumulative counters; new keys count as created.
-func (fx *fixture) put(k FlowKey, s FlowStats) {
+func (fx *fixture) put(k bpf.FlowKey, s bpf.FlowStats) {
 	if _, ok := fx.table.flows[k]; !ok {
 		fx.table.created++
 	}
@@ -101,8 +118,8 @@ func (fx *fixture) flush(final bool) []Event {
 	}
 }
 
-func tcpKey(sport uint16) FlowKey {
-	return FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.42.0.11"), Sport: sport, Dport: 8080, Proto: protoTCP, Family: 4}
+func tcpKey(sport uint16) bpf.FlowKey {
+	return bpf.FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.42.0.11"), Sport: sport, Dport: 8080, Proto: protoTCP, Family: 4}
 }
 
 type rec struct {
@@ -128,12 +145,12 @@ const (
 
 func TestReporterVerdicts(t *testing.T) {
 	type step struct {
-		stats FlowStats
+		stats bpf.FlowStats
 		want  []rec
 	}
-	from := func(pkts, fwdPkts, dropPkts uint64) FlowStats {
-		return FlowStats{Pkts: pkts, Bytes: pkts * 100, FwdPkts: fwdPkts, FwdBytes: fwdPkts * 100,
-			DropPkts: dropPkts, DropBytes: dropPkts * 100, DropReason: 12, Obs: obsFromPod, Ifindex: 3}
+	from := func(pkts, fwdPkts, dropPkts uint64) bpf.FlowStats {
+		return bpf.FlowStats{Pkts: pkts, Bytes: pkts * 100, FwdPkts: fwdPkts, FwdBytes: fwdPkts * 100,
+			DropPkts: dropPkts, DropBytes: dropPkts * 100, DropReason: 12, Obs: bpf.ObsFromPod, Ifindex: 3}
 	}
 	tests := []struct {
 		name      string
@@ -172,7 +189,7 @@ func TestReporterVerdicts(t *testing.T) {
 			{from(10, 8, 2), []rec{{drop, 2, 200}, {fwd, 8, 800}}},
 		}},
 		{"delivered flow from outside", false, []step{
-			{FlowStats{Pkts: 4, Bytes: 400, FwdPkts: 4, FwdBytes: 400, Obs: obsToPod, Ifindex: 3}, []rec{{fwd, 4, 400}}},
+			{bpf.FlowStats{Pkts: 4, Bytes: 400, FwdPkts: 4, FwdBytes: 400, Obs: bpf.ObsToPod, Ifindex: 3}, []rec{{fwd, 4, 400}}},
 		}},
 	}
 	for _, tt := range tests {
@@ -191,10 +208,10 @@ func TestReporterVerdicts(t *testing.T) {
 func TestReporterRecordFields(t *testing.T) {
 	fx := newFixture(t, false, 100)
 	k := tcpKey(40000)
-	fx.put(k, FlowStats{FirstNs: 90 * sec, LastNs: 99 * sec, Pkts: 2, Bytes: 120, FwdPkts: 1,
-		TcpFlags: 0x12, Obs: obsFromPod, Ifindex: 3, IsReply: 1})
-	rev := FlowKey{Saddr: mapped("10.42.1.5"), Daddr: mapped("10.42.0.11"), Sport: 7, Dport: 8<<8 | 0, Proto: protoICMP, Family: 4}
-	fx.put(rev, FlowStats{LastNs: 99 * sec, DropPkts: 1, DropBytes: 84, DropReason: 12, DropIfindex: 9, Obs: obsToPod})
+	fx.put(k, bpf.FlowStats{FirstNs: 90 * sec, LastNs: 99 * sec, Pkts: 2, Bytes: 120, FwdPkts: 1,
+		TcpFlags: 0x12, Obs: bpf.ObsFromPod, Ifindex: 3, IsReply: 1})
+	rev := bpf.FlowKey{Saddr: mapped("10.42.1.5"), Daddr: mapped("10.42.0.11"), Sport: 7, Dport: 8<<8 | 0, Proto: protoICMP, Family: 4}
+	fx.put(rev, bpf.FlowStats{LastNs: 99 * sec, DropPkts: 1, DropBytes: 84, DropReason: 12, DropIfindex: 9, Obs: bpf.ObsToPod})
 
 	evs := fx.flush(false)
 	require.Len(t, evs, 2)
@@ -231,19 +248,19 @@ func TestReporterRecordFields(t *testing.T) {
 func TestReporterIdleFlowsRemoved(t *testing.T) {
 	fx := newFixture(t, false, 100)
 	k := tcpKey(1)
-	fx.put(k, FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod, LastNs: fx.mono})
+	fx.put(k, bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod, LastNs: fx.mono})
 	assert.Len(t, recs(fx.flush(false)), 1)
-	fx.put(k, FlowStats{Pkts: 3, FwdPkts: 3, Obs: obsFromPod, LastNs: fx.mono})
+	fx.put(k, bpf.FlowStats{Pkts: 3, FwdPkts: 3, Obs: bpf.ObsFromPod, LastNs: fx.mono})
 	fx.mono += 2 * uint64(time.Minute)
 	assert.Equal(t, []rec{{fwd, 2, 0}}, recs(fx.flush(false)), "the remainder is reported first")
-	assert.Equal(t, []FlowKey{k}, fx.table.deleted)
+	assert.Equal(t, []bpf.FlowKey{k}, fx.table.deleted)
 	assert.Empty(t, fx.rep.agg.flows)
 }
 
 func TestReporterLoss(t *testing.T) {
 	fx := newFixture(t, false, 1)
 	for i := uint16(1); i <= 3; i++ {
-		fx.put(tcpKey(i), FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod})
+		fx.put(tcpKey(i), bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod})
 	}
 	fx.table.created += 4 // created and evicted before any read
 	fx.table.ringbufLost = 2
@@ -278,20 +295,20 @@ flowlens_lost_events_total{source="KERNEL_RING_BUFFER"} 2
 func TestReporterImmediateDrop(t *testing.T) {
 	fx := newFixture(t, false, 10)
 	k := tcpKey(9)
-	fx.put(k, FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60, DropReason: 12, Obs: obsFromPod})
+	fx.put(k, bpf.FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60, DropReason: 12, Obs: bpf.ObsFromPod})
 	fx.rep.reportKey(&k)
 	require.Equal(t, []rec{{drop, 1, 60}}, recs(fx.flush(false)[:1]))
 	assert.Empty(t, recs(fx.flush(false)), "the flush does not report the drop again")
 }
 
 func BenchmarkObserve(b *testing.B) {
-	agg := newAggregator("n", false, time.Minute, DropReasons{}, nil, 0)
+	agg := newAggregator("n", false, time.Minute, bpf.DropReasons{}.Name, nil, 0)
 	agg.newUUID = func() string { return "" }
-	keys := make([]FlowKey, 1024)
+	keys := make([]bpf.FlowKey, 1024)
 	for i := range keys {
 		keys[i] = tcpKey(uint16(i))
 	}
-	st := FlowStats{FwdPkts: 1, Obs: obsFromPod}
+	st := bpf.FlowStats{FwdPkts: 1, Obs: bpf.ObsFromPod}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		st.Pkts++ // every observation yields one FORWARDED record
@@ -302,8 +319,8 @@ func BenchmarkObserve(b *testing.B) {
 
 func TestReporterServiceTranslation(t *testing.T) {
 	fx := newFixture(t, false, 10)
-	k := FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.43.0.10"), Sport: 5000, Dport: 53, Proto: protoUDP, Family: 4}
-	fx.put(k, FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod, Xlat: 1, XlatDaddr: mapped("10.42.0.11"), XlatDport: 5353})
+	k := bpf.FlowKey{Saddr: mapped("10.42.0.10"), Daddr: mapped("10.43.0.10"), Sport: 5000, Dport: 53, Proto: protoUDP, Family: 4}
+	fx.put(k, bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod, Xlat: 1, XlatDaddr: mapped("10.42.0.11"), XlatDport: 5353})
 	evs := fx.flush(false)
 	require.Len(t, evs, 1)
 	f := evs[0].Flow
@@ -311,4 +328,23 @@ func TestReporterServiceTranslation(t *testing.T) {
 	assert.Equal(t, "10.43.0.10", f.Ip.DestinationOriginal, "the ClusterIP the pod sent to")
 	assert.Equal(t, uint32(5353), f.L4.GetUdp().DestinationPort)
 	assert.Equal(t, uint32(5000), f.L4.GetUdp().SourcePort)
+}
+
+// Any key the kernel could hand over yields a record without panicking.
+func FuzzRecord(f *testing.F) {
+	f.Add(rawKey(bpf.FlowKey{Family: 4, Proto: protoTCP}))
+	f.Add(rawKey(bpf.FlowKey{Family: 6, Proto: protoICMPv6, Dport: 128 << 8}))
+	agg := newAggregator("n", true, time.Minute, bpf.DropReasons{}.Name, nil, 0)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var k bpf.FlowKey
+		if bpf.DecodeFlowKey(raw, &k) != nil {
+			return
+		}
+		st := bpf.FlowStats{Pkts: 1, DropPkts: 1, Obs: bpf.ObsFromPod, Xlat: 1}
+		for _, v := range []flowlensv1.Verdict{fwd, drop} {
+			if f := agg.record(&k, &st, v, 1, 1); f.Ip == nil {
+				t.Fatal("record without addresses")
+			}
+		}
+	})
 }

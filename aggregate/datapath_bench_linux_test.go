@@ -1,4 +1,4 @@
-package bpf
+package aggregate
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/lab/traffic"
 )
 
@@ -21,18 +22,22 @@ func BenchmarkDatapathOverhead(b *testing.B) {
 	tn := newTestNode(b, "10.42.0", 2)
 	end := func(p *testPod) traffic.Endpoint { return traffic.Endpoint{NetNS: p.ns, IP: mustAddr(b, p.ip)} }
 	attach := func() (func() error, error) {
-		var c *Capture
+		var c *bpf.Capture
 		inNetns(b, tn.node, func() {
 			var err error
-			c, err = New(Config{FlushInterval: time.Second}, nil, prometheus.NewRegistry())
+			c, err = bpf.New(bpf.Config{FlushInterval: time.Second}, nil, prometheus.NewRegistry())
 			if err != nil {
 				b.Fatal(err)
 			}
 		})
+		src, err := New(c, nil, prometheus.NewRegistry())
+		if err != nil {
+			return nil, err
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx, make(chan Event, 1<<16)) }()
-		for c.Status()[StatusInterfaces] != "2" {
+		go func() { done <- src.Run(ctx, make(chan Event, 1<<16)) }()
+		for c.Status()[bpf.StatusInterfaces] != "2" {
 			time.Sleep(10 * time.Millisecond)
 		}
 		return func() error { cancel(); return <-done }, nil

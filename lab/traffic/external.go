@@ -1,11 +1,9 @@
-package lab
+package traffic
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/flowlens/flowlens/lab/netns"
-	"github.com/flowlens/flowlens/lab/scenario"
 	"io"
 	"net"
 	"net/netip"
@@ -13,6 +11,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 // OutsideServers is the key under which Servers counts UDP datagrams the outside world received:
@@ -22,7 +23,7 @@ const OutsideServers = "outside"
 // StartExternalServers serves, in the outside namespace, every port an outbound external case
 // dials. One socket per port listens on every peer address; a TCP reply names the address that
 // was dialled (TCPReply(payload, peer.String())).
-func (l *Lab) StartExternalServers() (*Servers, error) {
+func StartExternalServers(l Lab) (*Servers, error) {
 	ns := l.ExternalNetNS()
 	if ns == "" {
 		return nil, fmt.Errorf("start outside servers: the lab has no outside namespace (Config.External)")
@@ -97,7 +98,7 @@ func (r ExternalResult) OK() bool { return r.Allowed == r.Case.Allowed }
 // RunExternalCase runs c once from source port sport (0: any). TCP: allowed when the full reply
 // comes back; UDP: allowed when the receiving server counted a datagram. pods are the lab's pod
 // servers (for inbound cases), outside its outside servers (for outbound ones).
-func (l *Lab) RunExternalCase(ctx context.Context, pods, outside *Servers, c scenario.ExternalCase, sport int) ExternalResult {
+func RunExternalCase(ctx context.Context, l Lab, pods, outside *Servers, c scenario.ExternalCase, sport int) ExternalResult {
 	res := ExternalResult{Case: c}
 	ns := l.ExternalNetNS()
 	p := l.Pod(c.Pod)

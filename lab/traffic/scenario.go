@@ -1,20 +1,30 @@
-package lab
+package traffic
 
 import (
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"github.com/flowlens/flowlens/lab/scenario"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/flowlens/flowlens/lab/scenario"
 )
+
+// Lab is the running lab as scenario traffic needs it (*lab.Lab): its pods,
+// its scenario's cases and services, and the outside world's namespace.
+type Lab interface {
+	Scenario() *scenario.Scenario
+	Pods() []*scenario.Pod
+	Pod(key string) *scenario.Pod
+	ExternalNetNS() string
+	ExternalCases() []scenario.ExternalCase
+}
 
 // Servers answers on every port the scenario's pods declare or listen on: TCP servers read until
 // the client half-closes and reply "ok <n>\n"; UDP servers count datagrams.
@@ -45,7 +55,7 @@ func (s *Servers) Close() error {
 }
 
 // StartServers starts the scenario's servers in its pods.
-func (l *Lab) StartServers() (*Servers, error) {
+func StartServers(l Lab) (*Servers, error) {
 	s := &Servers{udp: map[string]*atomic.Int64{}}
 	for _, p := range l.Pods() {
 		for _, port := range append(append([]scenario.Port(nil), p.Spec.Ports...), p.Spec.Listen...) {
@@ -132,20 +142,20 @@ func (r Result) OK() bool { return r.Allowed == r.Case.Allowed }
 
 // RunCase runs one case once: TCP sends a payload and reads the reply; UDP sends Count datagrams
 // and reads how many arrived. servers must be the lab's running servers.
-func (l *Lab) RunCase(ctx context.Context, s *Servers, c scenario.Case) Result {
+func RunCase(ctx context.Context, l Lab, s *Servers, c scenario.Case) Result {
 	res := Result{Case: c}
 	from := l.Pod(c.From)
 	if from == nil {
 		res.Err = fmt.Errorf("case %s: no pod %s", c.Name, c.From)
 		return res
 	}
-	dst, err := l.caseDst(c)
+	dst, err := caseDst(l, c)
 	if err != nil {
 		res.Err = err
 		return res
 	}
 	if c.Protocol == "UDP" {
-		return l.runUDP(from, dst, s, c)
+		return runUDP(l, from, dst, s, c)
 	}
 	conn, err := from.DialTCP(ctx, dst, 2*time.Second)
 	if err != nil {
@@ -177,7 +187,7 @@ func (l *Lab) RunCase(ctx context.Context, s *Servers, c scenario.Case) Result {
 	return res
 }
 
-func (l *Lab) runUDP(from *scenario.Pod, dst netip.AddrPort, s *Servers, c scenario.Case) Result {
+func runUDP(l Lab, from *scenario.Pod, dst netip.AddrPort, s *Servers, c scenario.Case) Result {
 	res := Result{Case: c}
 	count := max(c.Count, 1)
 	to := l.Pod(c.To)
@@ -210,9 +220,9 @@ func (l *Lab) runUDP(from *scenario.Pod, dst netip.AddrPort, s *Servers, c scena
 	return res
 }
 
-func (l *Lab) caseDst(c scenario.Case) (netip.AddrPort, error) {
+func caseDst(l Lab, c scenario.Case) (netip.AddrPort, error) {
 	if c.Service != "" {
-		for _, svc := range l.scenario.Services {
+		for _, svc := range l.Scenario().Services {
 			if svc.Namespace+"/"+svc.Name == c.Service {
 				return netip.AddrPortFrom(svc.ClusterIP, uint16(c.Port)), nil
 			}
@@ -224,73 +234,4 @@ func (l *Lab) caseDst(c scenario.Case) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("case %s: no pod %s", c.Name, c.To)
 	}
 	return to.AddrPort(c.Port), nil
-}
-
-// RunTraffic starts the scenario's servers and runs every case every ~2 s until ctx is done,
-// logging each attempt and whether it was allowed.
-func (l *Lab) RunTraffic(ctx context.Context, log *slog.Logger) error {
-	if log == nil {
-		log = l.log
-	}
-	s, err := l.StartServers()
-	if err != nil {
-		return fmt.Errorf("start servers: %w", err)
-	}
-	defer s.Close()
-	var outside *Servers
-	if len(l.ExternalCases()) > 0 {
-		if outside, err = l.StartExternalServers(); err != nil {
-			return fmt.Errorf("start outside servers: %w", err)
-		}
-		defer outside.Close()
-	}
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for round := 1; ; round++ {
-		for _, c := range l.scenario.Cases {
-			if ctx.Err() != nil {
-				return nil
-			}
-			r := l.RunCase(ctx, s, c)
-			attrs := []any{"round", round, "case", c.Name, "from", c.From, "to", c.To + c.Service,
-				"proto", c.Protocol, "port", c.Port, "allowed", r.Allowed, "expected", c.Allowed,
-				"sent", r.Sent, "got", r.Got}
-			if r.Err != nil {
-				attrs = append(attrs, "err", r.Err)
-			}
-			if r.OK() {
-				log.Info("traffic", attrs...)
-			} else {
-				log.Warn("traffic: unexpected verdict", attrs...)
-			}
-		}
-		if outside != nil {
-			l.runExternalRound(ctx, s, outside, round, log)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-// runExternalRound runs the cases with an end outside the cluster once.
-func (l *Lab) runExternalRound(ctx context.Context, pods, outside *Servers, round int, log *slog.Logger) {
-	for _, c := range l.ExternalCases() {
-		if ctx.Err() != nil {
-			return
-		}
-		r := l.RunExternalCase(ctx, pods, outside, c, 0)
-		attrs := []any{"round", round, "case", c.Name, "pod", c.Pod, "peer", c.Peer, "inbound", c.Inbound,
-			"proto", c.Protocol, "port", c.Port, "allowed", r.Allowed, "expected", c.Allowed}
-		if r.Err != nil {
-			attrs = append(attrs, "err", r.Err)
-		}
-		if r.Allowed == c.Allowed {
-			log.Info("traffic", attrs...)
-		} else {
-			log.Warn("traffic: unexpected verdict", attrs...)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package bpf
+package aggregate
 
 import (
 	"fmt"
@@ -9,18 +9,20 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/bpf"
 )
 
-// A veth that appears while Run is running is attached, and its traffic
+// A veth that appears while the capture runs is attached, and its traffic
 // seen, within a second.
 func TestCaptureNewVeth(t *testing.T) {
 	requireRoot(t)
 	tn := newTestNode(t, "10.42.0", 1)
-	rc := startCapture(t, tn, Config{FlushInterval: 100 * time.Millisecond, IdleTimeout: time.Minute})
+	rc := startCapture(t, tn, bpf.Config{FlushInterval: 100 * time.Millisecond, IdleTimeout: time.Minute})
 
 	start := time.Now()
 	pod := tn.addPod()
-	require.Eventually(t, func() bool { return rc.c.Status()[StatusInterfaces] == "2" },
+	require.Eventually(t, func() bool { return rc.c.Status()[bpf.StatusInterfaces] == "2" },
 		time.Second, 5*time.Millisecond, "attach to the new veth")
 	t.Logf("attached %s after %v", pod.veth, time.Since(start))
 
@@ -35,7 +37,7 @@ func TestCaptureNewVeth(t *testing.T) {
 
 	// Removing it detaches (the kernel drops the hooks with the device).
 	tn.exec("ip", "link", "del", pod.veth)
-	require.Eventually(t, func() bool { return rc.c.Status()[StatusInterfaces] == "1" },
+	require.Eventually(t, func() bool { return rc.c.Status()[bpf.StatusInterfaces] == "1" },
 		time.Second, 5*time.Millisecond, "detach from the removed veth")
 }
 
@@ -48,8 +50,8 @@ func TestCaptureNetnsIsolation(t *testing.T) {
 	for _, tn := range []*testNode{nodeA, nodeB} {
 		tn.exec("iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "9", "-j", "REJECT")
 	}
-	capA := startCapture(t, nodeA, Config{})
-	capB := startCapture(t, nodeB, Config{})
+	capA := startCapture(t, nodeA, bpf.Config{})
+	capB := startCapture(t, nodeB, bpf.Config{})
 
 	tcpRejected(t, nodeA.pods[0], nodeA.pods[1], 9, 42009)
 	require.Eventually(t, func() bool {
@@ -77,7 +79,7 @@ func TestCaptureClusterIPCountedOnce(t *testing.T) {
 	const clusterIP = "10.43.0.10"
 	tn.exec("iptables", "-t", "nat", "-A", "PREROUTING", "-d", clusterIP, "-p", "tcp", "--dport", "80",
 		"-j", "DNAT", "--to-destination", backend.ip+":8080")
-	rc := startCapture(t, tn, Config{})
+	rc := startCapture(t, tn, bpf.Config{})
 
 	var ln net.Listener
 	inNetns(t, backend.ns, func() {
@@ -141,7 +143,7 @@ func TestCaptureIPv6UDP(t *testing.T) {
 		p.ip = addrs[i]
 	}
 	tn.exec("ip6tables", "-A", "FORWARD", "-p", "udp", "--dport", "7", "-j", "REJECT")
-	rc := startCapture(t, tn, Config{})
+	rc := startCapture(t, tn, bpf.Config{})
 
 	const n = 11
 	port := udpBurst6(t, tn.pods[0], tn.pods[1], 5000, n)

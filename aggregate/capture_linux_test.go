@@ -1,4 +1,4 @@
-package bpf
+package aggregate
 
 import (
 	"context"
@@ -15,31 +15,35 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/bpf"
 )
 
-// runningCapture is a Capture running in a test node's namespace, with its
+// runningCapture is a bpf.Capture running in a test node's namespace, with its
 // output collected.
 type runningCapture struct {
-	c      *Capture
+	c      *bpf.Capture
 	cancel context.CancelFunc
 	done   chan error
 	mu     sync.Mutex
 	events []Event
 }
 
-func startCapture(t *testing.T, tn *testNode, cfg Config) *runningCapture {
+func startCapture(t *testing.T, tn *testNode, cfg bpf.Config) *runningCapture {
 	t.Helper()
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = time.Hour // only immediate drops and the final flush
 		cfg.IdleTimeout = 2 * time.Hour
 	}
 	cfg.NodeName = tn.node
-	var c *Capture
+	var c *bpf.Capture
 	inNetns(t, tn.node, func() {
 		var err error
-		c, err = New(cfg, testLogger(t), prometheus.NewRegistry())
+		c, err = bpf.New(cfg, testLogger(t), prometheus.NewRegistry())
 		require.NoError(t, err)
 	})
+	src, err := New(c, testLogger(t), prometheus.NewRegistry())
+	require.NoError(t, err)
 	rc := &runningCapture{c: c, done: make(chan error, 1)}
 	out := make(chan Event, 4096)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,15 +57,15 @@ func startCapture(t *testing.T, tn *testNode, cfg Config) *runningCapture {
 		}
 	})
 	go func() {
-		err := c.Run(ctx, out)
+		err := src.Run(ctx, out)
 		close(out)
 		wg.Wait()
 		rc.done <- err
 	}()
 	t.Cleanup(func() { rc.stop(t) })
-	// Run attaches to existing veths before it starts its loop.
+	// Watch attaches to existing veths before it follows link updates.
 	require.Eventually(t, func() bool {
-		return c.Status()[StatusInterfaces] == fmt.Sprint(len(tn.pods))
+		return c.Status()[bpf.StatusInterfaces] == fmt.Sprint(len(tn.pods))
 	}, 5*time.Second, 10*time.Millisecond, "attach to %d veths", len(tn.pods))
 	return rc
 }
@@ -215,22 +219,22 @@ func udpBurst(t *testing.T, client, server *testPod, port, n int) int {
 
 func TestCaptureTraffic(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []AttachMode{AttachTCX, AttachTC} {
+	for _, mode := range []bpf.AttachMode{bpf.AttachTCX, bpf.AttachTC} {
 		t.Run(string(mode), func(t *testing.T) {
 			tn := newTestNode(t, "10.42.0", 2)
 			tn.exec("iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "9", "-j", "REJECT")
 			a, b := tn.pods[0], tn.pods[1]
 			foreign := map[string]bool{}
-			if mode == AttachTC {
+			if mode == bpf.AttachTC {
 				// Someone else's clsact qdisc: used, and left in place.
 				tn.exec("tc", "qdisc", "add", "dev", b.veth, "clsact")
 				foreign[b.veth] = true
 			}
-			rc := startCapture(t, tn, Config{AttachMode: mode})
+			rc := startCapture(t, tn, bpf.Config{AttachMode: mode})
 			st := rc.c.Status()
-			assert.Equal(t, string(mode), st[StatusVeth])
-			assert.Equal(t, "tp_btf/kfree_skb", st[StatusDrops])
-			assert.Equal(t, acceptedNetfilter, st[StatusAccepted])
+			assert.Equal(t, string(mode), st[bpf.StatusVeth])
+			assert.Equal(t, "tp_btf/kfree_skb", st[bpf.StatusDrops])
+			assert.Equal(t, "netfilter-link", st[bpf.StatusAccepted])
 			ids := programIDs(t, rc.c)
 
 			payload := []byte(strings.Repeat("flowlens", 4096))
@@ -290,14 +294,12 @@ func TestCaptureTraffic(t *testing.T) {
 }
 
 // programIDs returns the kernel IDs of the capture's programs.
-func programIDs(t *testing.T, c *Capture) []string {
+func programIDs(t *testing.T, c *bpf.Capture) []string {
 	t.Helper()
+	pids, err := c.ProgramIDs()
+	require.NoError(t, err)
 	var ids []string
-	for _, p := range c.programs() {
-		info, err := p.Info()
-		require.NoError(t, err)
-		id, ok := info.ID()
-		require.True(t, ok)
+	for _, id := range pids {
 		ids = append(ids, fmt.Sprint(id))
 	}
 	return ids

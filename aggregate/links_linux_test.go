@@ -1,4 +1,4 @@
-package bpf
+package aggregate
 
 import (
 	"fmt"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/flowlens/flowlens/bpf"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
@@ -26,7 +26,7 @@ func TestCaptureSurvivesLinkBurst(t *testing.T) {
 	// A bridge takes at most 1024 ports: the burst comes in rounds of 900.
 	const rounds, perRound, keep, datagrams = 3, 900, 3, 500
 	tn := newTestNode(t, "10.42.0", 2)
-	rc := startCapture(t, tn, Config{FlushInterval: 100 * time.Millisecond, IdleTimeout: time.Minute})
+	rc := startCapture(t, tn, bpf.Config{FlushInterval: 100 * time.Millisecond, IdleTimeout: time.Minute})
 	var batches []string
 	for r := range rounds {
 		var add, del strings.Builder
@@ -59,10 +59,9 @@ func TestCaptureSurvivesLinkBurst(t *testing.T) {
 	port := udpBurst(t, tn.pods[0], tn.pods[1], 7100, datagrams)
 	wg.Wait()
 	require.NoError(t, burstErr)
-	t.Logf("created and deleted %d veths in %v; resubscribed %v times", rounds*perRound, time.Since(start),
-		testutil.ToFloat64(rc.c.linkMetrics.resubscribes))
+	t.Logf("created and deleted %d veths in %v", rounds*perRound, time.Since(start))
 
-	require.Eventually(t, func() bool { return rc.c.Status()[StatusInterfaces] == fmt.Sprint(2+keep) },
+	require.Eventually(t, func() bool { return rc.c.Status()[bpf.StatusInterfaces] == fmt.Sprint(2+keep) },
 		30*time.Second, 50*time.Millisecond, "attached to the 2 pods' veths and the %d kept", keep)
 	assert.ElementsMatch(t, []string{tn.pods[0].veth, tn.pods[1].veth, "flb0", "flb1", "flb2"}, withFromPod(t, tn, rc.c))
 	// After the burst too.
@@ -84,12 +83,11 @@ func TestCaptureSurvivesLinkBurst(t *testing.T) {
 
 // withFromPod names the node's interfaces that have tc_from_pod on TCX ingress, as the kernel
 // reports them.
-func withFromPod(t *testing.T, tn *testNode, c *Capture) []string {
+func withFromPod(t *testing.T, tn *testNode, c *bpf.Capture) []string {
 	t.Helper()
-	info, err := c.objs.TcFromPod.Info()
+	ids, err := c.ProgramIDs()
 	require.NoError(t, err)
-	id, ok := info.ID()
-	require.True(t, ok)
+	id := ids[0] // tc_from_pod
 	var names []string
 	inNetns(t, tn.node, func() {
 		links, err := netlink.LinkList()

@@ -1,0 +1,95 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// The flow table and counters as aggregation reads them. The maps are
+// safe to use from any goroutine while Watch runs, and closed once it
+// returns.
+
+// IterateFlows calls fn with the raw key and value bytes of each flows-map
+// entry; fn must not keep them.
+func (c *Capture) IterateFlows(fn func(key, val []byte)) error {
+	rawKey, rawVal := make([]byte, flowKeySize), make([]byte, flowStatsSize)
+	it := c.objs.Flows.Iterate()
+	for it.Next(&rawKey, &rawVal) {
+		fn(rawKey, rawVal)
+	}
+	return it.Err()
+}
+
+// LookupFlow reads the counters of one flow.
+func (c *Capture) LookupFlow(key *FlowKey, st *FlowStats) error {
+	return c.objs.Flows.Lookup(key, st)
+}
+
+// DeleteFlow removes a flow from the table; one already gone is not an error.
+func (c *Capture) DeleteFlow(key *FlowKey) error {
+	if err := c.objs.Flows.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Counters returns the kernel's flows_created and ringbuf_lost totals.
+func (c *Capture) Counters() (created, ringbufLost uint64, err error) {
+	if err := c.objs.FlowsCreated.Get(&created); err != nil {
+		return 0, 0, err
+	}
+	if err := c.objs.RingbufLost.Get(&ringbufLost); err != nil {
+		return 0, 0, err
+	}
+	return created, ringbufLost, nil
+}
+
+// DropReason names a kernel drop reason (see DropReasons.Name).
+func (c *Capture) DropReason(reason uint32) string { return c.reasons.Name(reason) }
+
+// InterfaceName is the name of an interface of the capture's namespace as
+// last seen by Watch, or "".
+func (c *Capture) InterfaceName(index uint32) string {
+	c.namesMu.RLock()
+	defer c.namesMu.RUnlock()
+	return c.ifNames[index]
+}
+
+func (c *Capture) setInterfaceName(index uint32, name string) {
+	c.namesMu.Lock()
+	defer c.namesMu.Unlock()
+	if name == "" {
+		delete(c.ifNames, index)
+		return
+	}
+	c.ifNames[index] = name
+}
+
+// Inference reports whether accepted packets are inferred (no netfilter
+// link is attached): decided by Watch as it attaches.
+func (c *Capture) Inference() bool {
+	return c.Status()[StatusAccepted] == acceptedInference
+}
+
+// Config is the effective configuration, defaults filled in.
+func (c *Capture) Config() Config { return c.cfg }
+
+// ProgramIDs are the kernel IDs of the loaded programs, so a check after
+// Watch returned can find links still referencing them.
+func (c *Capture) ProgramIDs() ([]ebpf.ProgramID, error) {
+	var ids []ebpf.ProgramID
+	for _, p := range []*ebpf.Program{c.objs.TcFromPod, c.objs.TcToPod, c.objs.NfAccept, c.objs.KfreeSkb} {
+		info, err := p.Info()
+		if err != nil {
+			return nil, fmt.Errorf("program info: %w", err)
+		}
+		id, ok := info.ID()
+		if !ok {
+			return nil, errors.New("program info: the kernel gave no ID")
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}

@@ -1,0 +1,130 @@
+package bpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/vishvananda/netns"
+)
+
+// Watch attaches to the matching veths and keeps the set current from
+// netlink events, sends the key of each flow's first drop on drops (never
+// blocking: the next flush reads it anyway), and on ctx cancellation
+// detaches everything and closes the objects. The caller reads the flow
+// table meanwhile and must be done with it before cancelling. A Capture
+// watches once.
+func (c *Capture) Watch(ctx context.Context, drops chan<- FlowKey) error {
+	// Attach calls act on the calling thread's network namespace; keep this
+	// goroutine on a thread in ours.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cur, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("get network namespace: %w", err)
+	}
+	defer cur.Close()
+	if !cur.Equal(c.ns) {
+		if err := netns.Set(c.ns); err != nil {
+			return fmt.Errorf("enter capture network namespace: %w", err)
+		}
+		defer netns.Set(cur) //nolint:errcheck // best effort on a locked thread
+	}
+	defer c.close()
+
+	if err := c.attachGlobal(); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait() // before close: the watcher owns the attachments until it returns
+	ctx, stop := context.WithCancel(ctx)
+	defer stop() // ends the watcher on every return
+	wg.Go(func() { c.watchLinks(ctx) })
+
+	rd, err := ringbuf.NewReader(c.objs.DropEvents)
+	if err != nil {
+		return fmt.Errorf("open drop_events ring buffer: %w", err)
+	}
+	var rdwg sync.WaitGroup
+	rdwg.Go(func() { c.readDrops(rd, drops) })
+	defer rdwg.Wait()
+	defer rd.Close()
+
+	<-ctx.Done()
+	return nil
+}
+
+// attachGlobal attaches the netfilter programs and the drop tracepoint.
+// Neither is essential: a missing one degrades to the fallback in Status.
+func (c *Capture) attachGlobal() error {
+	if err := c.attachAccept(); err != nil {
+		return err
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: c.objs.KfreeSkb})
+	if err != nil {
+		c.log.Warn("attach tp_btf/kfree_skb: drops will not be reported", "err", err)
+		c.setStatus(StatusDrops, "none")
+		return nil
+	}
+	c.links = append(c.links, l)
+	c.setStatus(StatusDrops, "tp_btf/kfree_skb")
+	return nil
+}
+
+// attachAccept attaches nf_accept after the filter table, unless told to
+// infer; in auto mode a kernel without netfilter links degrades to
+// inference, in netfilter mode that is an error.
+func (c *Capture) attachAccept() error {
+	if c.cfg.Accepted == AcceptedInference {
+		c.setStatus(StatusAccepted, acceptedInference)
+		return nil
+	}
+	accepted := acceptedNetfilter
+	for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
+		for _, hook := range []link.NetfilterInetHook{link.NetfilterInetForward, link.NetfilterInetLocalIn, link.NetfilterInetLocalOut} {
+			l, err := link.AttachNetfilter(link.NetfilterOptions{
+				Program: c.objs.NfAccept, ProtocolFamily: pf, Hook: hook, Priority: nfPriority,
+			})
+			if err != nil {
+				c.log.Warn("attach netfilter link", "pf", pf, "hook", hook, "err", err)
+				if pf == link.NetfilterProtoIPv4 {
+					accepted = acceptedInference
+				}
+				continue
+			}
+			c.links = append(c.links, l)
+		}
+	}
+	if accepted == acceptedInference && c.cfg.Accepted == AcceptedNetfilter {
+		return fmt.Errorf("accepted mode netfilter: the kernel refused the IPv4 netfilter link (see the warnings above)")
+	}
+	c.setStatus(StatusAccepted, accepted)
+	return nil
+}
+
+func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- FlowKey) {
+	var rec ringbuf.Record
+	var ev DropEvent
+	for {
+		if err := rd.ReadInto(&rec); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				c.log.Warn("read drop_events", "err", err)
+			}
+			return
+		}
+		if err := DecodeDropEvent(rec.RawSample, &ev); err != nil {
+			c.log.Warn("decode drop event", "err", err)
+			continue
+		}
+		select {
+		case drops <- ev.Key:
+		default: // the next flush reports it
+		}
+	}
+}
