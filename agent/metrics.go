@@ -61,6 +61,11 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 			return nil, err
 		}
 	}
+	// Each kind of mismatch exists at zero from the start (namespaces
+	// empty), so sum() in alerts and dashboards reads 0 rather than no data.
+	for _, mm := range []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW} {
+		m.mismatches.WithLabelValues(mm.String(), "", "")
+	}
 	return m, nil
 }
 

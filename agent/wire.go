@@ -167,6 +167,9 @@ func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client
 			return en, fmt.Errorf("--cluster-file: %w", err)
 		}
 		st.WithSource("static:" + cfg.ClusterFile)
+		if err := enrich.RegisterStaticHealth(reg); err != nil {
+			return en, err
+		}
 		en.resolver, en.state = st, st
 		en.filePolicys = objs.NetworkPolicies
 	case client != nil:
