@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,10 +159,12 @@ func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 		st.UptimeNs = uint64(time.Since(a.started))
 	}
 	for k, v := range a.deps.source.Status() {
-		if k == "interfaces" {
-			var n uint32
-			fmt.Sscan(v, &n)
-			st.AttachedInterfaces = n
+		if k == bpf.StatusInterfaces {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				a.log.Warn("capture status: interfaces is not a count", "value", v, "err", err)
+			}
+			st.AttachedInterfaces = uint32(n)
 			continue
 		}
 		st.AttachModes[k] = v

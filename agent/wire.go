@@ -100,7 +100,9 @@ func build(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout 
 	d := deps{gatherer: reg, source: src}
 	fail := func(err error) (*Agent, error) {
 		for _, c := range d.closers {
-			_ = c()
+			if cerr := c(); cerr != nil {
+				log.Error("closing after a failed start", "err", cerr)
+			}
 		}
 		return nil, err
 	}

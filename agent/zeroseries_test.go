@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -54,4 +55,20 @@ func TestKnownSeriesExportedAtZeroFromStart(t *testing.T) {
 			}
 		}
 	}
+}
+
+type badStatusSource struct{ *chanSource }
+
+func (badStatusSource) Status() map[string]string { return map[string]string{"interfaces": "three"} }
+
+// A capture status that does not parse is said, not read as 0 silently.
+func TestStatusReportsUnparsableInterfaceCount(t *testing.T) {
+	var logs bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.MetricsAddress = ""
+	a, err := newAgent(cfg, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry(), deps{source: badStatusSource{&chanSource{}}})
+	require.NoError(t, err)
+	assert.Zero(t, a.Status().GetAttachedInterfaces())
+	assert.Contains(t, logs.String(), "interfaces is not a count")
+	assert.Contains(t, logs.String(), "three")
 }

@@ -84,6 +84,7 @@ func (r *reporter) monoNow() uint64 {
 func (r *reporter) reportKey(key *FlowKey) {
 	var st FlowStats
 	if err := r.table.lookup(key, &st); err != nil {
+		r.metrics.errors.WithLabelValues(errLookup).Inc()
 		return
 	}
 	recs, _ := r.agg.observe(key, &st, r.monoNow(), false)
@@ -96,6 +97,7 @@ func (r *reporter) flush(final bool) {
 	// flows_created must be read before the pass (see aggregator.evicted).
 	created, rbLost, err := r.table.counters()
 	if err != nil {
+		r.metrics.errors.WithLabelValues(errCounters).Inc()
 		r.log.Warn("read kernel counters", "err", err)
 	}
 	var deadline time.Time
@@ -111,6 +113,7 @@ func (r *reporter) flush(final bool) {
 	)
 	err = r.table.iterate(func(rawKey, rawVal []byte) {
 		if DecodeFlowKey(rawKey, &key) != nil || DecodeFlowStats(rawVal, &st) != nil {
+			r.metrics.errors.WithLabelValues(errDecode).Inc()
 			return
 		}
 		recs, isIdle := r.agg.observe(&key, &st, now, final)
@@ -120,12 +123,14 @@ func (r *reporter) flush(final bool) {
 		}
 	})
 	if err != nil {
+		r.metrics.errors.WithLabelValues(errIterate).Inc()
 		r.log.Warn("iterate flows", "err", err)
 	}
 	r.agg.sweep()
 	// Deleting during the pass would disturb the iteration.
 	for i := range idle {
 		if err := r.table.delete(&idle[i]); err != nil {
+			r.metrics.errors.WithLabelValues(errDelete).Inc()
 			r.log.Warn("delete idle flow", "err", err)
 		}
 		r.agg.forget(&idle[i])

@@ -59,7 +59,9 @@ func Serve(ctx context.Context, cfg ServeConfig, srv *Server, log *slog.Logger) 
 func ServeListener(ctx context.Context, lis net.Listener, cfg ServeConfig, srv *Server, log *slog.Logger) error {
 	opts, err := cfg.serverOptions()
 	if err != nil {
-		lis.Close()
+		if cerr := lis.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close listener: %w", cerr))
+		}
 		return err
 	}
 	return serve(ctx, lis, opts, srv, log)
