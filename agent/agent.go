@@ -37,6 +37,12 @@ type stateReporter interface {
 	State() (source, state string)
 }
 
+// readier is a part that is not ready at once: the capture until it has
+// attached, enrichment until the first cluster state is loaded.
+type readier interface {
+	Ready() error
+}
+
 // deps are the agent's parts. New builds the real ones; tests pass fakes.
 type deps struct {
 	source   source
@@ -137,13 +143,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// ready is /readyz: the capture runs and has attached to the pod veths
+// that exist, and the first cluster state is loaded.
 func (a *Agent) ready() error {
 	select {
 	case <-a.running:
-		return nil
 	default:
 		return fmt.Errorf("capture not started")
 	}
+	for _, part := range []any{a.deps.source, a.deps.enrich} {
+		if r, ok := part.(readier); ok {
+			if err := r.Ready(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Status implements the observer's status source.

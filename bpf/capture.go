@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,6 +66,9 @@ type Capture struct {
 
 	mu     sync.Mutex // guards status
 	status map[string]string
+	// ready is set once Run has attached the global programs and every pod
+	// veth that existed when it started.
+	ready atomic.Bool
 
 	closeOnce sync.Once
 }
@@ -220,6 +224,8 @@ func (c *Capture) Run(ctx context.Context, out chan<- Event) error {
 	for _, l := range links {
 		c.onLink(l, false)
 	}
+	c.ready.Store(true)
+	defer c.ready.Store(false)
 
 	rd, err := ringbuf.NewReader(c.objs.DropEvents)
 	if err != nil {
@@ -411,6 +417,15 @@ func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- FlowKey) {
 		default: // the next flush reports it
 		}
 	}
+}
+
+// Ready reports whether the programs are attached to the pod veths that
+// existed when Run started (later ones follow from netlink events).
+func (c *Capture) Ready() error {
+	if !c.ready.Load() {
+		return errors.New("capture: programs not yet attached to the pod interfaces")
+	}
+	return nil
 }
 
 // Close releases the kernel objects of a Capture whose Run was never

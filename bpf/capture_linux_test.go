@@ -40,6 +40,7 @@ func startCapture(t *testing.T, tn *testNode, cfg Config) *runningCapture {
 		c, err = New(cfg, testLogger(t), prometheus.NewRegistry())
 		require.NoError(t, err)
 	})
+	require.Error(t, c.Ready(), "not ready before Run attached anything")
 	rc := &runningCapture{c: c, done: make(chan error, 1)}
 	out := make(chan Event, 4096)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -59,10 +60,10 @@ func startCapture(t *testing.T, tn *testNode, cfg Config) *runningCapture {
 		rc.done <- err
 	}()
 	t.Cleanup(func() { rc.stop(t) })
-	// Run attaches to existing veths before it starts its loop.
-	require.Eventually(t, func() bool {
-		return c.Status()[StatusInterfaces] == fmt.Sprint(len(tn.pods))
-	}, 5*time.Second, 10*time.Millisecond, "attach to %d veths", len(tn.pods))
+	// Run attaches to existing veths before it starts its loop, and says it
+	// is ready (/readyz) only once it has.
+	require.Eventually(t, func() bool { return c.Ready() == nil }, 5*time.Second, 10*time.Millisecond, "ready")
+	require.Equal(t, fmt.Sprint(len(tn.pods)), c.Status()[StatusInterfaces], "ready means attached to every existing veth")
 	return rc
 }
 
