@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowlens/flowlens/internal/lost/losttest"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -242,6 +243,7 @@ func TestReporterIdleFlowsRemoved(t *testing.T) {
 
 func TestReporterLoss(t *testing.T) {
 	fx := newFixture(t, false, 1)
+	before := losttest.Scrape(t, fx.reg)
 	for i := uint16(1); i <= 3; i++ {
 		fx.put(tcpKey(i), FlowStats{Pkts: 1, FwdPkts: 1, Obs: obsFromPod})
 	}
@@ -274,6 +276,8 @@ flowlens_lost_events_total{source="KERNEL_FLOW_TABLE"} 4
 flowlens_lost_events_total{source="KERNEL_RING_BUFFER"} 2
 `
 	assert.NoError(t, testutil.GatherAndCompare(fx.reg, strings.NewReader(want), "flowlens_lost_events_total"))
+	// Each kind of loss here fires the alert; none fires before.
+	losttest.AssertAlertFires(t, before, losttest.Scrape(t, fx.reg), "AGENT_QUEUE", "KERNEL_FLOW_TABLE", "KERNEL_RING_BUFFER")
 }
 
 func TestReporterImmediateDrop(t *testing.T) {
