@@ -184,6 +184,11 @@ func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 		}
 		st.AttachModes[k] = v
 	}
+	for src := range a.pipe.lost {
+		if n := a.pipe.lost[src].Load(); n > 0 {
+			st.LostEvents = append(st.LostEvents, &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource(src), NumEventsLost: n})
+		}
+	}
 	if a.deps.policy != nil {
 		st.PolicySource, st.PolicyState = a.deps.policy.State()
 	} else {
