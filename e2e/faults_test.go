@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -117,4 +120,83 @@ func TestSIGKILLAndRestart(t *testing.T) {
 				mode, lostPk, len(again))
 		})
 	}
+}
+
+// metricsText scrapes the agent's /metrics from inside its namespace.
+func (a *agentProc) metricsText(t *testing.T) string {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialInNetNS(ctx, a.node.NetNS, addr)
+		},
+	}}
+	resp, err := client.Get("http://127.0.0.1:9280/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
+}
+
+// TestFlowTableFull opens more concurrent flows than --flow-table-size:
+// the loss is counted in the status and the metrics, and a flow that fits
+// afterwards is counted exactly.
+func TestFlowTableFull(t *testing.T) {
+	const tableSize, flows = 64, 1000
+	l := startLab(t, 1)
+	a := startAgent(t, l, "node1", "--flow-table-size", fmt.Sprint(tableSize), "--flush-interval", "2s")
+	fe := l.Pod("demo/frontend")
+	_, dst := podAddr(t, l, "demo/backend", 5353)
+	require.NoError(t, netns.Do(fe.NetNS, func() error {
+		for i := range flows {
+			c, err := net.DialUDP("udp", &net.UDPAddr{IP: fe.IP.AsSlice(), Port: 20000 + i}, net.UDPAddrFromAddrPort(dst))
+			if err != nil {
+				return err
+			}
+			_, werr := c.Write([]byte("x"))
+			if cerr := c.Close(); werr == nil {
+				werr = cerr
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		return nil
+	}))
+	var kernelLost uint64
+	deadline := time.Now().Add(10 * time.Second)
+	for kernelLost == 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		st, err := a.status()
+		require.NoError(t, err)
+		for _, le := range st.GetLostEvents() {
+			if le.GetSource() == flowlensv1.LostEventSource_KERNEL_FLOW_TABLE {
+				kernelLost = le.GetNumEventsLost()
+			}
+		}
+	}
+	require.Positive(t, kernelLost, "flow table loss in the status")
+	metrics := a.metricsText(t)
+	var metricLost float64
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, `flowlens_lost_events_total{source="KERNEL_FLOW_TABLE"} `) {
+			_, err := fmt.Sscan(strings.Fields(line)[1], &metricLost)
+			require.NoError(t, err)
+		}
+	}
+	assert.Positive(t, metricLost, "flow table loss in the metrics")
+	reported := len(a.match(func(f *flowlensv1.Flow) bool { return f.GetL4().GetUdp().GetDestinationPort() == 5353 }))
+
+	// Once the storm's entries are reported and the table has room again,
+	// a flow that fits is exact.
+	tp := udpBurst(t, fe, dst, 19999, 50, 100)
+	a.waitFor("the burst after the storm", 10*time.Second, func() bool {
+		pk, _ := sum(a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))))
+		return pk >= 50
+	})
+	pk, bytes := sum(a.match(and(tp.is, verdict(flowlensv1.Verdict_FORWARDED))))
+	assert.EqualValues(t, 50, pk, "every packet of the flow that fits, once")
+	assert.EqualValues(t, 50*(100+28), bytes, "IP length of each datagram")
+	t.Logf("table %d, %d flows opened: %d flow records reported, %d evictions counted in status, %.0f in metrics; later 50-packet flow exact",
+		tableSize, flows, reported, kernelLost, metricLost)
 }
