@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/aggregate"
+	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/internal/version"
 
@@ -34,6 +36,12 @@ type source interface {
 // comes from and how it is doing.
 type stateReporter interface {
 	State() (source, state string)
+}
+
+// readier is a part that is not ready at once: the capture until it has
+// attached, enrichment until the first cluster state is loaded.
+type readier interface {
+	Ready() error
 }
 
 // deps are the agent's parts. New builds the real ones; tests pass fakes.
@@ -136,13 +144,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// ready is /readyz: the capture runs and has attached to the pod veths
+// that exist, and the first cluster state is loaded.
 func (a *Agent) ready() error {
 	select {
 	case <-a.running:
-		return nil
 	default:
 		return fmt.Errorf("capture not started")
 	}
+	for _, part := range []any{a.deps.source, a.deps.enrich} {
+		if r, ok := part.(readier); ok {
+			if err := r.Ready(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Status implements the observer's status source.
@@ -158,13 +175,20 @@ func (a *Agent) Status() *flowlensv1.ServerStatusResponse {
 		st.UptimeNs = uint64(time.Since(a.started))
 	}
 	for k, v := range a.deps.source.Status() {
-		if k == "interfaces" {
-			var n uint32
-			fmt.Sscan(v, &n)
-			st.AttachedInterfaces = n
+		if k == bpf.StatusInterfaces {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				a.log.Warn("capture status: interfaces is not a count", "value", v, "err", err)
+			}
+			st.AttachedInterfaces = uint32(n)
 			continue
 		}
 		st.AttachModes[k] = v
+	}
+	for src := range a.pipe.lost {
+		if n := a.pipe.lost[src].Load(); n > 0 {
+			st.LostEvents = append(st.LostEvents, &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource(src), NumEventsLost: n})
+		}
 	}
 	if a.deps.policy != nil {
 		st.PolicySource, st.PolicyState = a.deps.policy.State()

@@ -187,6 +187,9 @@ func TestPipelineNamesJudgesAndFansOut(t *testing.T) {
 	assert.Equal(t, uint32(3), st.GetAttachedInterfaces())
 	assert.Equal(t, "tcx", st.GetAttachModes()["veth"])
 	assert.EqualValues(t, 5, st.GetSeenFlows())
+	require.Len(t, st.GetLostEvents(), 1, "kernel losses are in the status")
+	assert.Equal(t, flowlensv1.LostEventSource_KERNEL_RING_BUFFER, st.GetLostEvents()[0].GetSource())
+	assert.EqualValues(t, 7, st.GetLostEvents()[0].GetNumEventsLost())
 }
 
 func TestMismatchOnlyForNetfilterDrops(t *testing.T) {

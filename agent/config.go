@@ -58,11 +58,13 @@ type Config struct {
 	FlowLogDeny       []string
 
 	// gRPC.
-	GRPCAddress  string
-	TLSCert      string
-	TLSKey       string
-	TLSClientCA  string
-	RingCapacity int
+	GRPCAddress string
+	// GRPCInsecureListen allows a plaintext GRPCAddress that is not loopback.
+	GRPCInsecureListen bool
+	TLSCert            string
+	TLSKey             string
+	TLSClientCA        string
+	RingCapacity       int
 
 	// Metrics and health.
 	MetricsAddress   string
@@ -134,6 +136,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.FlowLogAllow, "flow-log-allow", c.FlowLogAllow, `JSON FlowFilter; only matching flows are logged (repeatable, any may match), e.g. '{"verdict":["DROPPED"]}'`)
 	fs.StringArrayVar(&c.FlowLogDeny, "flow-log-deny", c.FlowLogDeny, "JSON FlowFilter; matching flows are not logged (repeatable)")
 	fs.StringVar(&c.GRPCAddress, "grpc-address", c.GRPCAddress, "address of the Observer gRPC API (empty disables it)")
+	fs.BoolVar(&c.GRPCInsecureListen, "grpc-insecure-listen", c.GRPCInsecureListen, "allow a plaintext (no --tls-cert) --grpc-address that is not loopback: anyone who reaches it reads every flow")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate for the gRPC API")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key for the gRPC API")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA for client certificates (enables mTLS)")
@@ -192,6 +195,10 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
 		}
+	}
+	if c.GRPCAddress != "" && c.TLSCert == "" && !c.GRPCInsecureListen && !loopback(c.GRPCAddress) {
+		return fmt.Errorf("--grpc-address %s: not loopback and TLS is off, so anyone who reaches it reads every flow; "+
+			"set --tls-cert/--tls-key, or --grpc-insecure-listen if that is meant", c.GRPCAddress)
 	}
 	seen := map[string]bool{}
 	for _, p := range c.FlowLog {
@@ -286,4 +293,19 @@ func (c *Config) SlogLevel() (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return l, nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only. An
+// empty host is every interface; a name other than localhost is not
+// trusted to stay loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/internal/testcerts"
 )
 
 // The agent's flags and the capture accept exactly the same values: bpf
@@ -54,4 +55,40 @@ func TestDefaultConfigMatchesCapture(t *testing.T) {
 	assert.Equal(t, bpf.DefaultIdleTimeout, c.IdleTimeout)
 	assert.Equal(t, bpf.DefaultWatchCIDRs, c.WatchCIDRs)
 	assert.Equal(t, bpf.DefaultInterfaces, c.Interfaces)
+}
+
+// A plaintext gRPC API is refused off loopback unless asked for by name.
+func TestGRPCPlaintextOffLoopbackNeedsTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	cert := testcerts.Issue(t, dir, "server", nil, false)
+	tests := []struct {
+		addr     string
+		tls      bool
+		insecure bool
+		ok       bool
+	}{
+		{"127.0.0.1:4280", false, false, true},
+		{"[::1]:4280", false, false, true},
+		{"localhost:4280", false, false, true},
+		{":4280", false, false, false},
+		{"0.0.0.0:4280", false, false, false},
+		{"10.0.0.5:4280", false, false, false},
+		{"node1.lan:4280", false, false, false},
+		{"0.0.0.0:4280", false, true, true},
+		{"0.0.0.0:4280", true, false, true},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName = "n"
+		cfg.GRPCAddress = tt.addr
+		cfg.GRPCInsecureListen = tt.insecure
+		if tt.tls {
+			cfg.TLSCert, cfg.TLSKey = cert.CertPath, cert.KeyPath
+		}
+		err := cfg.Validate()
+		assert.Equal(t, tt.ok, err == nil, "%s tls=%v insecure=%v: %v", tt.addr, tt.tls, tt.insecure, err)
+		if err != nil {
+			assert.ErrorContains(t, err, "--grpc-insecure-listen")
+		}
+	}
 }

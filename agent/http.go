@@ -14,9 +14,7 @@ import (
 )
 
 // serveHTTP serves /metrics, /healthz (the process is alive) and /readyz
-// until ctx ends. /readyz only says the capture goroutine has started (ready
-// reports that Run began): it does not wait for programs to attach, for
-// enrichment to sync, or for a record to flow.
+// (ready returns nil: see Agent.ready) until ctx ends.
 func serveHTTP(ctx context.Context, addr string, gatherer prometheus.Gatherer, ready func() error, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))

@@ -12,17 +12,22 @@ import (
 // flowMetrics counts flows from the point of view of the local pod: the
 // sender for records counted as it left its veth, the receiver for records
 // counted on delivery, and whichever end is a pod of this node for drops.
-// Labels stop at namespace and workload unless pod labels are asked for:
-// series grow with the workloads seen since start (a pod without a
-// controller is its own workload) and are not deleted when one goes away;
-// only pod-labelled series are (forgetGonePods). Never by IP or port.
+// Labels stop at namespace and workload unless pod labels are asked for;
+// never by IP or port. A pod without a controller (a bare pod, a standalone
+// Job's pod) is its own workload, so series follow the pods: a workload's
+// series are deleted once none of the pods seen in it is left in the cluster
+// (forgetGonePods), and with pod labels a pod's series when it goes.
 type flowMetrics struct {
 	podLabels bool
 	node      string
 
-	mu sync.Mutex // guards seenPods
-	// seenPods are the namespace/pod pairs that have pod-labelled series.
-	seenPods map[[2]string]struct{}
+	// mu guards the maps, and is held while series are added or deleted so
+	// a flow of a pod being forgotten cannot leave a series nobody tracks.
+	mu sync.Mutex
+	// podWorkload is the workload of each namespace/pod seen in a series.
+	podWorkload map[[2]string]string
+	// workloadPods are the pods seen in each namespace/workload's series.
+	workloadPods map[[2]string]map[string]struct{}
 
 	flows      *prometheus.CounterVec
 	packets    *prometheus.CounterVec
@@ -37,9 +42,10 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 		labels = append(labels, "pod")
 	}
 	m := &flowMetrics{
-		podLabels: podLabels,
-		node:      node,
-		seenPods:  map[[2]string]struct{}{},
+		podLabels:    podLabels,
+		node:         node,
+		podWorkload:  map[[2]string]string{},
+		workloadPods: map[[2]string]map[string]struct{}{},
 		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowlens_flows_total", Help: "Flow records observed, by kernel verdict and the local pod's namespace and workload.",
 		}, labels),
@@ -61,58 +67,79 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 			return nil, err
 		}
 	}
+	// Each kind of mismatch exists at zero from the start (namespaces
+	// empty), so sum() in alerts and dashboards reads 0 rather than no data.
+	for _, mm := range []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW} {
+		m.mismatches.WithLabelValues(mm.String(), "", "")
+	}
 	return m, nil
 }
 
 func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 	local := m.localEndpoint(fl)
-	vals := []string{fl.GetVerdict().String(), fl.GetDropReason(), directionLabel(fl), local.GetNamespace(), workloadName(local)}
+	ns, workload, pod := local.GetNamespace(), workloadName(local), local.GetPodName()
+	vals := []string{fl.GetVerdict().String(), fl.GetDropReason(), directionLabel(fl), ns, workload}
 	if m.podLabels {
-		vals = append(vals, local.GetPodName())
-		if pod := local.GetPodName(); pod != "" {
-			m.mu.Lock()
-			m.seenPods[[2]string{local.GetNamespace(), pod}] = struct{}{}
-			m.mu.Unlock()
-		}
+		vals = append(vals, pod)
+	}
+	m.mu.Lock()
+	if pod != "" {
+		m.track(ns, workload, pod)
 	}
 	m.flows.WithLabelValues(vals...).Inc()
 	m.packets.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetPackets()))
 	m.bytes.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetBytes()))
+	m.mu.Unlock()
 	if pv := fl.GetPolicy(); pv != nil {
-		m.policy.WithLabelValues(pv.GetVerdict().String(), fl.GetVerdict().String(), local.GetNamespace()).Inc()
+		m.policy.WithLabelValues(pv.GetVerdict().String(), fl.GetVerdict().String(), ns).Inc()
 		if mm := pv.GetMismatch(); mm == flowlensv1.Mismatch_UNEXPECTED_DROP || mm == flowlensv1.Mismatch_UNEXPECTED_ALLOW {
 			m.mismatches.WithLabelValues(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace()).Inc()
 		}
 	}
 }
 
-// forgetGonePods drops the series of pods no longer in the cluster, so a
-// churning workload does not grow the series count without bound. Only
-// pod-labelled series name a pod; without them there is nothing to do.
-func (m *flowMetrics) forgetGonePods(current []corev1.Pod) {
-	if !m.podLabels {
+// track records that pod's flows are counted under workload. m.mu is held.
+func (m *flowMetrics) track(ns, workload, pod string) {
+	pk := [2]string{ns, pod}
+	if w, ok := m.podWorkload[pk]; ok && w == workload {
 		return
 	}
+	m.podWorkload[pk] = workload
+	wk := [2]string{ns, workload}
+	if m.workloadPods[wk] == nil {
+		m.workloadPods[wk] = map[string]struct{}{}
+	}
+	m.workloadPods[wk][pod] = struct{}{}
+}
+
+// forgetGonePods deletes the series of workloads none of whose pods is in
+// the cluster any more (and, with pod labels, of each gone pod), so
+// short-lived pods do not grow the series count without bound.
+func (m *flowMetrics) forgetGonePods(current []corev1.Pod) {
 	live := make(map[[2]string]struct{}, len(current))
 	for i := range current {
 		live[[2]string{current[i].Namespace, current[i].Name}] = struct{}{}
 	}
 	m.mu.Lock()
-	var gone [][2]string
-	for k := range m.seenPods {
-		if _, ok := live[k]; !ok {
-			gone = append(gone, k)
-			delete(m.seenPods, k)
+	defer m.mu.Unlock()
+	for pk, workload := range m.podWorkload {
+		if _, ok := live[pk]; ok {
+			continue
 		}
-	}
-	m.mu.Unlock()
-	for _, k := range gone {
-		m.forgetPod(k[0], k[1])
+		delete(m.podWorkload, pk)
+		if m.podLabels {
+			m.deleteSeries(prometheus.Labels{"namespace": pk[0], "pod": pk[1]})
+		}
+		wk := [2]string{pk[0], workload}
+		delete(m.workloadPods[wk], pk[1])
+		if len(m.workloadPods[wk]) == 0 {
+			delete(m.workloadPods, wk)
+			m.deleteSeries(prometheus.Labels{"namespace": wk[0], "workload": wk[1]})
+		}
 	}
 }
 
-func (m *flowMetrics) forgetPod(namespace, pod string) {
-	sel := prometheus.Labels{"namespace": namespace, "pod": pod}
+func (m *flowMetrics) deleteSeries(sel prometheus.Labels) {
 	m.flows.DeletePartialMatch(sel)
 	m.packets.DeletePartialMatch(sel)
 	m.bytes.DeletePartialMatch(sel)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net/netip"
 	"strconv"
 	"time"
@@ -40,4 +41,12 @@ func (s resolverState) State() (string, string) {
 
 func itoa(n int) string {
 	return strconv.Itoa(n)
+}
+
+// Ready says whether the first cluster state (API lists or file) is loaded.
+func (s resolverState) Ready() error {
+	if !s.r.Status().Synced {
+		return errors.New("enrichment: the first cluster state is not loaded yet")
+	}
+	return nil
 }

@@ -58,6 +58,9 @@ type pipeline struct {
 	metrics *flowMetrics
 	flowlog flowWriter // nil when off
 	ring    sink       // nil when the API is off
+	// lost sums the lost-event records that came through, by source, for
+	// ServerStatus (the metric counts them where they were lost).
+	lost [flowlensv1.LostEventSource_CLIENT_QUEUE + 1]atomic.Uint64
 	// linkLocal keeps link-local and multicast records; see Config.ReportLinkLocal.
 	linkLocal bool
 
@@ -122,6 +125,9 @@ func (p *pipeline) handle(in aggregate.Event) {
 		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: in.Lost}
 		resp.Time = in.Lost.GetLast()
 		// Counted in flowlens_lost_events_total where they were lost.
+		if src := int(in.Lost.GetSource()); src >= 0 && src < len(p.lost) {
+			p.lost[src].Add(in.Lost.GetNumEventsLost())
+		}
 		p.log.Warn("records lost", "source", in.Lost.GetSource().String(), "count", in.Lost.GetNumEventsLost())
 	default:
 		return

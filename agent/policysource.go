@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -16,7 +17,10 @@ import (
 // policies of --cluster-file (fileSet). It returns a nil judge when there is
 // no set to judge by, and the goroutines that feed the judge (its own run
 // loop included), for the agent's errgroup.
-func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState, client kubernetes.Interface, fileSet []networkingv1.NetworkPolicy) (*policyJudge, []func(context.Context) error) {
+// A --policies set that does not load at start-up is an error: there is no
+// last good set to keep yet.
+func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState, client kubernetes.Interface,
+	fileSet []networkingv1.NetworkPolicy) (*policyJudge, []func(context.Context) error, error) {
 	plog := log.With("component", "policy")
 	var (
 		j   *policyJudge
@@ -39,7 +43,13 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 				return policysource.WatchCluster(ctx, client, plog, j.drift.SetCluster)
 			})
 		}
-		run = append(run, func(ctx context.Context) error { return files.Watch(ctx, onLoad, j.setError) })
+		first, stamp, err := files.Load()
+		if err != nil {
+			return nil, nil, fmt.Errorf("--policies %s: %w", cfg.Policies, err)
+		}
+		plog.Info("intended policy set loaded", "path", cfg.Policies, "policies", len(first))
+		onLoad(first)
+		run = append(run, func(ctx context.Context) error { return files.WatchFrom(ctx, stamp, onLoad, j.setError) })
 	case client != nil:
 		j = newPolicyJudge(plog, "cluster", state)
 		run = append(run, func(ctx context.Context) error {
@@ -49,7 +59,7 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 		j = newPolicyJudge(plog, "cluster-file:"+cfg.ClusterFile, state)
 		j.setPolicies(fileSet)
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
-	return j, append(run, j.run)
+	return j, append(run, j.run), nil
 }

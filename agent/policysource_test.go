@@ -41,7 +41,8 @@ func TestJudgeDriftFollowsFileReload(t *testing.T) {
 	cfg.Policies = dir
 	cfg.PolicyReloadInterval = 10 * time.Millisecond
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	j, feed := newJudgeFromConfig(cfg, log, nil, client, nil)
+	j, feed, err := newJudgeFromConfig(cfg, log, nil, client, nil)
+	require.NoError(t, err)
 	require.NotNil(t, j)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,4 +63,48 @@ func TestJudgeDriftFollowsFileReload(t *testing.T) {
 	want := "ok: 1 policies, 0 pods; the cluster's set differs from the files: changed database/default-deny"
 	assert.Eventually(t, func() bool { return status() == want }, 5*time.Second, 10*time.Millisecond, "after the reload")
 	assert.Equal(t, want, status())
+}
+
+// A --policies set that does not load at start-up stops the agent with the
+// file and the problem named; once started, a broken reload keeps the last
+// good set.
+func TestPoliciesMalformedAtStartFailsLaterKeepsLastGood(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	broken := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: c}\nspec: {bogus: 1}\n"
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(broken), 0o600))
+	cfg := DefaultConfig()
+	cfg.Policies = dir
+	j, _, err := newJudgeFromConfig(cfg, log, nil, nil, nil)
+	require.Error(t, err)
+	assert.Nil(t, j)
+	assert.ErrorContains(t, err, "--policies "+dir)
+	assert.ErrorContains(t, err, "bad.yaml")
+	assert.ErrorContains(t, err, "bogus")
+
+	good := t.TempDir()
+	file := filepath.Join(good, "deny.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(denyIngressYAML), 0o600))
+	cfg.Policies = good
+	cfg.PolicyReloadInterval = 10 * time.Millisecond
+	j, feed, err := newJudgeFromConfig(cfg, log, nil, nil, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, f := range feed {
+		wg.Add(1)
+		go func() { defer wg.Done(); assert.NoError(t, f(ctx)) }()
+	}
+	status := func() string { _, st := j.State(); return st }
+	require.Eventually(t, func() bool { return status() == "ok: 1 policies, 0 pods" }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, os.WriteFile(file, []byte(broken), 0o600))
+	require.Eventually(t, func() bool { return strings.HasPrefix(status(), "error (keeping the last good set)") },
+		5*time.Second, 10*time.Millisecond)
+	j.mu.Lock()
+	kept := len(j.policies)
+	j.mu.Unlock()
+	assert.Equal(t, 1, kept, "the last good set stays")
+	assert.NotNil(t, j.engine.Load(), "flows are still judged")
 }

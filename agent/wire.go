@@ -112,7 +112,9 @@ func build(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout 
 	d := deps{gatherer: reg, source: src}
 	fail := func(err error) (*Agent, error) {
 		for _, c := range d.closers {
-			_ = c()
+			if cerr := c(); cerr != nil {
+				log.Error("closing after a failed start", "err", cerr)
+			}
 		}
 		return nil, err
 	}
@@ -126,7 +128,9 @@ func build(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout 
 		d.enrich = resolverState{en.resolver}
 	}
 	d.clusterState = en.state
-	wirePolicy(&d, cfg, en, client, log)
+	if err := wirePolicy(&d, cfg, en, client, log); err != nil {
+		return fail(err)
+	}
 	if err := wireFlowLogs(&d, cfg, in.logFilter, stdout); err != nil {
 		return fail(err)
 	}
@@ -177,6 +181,9 @@ func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client
 			return en, fmt.Errorf("--cluster-file: %w", err)
 		}
 		st.WithSource("static:" + cfg.ClusterFile)
+		if err := enrich.RegisterStaticHealth(reg); err != nil {
+			return en, err
+		}
 		en.resolver, en.state = st, st
 		en.filePolicys = objs.NetworkPolicies
 	case client != nil:
@@ -191,15 +198,16 @@ func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client
 
 // wirePolicy sets the intended policy set (see newJudgeFromConfig) and
 // re-judges when the cluster state changes.
-func wirePolicy(d *deps, cfg Config, en enrichment, client kubernetes.Interface, log *slog.Logger) {
-	j, feed := newJudgeFromConfig(cfg, log, en.state, client, en.filePolicys)
-	if j == nil {
-		return
+func wirePolicy(d *deps, cfg Config, en enrichment, client kubernetes.Interface, log *slog.Logger) error {
+	j, feed, err := newJudgeFromConfig(cfg, log, en.state, client, en.filePolicys)
+	if err != nil || j == nil {
+		return err
 	}
 	d.judge = j
 	d.policy = j
 	d.background = append(d.background, feed...)
 	d.stateConsumers = append(d.stateConsumers, func([]corev1.Pod) { j.changed.Notify() })
+	return nil
 }
 
 // wireFlowLogs opens the flow logs: stdout for the container log pipeline

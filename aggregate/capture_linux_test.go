@@ -44,6 +44,7 @@ func startCapture(t *testing.T, tn *testNode, cfg bpf.Config) *runningCapture {
 	})
 	src, err := New(c, testLogger(t), prometheus.NewRegistry())
 	require.NoError(t, err)
+	require.Error(t, c.Ready(), "not ready before Watch attached anything")
 	rc := &runningCapture{c: c, done: make(chan error, 1)}
 	out := make(chan Event, 4096)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,10 +64,10 @@ func startCapture(t *testing.T, tn *testNode, cfg bpf.Config) *runningCapture {
 		rc.done <- err
 	}()
 	t.Cleanup(func() { rc.stop(t) })
-	// Watch attaches to existing veths before it follows link updates.
-	require.Eventually(t, func() bool {
-		return c.Status()[bpf.StatusInterfaces] == fmt.Sprint(len(tn.pods))
-	}, 5*time.Second, 10*time.Millisecond, "attach to %d veths", len(tn.pods))
+	// Watch attaches to the existing veths, and says it is ready (/readyz)
+	// only once it has.
+	require.Eventually(t, func() bool { return c.Ready() == nil }, 5*time.Second, 10*time.Millisecond, "ready")
+	require.Equal(t, fmt.Sprint(len(tn.pods)), c.Status()[bpf.StatusInterfaces], "ready means attached to every existing veth")
 	return rc
 }
 

@@ -54,6 +54,7 @@ func (r *reporter) monoNow() uint64 {
 func (r *reporter) reportKey(key *bpf.FlowKey) {
 	var st bpf.FlowStats
 	if err := r.table.LookupFlow(key, &st); err != nil {
+		r.metrics.errors.WithLabelValues(errLookup).Inc()
 		return
 	}
 	recs, _ := r.agg.observe(key, &st, r.monoNow(), false)
@@ -66,6 +67,7 @@ func (r *reporter) flush(final bool) {
 	// flows_created must be read before the pass (see aggregator.evicted).
 	created, rbLost, err := r.table.Counters()
 	if err != nil {
+		r.metrics.errors.WithLabelValues(errCounters).Inc()
 		r.log.Warn("read kernel counters", "err", err)
 	}
 	var deadline time.Time
@@ -81,6 +83,7 @@ func (r *reporter) flush(final bool) {
 	)
 	err = r.table.IterateFlows(func(rawKey, rawVal []byte) {
 		if bpf.DecodeFlowKey(rawKey, &key) != nil || bpf.DecodeFlowStats(rawVal, &st) != nil {
+			r.metrics.errors.WithLabelValues(errDecode).Inc()
 			return
 		}
 		recs, isIdle := r.agg.observe(&key, &st, now, final)
@@ -90,12 +93,14 @@ func (r *reporter) flush(final bool) {
 		}
 	})
 	if err != nil {
+		r.metrics.errors.WithLabelValues(errIterate).Inc()
 		r.log.Warn("iterate flows", "err", err)
 	}
 	r.agg.sweep()
 	// Deleting during the pass would disturb the iteration.
 	for i := range idle {
 		if err := r.table.DeleteFlow(&idle[i]); err != nil {
+			r.metrics.errors.WithLabelValues(errDelete).Inc()
 			r.log.Warn("delete idle flow", "err", err)
 		}
 		r.agg.forget(&idle[i])

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowlens/flowlens/internal/lost/losttest"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -259,6 +260,7 @@ func TestReporterIdleFlowsRemoved(t *testing.T) {
 
 func TestReporterLoss(t *testing.T) {
 	fx := newFixture(t, false, 1)
+	before := losttest.Scrape(t, fx.reg)
 	for i := uint16(1); i <= 3; i++ {
 		fx.put(tcpKey(i), bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod})
 	}
@@ -286,10 +288,13 @@ func TestReporterLoss(t *testing.T) {
 	want := `# HELP flowlens_lost_events_total Flow events lost before delivery, by where they were lost.
 # TYPE flowlens_lost_events_total counter
 flowlens_lost_events_total{source="AGENT_QUEUE"} 2
+flowlens_lost_events_total{source="CLIENT_QUEUE"} 0
 flowlens_lost_events_total{source="KERNEL_FLOW_TABLE"} 4
 flowlens_lost_events_total{source="KERNEL_RING_BUFFER"} 2
 `
 	assert.NoError(t, testutil.GatherAndCompare(fx.reg, strings.NewReader(want), "flowlens_lost_events_total"))
+	// Each kind of loss here fires the alert; none fires before.
+	losttest.AssertAlertFires(t, before, losttest.Scrape(t, fx.reg), "AGENT_QUEUE", "KERNEL_FLOW_TABLE", "KERNEL_RING_BUFFER")
 }
 
 func TestReporterImmediateDrop(t *testing.T) {
@@ -299,6 +304,35 @@ func TestReporterImmediateDrop(t *testing.T) {
 	fx.rep.reportKey(&k)
 	require.Equal(t, []rec{{drop, 1, 60}}, recs(fx.flush(false)[:1]))
 	assert.Empty(t, recs(fx.flush(false)), "the flush does not report the drop again")
+}
+
+// corruptTable yields one entry that does not decode before the real ones.
+type corruptTable struct{ *fakeTable }
+
+func (c corruptTable) IterateFlows(fn func(key, val []byte)) error {
+	fn([]byte{1, 2, 3}, rawStats(bpf.FlowStats{}))
+	return c.fakeTable.IterateFlows(fn)
+}
+
+// Failed reads of the kernel side are counted, not dropped on the floor,
+// and the entries that do read are still reported.
+func TestReporterCountsReadErrors(t *testing.T) {
+	fx := newFixture(t, false, 10)
+	fx.rep.table = corruptTable{fx.table}
+	fx.put(tcpKey(1), bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod})
+	gone := tcpKey(2)
+	fx.rep.reportKey(&gone) // its entry is already gone from the table
+	assert.Equal(t, []rec{{fwd, 1, 0}}, recs(fx.flush(false)))
+
+	want := `# HELP flowlens_errors_total Failed reads of the kernel's flow table and counters, by kind; the next flush retries them.
+# TYPE flowlens_errors_total counter
+flowlens_errors_total{kind="counters"} 0
+flowlens_errors_total{kind="decode"} 1
+flowlens_errors_total{kind="delete"} 0
+flowlens_errors_total{kind="iterate"} 0
+flowlens_errors_total{kind="lookup"} 1
+`
+	assert.NoError(t, testutil.GatherAndCompare(fx.reg, strings.NewReader(want), "flowlens_errors_total"))
 }
 
 func BenchmarkObserve(b *testing.B) {

@@ -104,3 +104,12 @@ func (s *Source) Run(ctx context.Context, out chan<- Event) error {
 		}
 	}
 }
+
+// Ready reports whether the kernel side is attached to the pod veths that
+// exist (/readyz); a Kernel that cannot tell is taken as ready.
+func (s *Source) Ready() error {
+	if r, ok := s.k.(interface{ Ready() error }); ok {
+		return r.Ready()
+	}
+	return nil
+}

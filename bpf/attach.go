@@ -40,7 +40,9 @@ func attachTCX(ifindex int, from, to *ebpf.Program) ([]link.Link, error) {
 		Interface: ifindex, Program: to, Attach: ebpf.AttachTCXEgress, Anchor: link.Head(),
 	})
 	if err != nil {
-		_ = in.Close()
+		if cerr := in.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("detach tcx ingress: %w", cerr))
+		}
 		return nil, fmt.Errorf("attach tcx egress: %w", err)
 	}
 	return []link.Link{in, out}, nil

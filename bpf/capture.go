@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -56,6 +57,9 @@ type Capture struct {
 
 	mu     sync.Mutex // guards status
 	status map[string]string
+	// ready is set once Watch has attached the global programs and every pod
+	// veth that existed when it started.
+	ready atomic.Bool
 
 	closeOnce sync.Once
 }
@@ -195,4 +199,13 @@ func (c *Capture) doClose() {
 	}
 	c.nl.Close()
 	c.ns.Close()
+}
+
+// Ready reports whether the programs are attached to the pod veths that
+// existed when Watch started (later ones follow from netlink events).
+func (c *Capture) Ready() error {
+	if !c.ready.Load() {
+		return errors.New("capture: programs not yet attached to the pod interfaces")
+	}
+	return nil
 }

@@ -99,6 +99,7 @@ func (c *Capture) followLinks(ctx context.Context, retry <-chan time.Time) {
 		c.log.Warn("list links; retrying", "err", err)
 		return
 	}
+	c.ready.Store(true) // attached to every pod veth that exists
 	for {
 		select {
 		case <-ctx.Done():

@@ -46,6 +46,7 @@ func (c *Capture) Watch(ctx context.Context, drops chan<- FlowKey) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop() // ends the watcher on every return
 	wg.Go(func() { c.watchLinks(ctx) })
+	defer c.ready.Store(false)
 
 	rd, err := ringbuf.NewReader(c.objs.DropEvents)
 	if err != nil {

@@ -96,3 +96,10 @@ func (h *health) register(reg prometheus.Registerer) error {
 	}
 	return nil
 }
+
+// RegisterStaticHealth exports the enrichment health of a static source
+// (--cluster-file): never degraded, but the series exists at zero so the
+// FlowlensEnrichmentDegraded alert and dashboards see 0 rather than nothing.
+func RegisterStaticHealth(reg prometheus.Registerer) error {
+	return newHealth().register(reg)
+}

@@ -145,12 +145,24 @@ func forwardPod(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, 
 		stop()
 		return "", nil, ctx.Err()
 	}
-	ports, err := fw.GetPorts()
-	if err != nil || len(ports) == 0 {
+	addr, err := localAddr(fw.GetPorts())
+	if err != nil {
 		stop()
-		return "", nil, fmt.Errorf("local port of the forward: %w", err)
+		return "", nil, err
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local))), stop, nil
+	return addr, stop, nil
+}
+
+// localAddr is the local end of a ready forward. No port and no error is
+// an error of its own (wrapping the nil would print "%!w(<nil>)").
+func localAddr(ports []portforward.ForwardedPort, err error) (string, error) {
+	if err == nil && len(ports) == 0 {
+		err = errors.New("the forwarder reports no port")
+	}
+	if err != nil {
+		return "", fmt.Errorf("local port of the forward: %w", err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local))), nil
 }
 
 // logWriter turns the forwarder's error output into log records.

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/portforward"
 )
 
 func agentPod(name, node string, phase corev1.PodPhase, created time.Time, labels map[string]string) *corev1.Pod {
@@ -60,4 +62,31 @@ func TestFindAgentPods(t *testing.T) {
 
 	_, err = findAgentPods(context.Background(), cs, "elsewhere", nil)
 	assert.ErrorContains(t, err, "no running flowlens agent pods in namespace elsewhere")
+}
+
+// A forward that reports no port and no error is an error with a message,
+// not a wrapped nil.
+func TestLocalAddrOfForward(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ports []portforward.ForwardedPort
+		err   error
+		want  string
+		fails string
+	}{
+		{"port", []portforward.ForwardedPort{{Local: 34567, Remote: 4280}}, nil, "127.0.0.1:34567", ""},
+		{"no port, no error", nil, nil, "", "local port of the forward: the forwarder reports no port"},
+		{"error", nil, errors.New("listeners not ready"), "", "local port of the forward: listeners not ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := localAddr(tc.ports, tc.err)
+			if tc.fails != "" {
+				require.EqualError(t, err, tc.fails)
+				assert.NotContains(t, err.Error(), "%!")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }

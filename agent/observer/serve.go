@@ -28,6 +28,19 @@ const DefaultAddress = "127.0.0.1:4280"
 // closing connections.
 const gracePeriod = 5 * time.Second
 
+// Limits on what one connection may ask of the server. A GetFlowsRequest
+// with every filter set is a few KiB; the streams a flowlens observe opens
+// are one per node.
+const (
+	// MaxConcurrentStreams bounds the streams (followers) one connection
+	// may hold open; each holds a reader over the ring.
+	MaxConcurrentStreams = 64
+	// MaxRecvMsgSize bounds a request message.
+	MaxRecvMsgSize = 256 << 10
+	// maxHeaderListSize bounds the request headers (metadata).
+	maxHeaderListSize = 64 << 10
+)
+
 // ServeConfig configures the gRPC listener. TLS is on when TLSCert and TLSKey
 // are set; clients must present a certificate signed by TLSClientCA when it is
 // set (mTLS).
@@ -59,7 +72,9 @@ func Serve(ctx context.Context, cfg ServeConfig, srv *Server, log *slog.Logger) 
 func ServeListener(ctx context.Context, lis net.Listener, cfg ServeConfig, srv *Server, log *slog.Logger) error {
 	opts, err := cfg.serverOptions()
 	if err != nil {
-		lis.Close()
+		if cerr := lis.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close listener: %w", cerr))
+		}
 		return err
 	}
 	return serve(ctx, lis, opts, srv, log)
@@ -105,6 +120,20 @@ func serve(ctx context.Context, lis net.Listener, opts []grpc.ServerOption, srv 
 }
 
 func (cfg ServeConfig) serverOptions() ([]grpc.ServerOption, error) {
+	limits := []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
+	}
+	creds, err := cfg.credentials()
+	if err != nil || creds == nil {
+		return limits, err
+	}
+	return append(limits, creds), nil
+}
+
+// credentials is the TLS option, or nil for plaintext.
+func (cfg ServeConfig) credentials() (grpc.ServerOption, error) {
 	if cfg.TLSCert == "" && cfg.TLSKey == "" {
 		if cfg.TLSClientCA != "" {
 			return nil, errors.New("tls client CA given without a server certificate and key")
@@ -131,5 +160,5 @@ func (cfg ServeConfig) serverOptions() ([]grpc.ServerOption, error) {
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tc))}, nil
+	return grpc.Creds(credentials.NewTLS(tc)), nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/flowlens/flowlens/internal/lost"
+	"github.com/flowlens/flowlens/internal/lost/losttest"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -157,8 +160,14 @@ func TestSlowClientLosesFastClientDoesNot(t *testing.T) {
 	const total = 20000
 	ring := NewRing(1024)
 	ring.Write(flowN(0, "web", flowlensv1.Verdict_FORWARDED))
+	reg := prometheus.NewRegistry()
+	counter, err := lost.NewCounter(reg)
+	require.NoError(t, err)
+	before := losttest.Scrape(t, reg)
+	srv := NewServer(ring, nil, "node-a", nil)
+	srv.SetLostCounter(counter)
 	// Small fixed windows so the slow client's transport buffers little.
-	c, _, _ := startServer(t, NewServer(ring, nil, "node-a", nil), ServeConfig{},
+	c, _, _ := startServer(t, srv, ServeConfig{},
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -222,6 +231,9 @@ func TestSlowClientLosesFastClientDoesNot(t *testing.T) {
 	assert.EqualValues(t, total, flows+lost, "every flow is either delivered or counted lost")
 	assert.Positive(t, lost)
 	t.Logf("slow client: %d flows delivered, %d lost", flows, lost)
+	after := losttest.Scrape(t, reg)
+	assert.EqualValues(t, lost, after["CLIENT_QUEUE"], "the metric counts what the client was told")
+	losttest.AssertAlertFires(t, before, after, "CLIENT_QUEUE")
 }
 
 func TestShutdownWithClientsConnected(t *testing.T) {

@@ -37,6 +37,13 @@ func NewCounter(reg prometheus.Registerer) (*Counter, error) {
 		}
 		vec = existing
 	}
+	// Every source is exported at zero from the start, so the alert and
+	// dashboards see a series (0) rather than none before the first loss.
+	for v, name := range flowlensv1.LostEventSource_name {
+		if v != int32(flowlensv1.LostEventSource_LOST_EVENT_SOURCE_UNSPECIFIED) {
+			vec.WithLabelValues(name)
+		}
+	}
 	return &Counter{vec: vec}, nil
 }
 

@@ -23,12 +23,35 @@ type Files struct {
 	Log   *slog.Logger
 }
 
+// Load reads the set once, for start-up: a set that does not load is an
+// error for the caller to stop on (there is no last good set to keep yet).
+// The stamp it returns is for WatchFrom.
+func (f Files) Load() ([]networkingv1.NetworkPolicy, Stamp, error) {
+	sum, err := treeStamp(f.Path)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	pols, err := policy.LoadFiles(f.Path)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	return pols, sum, nil
+}
+
+// Stamp summarises a policy tree (names, sizes, modification times).
+type Stamp [32]byte
+
 // Watch calls onLoad with the first set and with every changed set that
 // loads and validates, and onErr when reading or loading fails; a failure
 // keeps the last good set (onLoad is not called) and is retried on the next
 // tick. It returns when ctx ends.
 func (f Files) Watch(ctx context.Context, onLoad func([]networkingv1.NetworkPolicy), onErr func(error)) error {
-	var last [32]byte
+	return f.WatchFrom(ctx, Stamp{}, onLoad, onErr)
+}
+
+// WatchFrom is Watch after a Load that returned last: the set it loaded is
+// not delivered again.
+func (f Files) WatchFrom(ctx context.Context, last Stamp, onLoad func([]networkingv1.NetworkPolicy), onErr func(error)) error {
 	tick := time.NewTicker(f.Every)
 	defer tick.Stop()
 	for {
@@ -57,7 +80,7 @@ func (f Files) Watch(ctx context.Context, onLoad func([]networkingv1.NetworkPoli
 }
 
 // treeStamp summarises the names, sizes and mtimes of the files under root.
-func treeStamp(root string) ([32]byte, error) {
+func treeStamp(root string) (Stamp, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -73,7 +96,7 @@ func treeStamp(root string) ([32]byte, error) {
 		fmt.Fprintf(h, "%s\x00%d\x00%d\n", p, info.Size(), info.ModTime().UnixNano())
 		return nil
 	})
-	var out [32]byte
+	var out Stamp
 	if err != nil {
 		return out, fmt.Errorf("walk %s: %w", root, err)
 	}
