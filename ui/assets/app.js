@@ -1,0 +1,388 @@
+// flowlens ui: draws what /api/stream sends (or, in a saved matrix file,
+// what window.FLOWLENS_DATA holds). The Go side aggregates; this script
+// only keeps what it was sent and draws it.
+"use strict";
+
+const MAX_ROWS = 1000;
+const GROUP_ORDER = { outside: 1, nodes: 2, unknown: 3 }; // after namespaces
+
+const state = {
+  mode: "live",
+  nodes: new Map(), // map node id -> endpoint view
+  edges: new Map(), // edge key -> edge view
+  flows: [], // newest first
+  edgeFilter: null, // edge key the table is narrowed to
+  selected: null, // flow id or edge key shown in #why
+  lostBySource: new Map(), // lost records seen on the stream
+  agents: [],
+  source: null,
+  userMoved: false,
+  layoutDue: false,
+};
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const k of kids) if (k != null) e.append(k);
+  return e;
+};
+
+// ---- map ----
+
+const cy = cytoscape({
+  container: $("#map"),
+  wheelSensitivity: 0.3,
+  minZoom: 0.1,
+  maxZoom: 3,
+  style: [
+    { selector: "node", style: {
+      "label": "data(label)", "font-size": 11, "text-valign": "bottom", "text-margin-y": 3,
+      "width": 22, "height": 22, "background-color": "#4dabf7", "border-width": 1, "border-color": "#1c7ed6" } },
+    { selector: "node.outside", style: { "shape": "round-rectangle", "background-color": "#adb5bd", "border-color": "#495057" } },
+    { selector: "node.nodes", style: { "shape": "diamond", "background-color": "#ced4da", "border-color": "#495057" } },
+    { selector: ":parent", style: {
+      "label": "data(label)", "text-valign": "top", "text-halign": "center", "font-size": 12, "font-weight": "bold",
+      "background-color": "#f1f3f5", "background-opacity": 0.7, "border-color": "#adb5bd", "border-width": 1,
+      "shape": "round-rectangle", "padding": 14, "color": "#495057" } },
+    { selector: "edge", style: {
+      "curve-style": "bezier", "target-arrow-shape": "triangle", "arrow-scale": 0.9,
+      "width": "data(width)", "line-color": "#2f9e44", "target-arrow-color": "#2f9e44",
+      "label": "data(label)", "font-size": 9, "text-background-color": "#fff", "text-background-opacity": 0.85,
+      "text-background-padding": 1, "text-rotation": "autorotate", "color": "#343a40" } },
+    { selector: "edge.DROPPED", style: { "line-color": "#e03131", "target-arrow-color": "#e03131" } },
+    { selector: "edge.mismatch", style: { "line-style": "dashed", "line-dash-pattern": [6, 3], "color": "#d9480f",
+      "font-weight": "bold", "underlay-color": "#f08c00", "underlay-opacity": 0.35, "underlay-padding": 4 } },
+    { selector: "edge:selected, edge.filtered", style: { "overlay-color": "#1c7ed6", "overlay-opacity": 0.2, "overlay-padding": 5 } },
+    { selector: "node:selected", style: { "border-width": 3, "border-color": "#1c7ed6" } },
+    { selector: ".hidden", style: { "display": "none" } },
+  ],
+});
+cy.on("viewport", (ev) => { if (ev.originalEvent !== undefined || state.panByUser) state.userMoved = true; });
+cy.on("mousedown touchstart", () => { state.panByUser = true; });
+cy.on("tap", "edge", (ev) => selectEdge(ev.target.id()));
+cy.on("tap", (ev) => { if (ev.target === cy) clearEdgeFilter(); });
+
+function ensureNode(ep) {
+  if (state.nodes.has(ep.id)) return;
+  state.nodes.set(ep.id, ep);
+  const gid = "g:" + ep.group;
+  if (cy.getElementById(gid).empty()) cy.add({ group: "nodes", data: { id: gid, label: ep.group } });
+  cy.add({ group: "nodes", data: { id: ep.id, label: ep.label, parent: gid }, classes: ep.group === "outside" || ep.group === "nodes" ? ep.group : "" });
+  state.layoutDue = true;
+}
+
+function edgeLabel(e) {
+  const port = e.port ? e.port + "/" + e.proto : e.proto;
+  return (e.mismatches ? "⚠ " : "") + port + " · " + e.flows;
+}
+
+function putEdge(e) {
+  ensureNode(e.from);
+  ensureNode(e.to);
+  state.edges.set(e.key, e);
+  const data = { id: e.key, source: e.from.id, target: e.to.id, label: edgeLabel(e),
+    width: Math.min(1.5 + Math.log2(1 + e.flows), 9) };
+  const cls = e.verdict + (e.mismatches ? " mismatch" : "");
+  const old = cy.getElementById(e.key);
+  if (old.empty()) cy.add({ group: "edges", data, classes: cls });
+  else { old.data(data); old.classes(cls + (old.hasClass("filtered") ? " filtered" : "")); }
+}
+
+// layout places namespaces as boxes on shelves and workloads on a grid
+// inside each: deterministic, so live updates do not reshuffle the map.
+function layout() {
+  if (!state.layoutDue) return;
+  state.layoutDue = false;
+  const groups = new Map();
+  for (const n of state.nodes.values()) {
+    if (!groups.has(n.group)) groups.set(n.group, []);
+    groups.get(n.group).push(n);
+  }
+  const names = [...groups.keys()].sort((a, b) =>
+    (GROUP_ORDER[a] || 0) - (GROUP_ORDER[b] || 0) || a.localeCompare(b));
+  const cellW = 150, cellH = 90, gap = 70;
+  const total = state.nodes.size;
+  const maxW = Math.max(900, Math.sqrt(total) * cellW * 1.6);
+  let x = 0, y = 0, rowH = 0;
+  const pos = {};
+  for (const g of names) {
+    const members = groups.get(g).sort((a, b) => a.label.localeCompare(b.label));
+    const cols = Math.ceil(Math.sqrt(members.length));
+    const w = cols * cellW, h = Math.ceil(members.length / cols) * cellH;
+    if (x > 0 && x + w > maxW) { x = 0; y += rowH + gap; rowH = 0; }
+    members.forEach((m, i) => { pos[m.id] = { x: x + (i % cols) * cellW, y: y + Math.floor(i / cols) * cellH }; });
+    x += w + gap;
+    rowH = Math.max(rowH, h);
+  }
+  cy.batch(() => cy.nodes().forEach((n) => { if (pos[n.id()]) n.position(pos[n.id()]); }));
+  if (!state.userMoved) cy.fit(undefined, 30);
+}
+
+// ---- table ----
+
+function endpointText(ep, pod, port) {
+  const name = ep.pod || (ep.kind === "pod" ? ep.id : ep.label + (ep.ip && ep.ip !== ep.label ? " " + ep.ip : ""));
+  return port ? name + ":" + port : name;
+}
+
+function flowRow(f) {
+  const t = new Date(f.time);
+  const why = f.mismatch ? el("span", { class: "mm", textContent: "⚠ " + f.mismatch })
+    : (f.dropReason || (f.why && f.why.summary) || "");
+  const tr = el("tr", { "data-id": f.id, "data-edge": f.edge, title: f.why ? f.why.summary || "" : "" },
+    el("td", { textContent: isNaN(t) ? "" : t.toLocaleTimeString() }),
+    el("td", { textContent: endpointText(f.src, f.src.pod, f.srcPort) }),
+    el("td", { textContent: endpointText(f.dst, f.dst.pod, f.dstPort) }),
+    el("td", { textContent: f.dstPort ? f.dstPort + "/" + f.proto : f.proto }),
+    el("td", { class: "v-" + f.verdict, textContent: f.verdict }),
+    el("td", {}, why));
+  if (state.selected === f.id) tr.classList.add("sel");
+  return tr;
+}
+
+function visibleFlows() {
+  let rows = state.flows;
+  if (state.mode !== "live") rows = rows.filter(localMatch());
+  if (state.edgeFilter) rows = rows.filter((f) => f.edge === state.edgeFilter);
+  return rows;
+}
+
+let tableDue = false;
+function renderTable() {
+  if (tableDue) return;
+  tableDue = true;
+  requestAnimationFrame(() => {
+    tableDue = false;
+    const rows = visibleFlows();
+    const body = $("#flows tbody");
+    body.replaceChildren(...rows.slice(0, 300).map(flowRow));
+    $("#table-note").textContent = rows.length + " flows" + (rows.length > 300 ? " (newest 300 listed)" : "") +
+      (state.skipped ? " · " + state.skipped + " more came too fast to list (counted on the map)" : "");
+  });
+}
+
+function addFlows(batch) {
+  // batches arrive oldest first; the table is newest first.
+  for (const f of batch) { ensureNode(f.src); ensureNode(f.dst); }
+  state.flows = batch.slice().reverse().concat(state.flows);
+  state.flows.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  if (state.flows.length > MAX_ROWS) state.flows.length = MAX_ROWS;
+}
+
+// ---- why ----
+
+function sideText(side, who) {
+  if (!side) return "unknown";
+  if (!side.applicable) return "not applicable";
+  if (!side.isolated) return who + " is not isolated: anything is allowed";
+  let s = who + " isolated by " + (side.isolatedBy || []).join(", ");
+  s += side.allowed ? "; allowed by " + (side.allowedBy || []).join(", ") : "; no rule allows this";
+  return s;
+}
+
+function renderWhy(title, v) {
+  const box = $("#why");
+  const dl = el("dl");
+  const row = (k, val) => { if (val) dl.append(el("dt", { textContent: k }), el("dd", { textContent: val })); };
+  row("verdict", v.verdict + (v.count ? " (" + v.count + ")" : ""));
+  row("drop reason", v.dropReason);
+  const w = v.why;
+  if (w) {
+    row("intended", w.intended);
+    row("egress", sideText(w.egress, "source"));
+    row("ingress", sideText(w.ingress, "destination"));
+    row("policy source", w.source);
+  }
+  box.replaceChildren(el("h2", { textContent: title }),
+    v.mismatch ? el("div", { class: "mismatch", textContent: "⚠ " + v.mismatch + ": the kernel " +
+      (v.verdict === "DROPPED" ? "dropped" : "forwarded") + " what the intended policy " +
+      (v.verdict === "DROPPED" ? "allows" : "denies") }) : null,
+    w && w.summary ? el("p", { class: "summary", textContent: w.summary }) : null,
+    w ? null : el("p", { class: "placeholder", textContent: "No policy explanation: the agent runs without policies." }),
+    dl);
+}
+
+function selectEdge(key) {
+  const e = state.edges.get(key);
+  if (!e) return;
+  state.edgeFilter = key;
+  state.selected = key;
+  cy.edges(".filtered").removeClass("filtered");
+  cy.getElementById(key).addClass("filtered");
+  const port = e.port ? e.port + "/" + e.proto : e.proto;
+  renderChips();
+  renderWhy(e.from.id + " → " + e.to.id + " " + port,
+    { verdict: e.verdict, count: e.flows + " flows", dropReason: e.dropReason, mismatch: e.mismatchKind, why: e.why });
+  renderTable();
+}
+
+function selectFlow(id) {
+  const f = state.flows.find((x) => x.id === id);
+  if (!f) return;
+  state.selected = id;
+  renderWhy(endpointText(f.src, f.src.pod, f.srcPort) + " → " + endpointText(f.dst, f.dst.pod, f.dstPort) + " " + f.proto,
+    { verdict: f.verdict, dropReason: f.dropReason, mismatch: f.mismatch, why: f.why });
+  renderTable();
+}
+
+function clearEdgeFilter() {
+  if (!state.edgeFilter) return;
+  state.edgeFilter = null;
+  cy.edges(".filtered").removeClass("filtered");
+  renderChips();
+  renderTable();
+}
+
+function renderChips() {
+  const chips = $("#chips");
+  chips.replaceChildren();
+  if (state.edgeFilter) {
+    chips.append(el("span", { class: "chip", textContent: "edge " + state.edgeFilter + " " },
+      el("button", { type: "button", title: "show every edge", textContent: "✕", onclick: clearEdgeFilter })));
+  }
+}
+
+$("#flows tbody").addEventListener("click", (ev) => {
+  const tr = ev.target.closest("tr");
+  if (tr) selectFlow(tr.dataset.id);
+});
+
+// ---- status and loss: always visible ----
+
+function renderAgents() {
+  const box = $("#agents");
+  box.replaceChildren(...state.agents.map((a) => {
+    const fill = a.maxFlows ? " · store " + a.numFlows + "/" + a.maxFlows : "";
+    const err = a.error || a.streamError;
+    return el("span", { class: "agent " + a.state, title: JSON.stringify(a, null, 1) },
+      el("i", { class: "dot" }),
+      (a.node || a.agent) + (a.version ? " " + a.version : "") + " · " + a.interfaces + " ifaces · seen " +
+        a.seenFlows + fill + (a.policy ? " · policy " + a.policy : ""),
+      err ? el("span", { class: "err", textContent: " · " + err }) : null);
+  }));
+  renderLost();
+}
+
+function renderLost() {
+  const parts = [];
+  for (const a of state.agents) for (const l of a.lost || []) if (l.lost) parts.push(l.source + " " + l.lost + " on " + (a.node || a.agent));
+  for (const [src, n] of state.lostBySource) if (src === "UI_STREAM") parts.push("UI_STREAM " + n + " (this page fell behind)");
+  const seen = [...state.lostBySource.values()].reduce((a, b) => a + b, 0);
+  const box = $("#lost");
+  box.classList.toggle("some", parts.length > 0 || seen > 0);
+  box.textContent = "lost events: " + (parts.length ? parts.join(", ") : seen ? seen + " (stream)" : "none");
+}
+
+// ---- filters ----
+
+function filterArgs() {
+  const form = $("#filters");
+  const args = [];
+  for (const name of ["namespace", "pod", "verdict", "mismatch", "port"]) {
+    const v = form.elements[name].value.trim();
+    if (v) args.push("--" + name + "=" + v);
+  }
+  const more = form.elements.more.value.trim();
+  if (more) args.push(...more.split(/\s+/));
+  return args;
+}
+
+// localMatch filters a saved page (no server to ask) with the same five
+// controls, with observe's meaning: either end, pod as a prefix.
+function localMatch() {
+  const form = $("#filters");
+  const v = (n) => form.elements[n].value.trim();
+  const ns = v("namespace"), pod = v("pod"), verdict = v("verdict"), mm = v("mismatch"), port = Number(v("port"));
+  const podMatch = (ep) => ep.pod && (pod.includes("/") ? ep.pod.startsWith(pod) : ep.pod.split("/")[1].startsWith(pod));
+  return (f) => (!ns || f.src.group === ns || f.dst.group === ns) &&
+    (!pod || podMatch(f.src) || podMatch(f.dst)) &&
+    (!verdict || f.verdict === verdict) &&
+    (!mm || (mm === "none" ? !f.mismatch : mm === "any" ? !!f.mismatch : f.mismatch === (mm === "drop" ? "UNEXPECTED_DROP" : "UNEXPECTED_ALLOW"))) &&
+    (!port || f.srcPort === port || f.dstPort === port);
+}
+
+let filterTimer;
+$("#filters").addEventListener("input", () => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(applyFilter, 300);
+});
+$("#filters").addEventListener("submit", (ev) => ev.preventDefault());
+
+function applyFilter() {
+  if (state.mode === "live") { connect(); return; }
+  const match = localMatch();
+  const keep = new Set(state.flows.filter(match).map((f) => f.edge));
+  cy.batch(() => cy.edges().forEach((e) => e.toggleClass("hidden", !keep.has(e.id()))));
+  renderTable();
+}
+
+// ---- the stream ----
+
+function reset() {
+  state.nodes.clear(); state.edges.clear(); state.flows = []; state.skipped = 0;
+  state.lostBySource.clear(); state.edgeFilter = null; state.selected = null;
+  cy.elements().remove();
+  renderChips();
+}
+
+async function connect() {
+  if (state.source) state.source.close();
+  const qs = new URLSearchParams();
+  for (const a of filterArgs()) qs.append("f", a);
+  const url = "/api/stream?" + qs.toString();
+  // EventSource hides the body of an error reply; ask once to show why.
+  const check = await fetch(url, { method: "GET", headers: { Accept: "text/event-stream" }, signal: AbortSignal.timeout(3000) })
+    .then(async (r) => { if (!r.ok) return r.text(); r.body.cancel(); return null; })
+    .catch(() => null);
+  $("#filter-error").textContent = check || "";
+  if (check) return;
+  const src = new EventSource(url);
+  state.source = src;
+  src.addEventListener("hello", (m) => {
+    const h = JSON.parse(m.data);
+    reset();
+    $("#mode").textContent = "live · " + h.agents.join(", ");
+  });
+  src.addEventListener("edges", (m) => { for (const e of JSON.parse(m.data)) putEdge(e); layout(); refreshWhy(); });
+  src.addEventListener("flows", (m) => {
+    const b = JSON.parse(m.data);
+    addFlows(b.flows);
+    state.skipped = (state.skipped || 0) + (b.skipped || 0);
+    layout();
+    renderTable();
+  });
+  src.addEventListener("lost", (m) => {
+    for (const l of JSON.parse(m.data)) state.lostBySource.set(l.source, (state.lostBySource.get(l.source) || 0) + l.lost);
+    renderLost();
+  });
+  src.addEventListener("status", (m) => { state.agents = JSON.parse(m.data); renderAgents(); });
+}
+
+// refreshWhy keeps an open edge explanation's counts current.
+function refreshWhy() {
+  if (state.edgeFilter && state.selected === state.edgeFilter) selectEdge(state.edgeFilter);
+}
+
+function loadStatic(d) {
+  state.mode = d.mode;
+  document.title = d.title;
+  $("#mode").textContent = d.title;
+  $("#filters .more").remove();
+  $("#agents").replaceChildren(el("span", { class: "agent", textContent: d.note || "" }));
+  $("#lost").remove();
+  for (const e of d.edges) putEdge(e);
+  addFlows(d.flows);
+  layout();
+  renderTable();
+}
+
+if (window.FLOWLENS_DATA) loadStatic(window.FLOWLENS_DATA);
+else connect();
+
+// The browser test reads the page's state through this; it changes nothing.
+window.flowlens = { cy, state };
