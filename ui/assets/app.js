@@ -42,6 +42,7 @@ const cy = cytoscape({
   style: [
     { selector: "node", style: {
       "label": "data(label)", "font-size": 11, "text-valign": "bottom", "text-margin-y": 3,
+      "text-wrap": "ellipsis", "text-max-width": 130,
       "width": 22, "height": 22, "background-color": "#4dabf7", "border-width": 1, "border-color": "#1c7ed6" } },
     { selector: "node.outside", style: { "shape": "round-rectangle", "background-color": "#adb5bd", "border-color": "#495057" } },
     { selector: "node.nodes", style: { "shape": "diamond", "background-color": "#ced4da", "border-color": "#495057" } },
@@ -53,7 +54,8 @@ const cy = cytoscape({
       "curve-style": "bezier", "target-arrow-shape": "triangle", "arrow-scale": 0.9,
       "width": "data(width)", "line-color": "#2f9e44", "target-arrow-color": "#2f9e44",
       "label": "data(label)", "font-size": 9, "text-background-color": "#fff", "text-background-opacity": 0.85,
-      "text-background-padding": 1, "text-rotation": "autorotate", "color": "#343a40" } },
+      "text-background-padding": 1, "text-rotation": "autorotate", "color": "#343a40",
+      "min-zoomed-font-size": 8 } },
     { selector: "edge.DROPPED", style: { "line-color": "#e03131", "target-arrow-color": "#e03131" } },
     { selector: "edge.mismatch", style: { "line-style": "dashed", "line-dash-pattern": [6, 3], "color": "#d9480f",
       "font-weight": "bold", "underlay-color": "#f08c00", "underlay-opacity": 0.35, "underlay-padding": 4 } },
@@ -105,7 +107,7 @@ function layout() {
   }
   const names = [...groups.keys()].sort((a, b) =>
     (GROUP_ORDER[a] || 0) - (GROUP_ORDER[b] || 0) || a.localeCompare(b));
-  const cellW = 150, cellH = 90, gap = 70;
+  const cellW = 170, cellH = 100, gap = 90;
   const total = state.nodes.size;
   const maxW = Math.max(900, Math.sqrt(total) * cellW * 1.6);
   let x = 0, y = 0, rowH = 0;
@@ -130,6 +132,13 @@ function endpointText(ep, pod, port) {
   return port ? name + ":" + port : name;
 }
 
+// portOf is the port a flow's conversation is about: the destination's,
+// or for a reply its source's (as the edge it counts on).
+function portOf(f) {
+  const p = f.reply ? f.srcPort : f.dstPort;
+  return p ? p + "/" + f.proto : f.proto;
+}
+
 function flowRow(f) {
   const t = new Date(f.time);
   const why = f.mismatch ? el("span", { class: "mm", textContent: "⚠ " + f.mismatch })
@@ -138,11 +147,17 @@ function flowRow(f) {
     el("td", { textContent: isNaN(t) ? "" : t.toLocaleTimeString() }),
     el("td", { textContent: endpointText(f.src, f.src.pod, f.srcPort) }),
     el("td", { textContent: endpointText(f.dst, f.dst.pod, f.dstPort) }),
-    el("td", { textContent: f.dstPort ? f.dstPort + "/" + f.proto : f.proto }),
-    el("td", { class: "v-" + f.verdict, textContent: f.verdict }),
+    el("td", { textContent: portOf(f) + (f.reply ? " ↩" : ""), title: f.reply ? "reply" : "" }),
+    el("td", { class: "v-" + f.verdict, textContent: verdictText(f.verdict) }),
     el("td", {}, why));
   if (state.selected === f.id) tr.classList.add("sel");
   return tr;
+}
+
+// verdictText names a saved matrix's verdicts as what they are: intended.
+function verdictText(v) {
+  if (state.mode !== "matrix") return v;
+  return v === "FORWARDED" ? "ALLOWED" : v === "DROPPED" ? "DENIED" : v;
 }
 
 function visibleFlows() {
@@ -189,7 +204,7 @@ function renderWhy(title, v) {
   const box = $("#why");
   const dl = el("dl");
   const row = (k, val) => { if (val) dl.append(el("dt", { textContent: k }), el("dd", { textContent: val })); };
-  row("verdict", v.verdict + (v.count ? " (" + v.count + ")" : ""));
+  row("verdict", verdictText(v.verdict) + (v.count ? " (" + v.count + ")" : ""));
   row("drop reason", v.dropReason);
   const w = v.why;
   if (w) {
@@ -368,8 +383,16 @@ function refreshWhy() {
   if (state.edgeFilter && state.selected === state.edgeFilter) selectEdge(state.edgeFilter);
 }
 
+// A saved matrix holds intended verdicts, not what a kernel did: say so,
+// and start with what is allowed (in a default-deny cluster, the few
+// edges worth reading).
 function loadStatic(d) {
   state.mode = d.mode;
+  $("#filters").elements.verdict.value = "FORWARDED";
+  const legend = document.querySelectorAll(".legend span");
+  legend[0].lastChild.textContent = "allowed";
+  legend[1].lastChild.textContent = "denied";
+  legend[2].remove();
   document.title = d.title;
   $("#mode").textContent = d.title;
   $("#filters .more").remove();
@@ -378,7 +401,7 @@ function loadStatic(d) {
   for (const e of d.edges) putEdge(e);
   addFlows(d.flows);
   layout();
-  renderTable();
+  applyFilter();
 }
 
 if (window.FLOWLENS_DATA) loadStatic(window.FLOWLENS_DATA);
