@@ -213,13 +213,14 @@ function renderWhy(title, v) {
     row("ingress", sideText(w.ingress, "destination"));
     row("policy source", w.source);
   }
-  box.replaceChildren(el("h2", { textContent: title }),
+  const parts = [el("h2", { textContent: title }),
     v.mismatch ? el("div", { class: "mismatch", textContent: "⚠ " + v.mismatch + ": the kernel " +
       (v.verdict === "DROPPED" ? "dropped" : "forwarded") + " what the intended policy " +
       (v.verdict === "DROPPED" ? "allows" : "denies") }) : null,
     w && w.summary ? el("p", { class: "summary", textContent: w.summary }) : null,
     w ? null : el("p", { class: "placeholder", textContent: "No policy explanation: the agent runs without policies." }),
-    dl);
+    dl];
+  box.replaceChildren(...parts.filter((p) => p != null));
 }
 
 function selectEdge(key) {
