@@ -87,7 +87,7 @@ func waitTrue(t *testing.T, b *browser, what, js string, timeout time.Duration) 
 	_, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(200*time.Millisecond)))
 	if err != nil {
 		t.Logf("page state: %s", eval[string](t, b, `window.flowlens ? JSON.stringify({edges: flowlens.cy.edges().map(e => e.id()),
-			nodes: flowlens.cy.nodes().map(n => n.id())}) : document.body.innerText.slice(0, 2000)`))
+			nodes: flowlens.cy.nodes().map(n => n.id())}).slice(0, 3000) : document.body.innerText.slice(0, 2000)`))
 		t.Logf("console errors: %q", b.consoleErrors())
 	}
 	require.NoError(t, err, "waiting for %s (%s)", what, js)

@@ -37,6 +37,9 @@ const el = (tag, attrs, ...kids) => {
 const cy = cytoscape({
   container: $("#map"),
   wheelSensitivity: 0.3,
+  // Big maps stay smooth: draw a snapshot while panning and zooming.
+  textureOnViewport: true,
+  hideEdgesOnViewport: true,
   minZoom: 0.1,
   maxZoom: 3,
   style: [
@@ -93,6 +96,11 @@ function putEdge(e) {
   const old = cy.getElementById(e.key);
   if (old.empty()) cy.add({ group: "edges", data, classes: cls });
   else { old.data(data); old.classes(cls + (old.hasClass("filtered") ? " filtered" : "")); }
+}
+
+// putEdges draws a batch in one go: cytoscape restyles once, not per edge.
+function putEdges(list) {
+  cy.batch(() => { for (const e of list) putEdge(e); });
 }
 
 // layout places namespaces as boxes on shelves and workloads on a grid
@@ -186,7 +194,9 @@ function addFlows(batch) {
   for (const f of batch) { ensureNode(f.src); ensureNode(f.dst); }
   state.flows = batch.slice().reverse().concat(state.flows);
   state.flows.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
-  if (state.flows.length > MAX_ROWS) state.flows.length = MAX_ROWS;
+  // Live, the stream resends what a new filter needs; a saved page has
+  // nothing to ask, so it keeps every flow.
+  if (state.mode === "live" && state.flows.length > MAX_ROWS) state.flows.length = MAX_ROWS;
 }
 
 // ---- why ----
@@ -364,7 +374,7 @@ async function connect() {
     reset();
     $("#mode").textContent = "live · " + h.agents.join(", ");
   });
-  src.addEventListener("edges", (m) => { for (const e of JSON.parse(m.data)) putEdge(e); layout(); refreshWhy(); });
+  src.addEventListener("edges", (m) => { putEdges(JSON.parse(m.data)); layout(); refreshWhy(); });
   src.addEventListener("flows", (m) => {
     const b = JSON.parse(m.data);
     addFlows(b.flows);
@@ -399,7 +409,7 @@ function loadStatic(d) {
   $("#filters .more").remove();
   $("#agents").replaceChildren(el("span", { class: "agent", textContent: d.note || "" }));
   $("#lost").remove();
-  for (const e of d.edges) putEdge(e);
+  putEdges(d.edges);
   addFlows(d.flows);
   layout();
   applyFilter();
