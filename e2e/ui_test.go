@@ -167,6 +167,7 @@ func TestUIManyWorkloads(t *testing.T) {
 	clickEdge(t, b, `flowlens.cy.edges('.DROPPED')[0]`)
 	waitTrue(t, b, "an edge selected", `flowlens.state.edgeFilter !== null && document.querySelectorAll('#flows tbody tr').length === 1`, 10*time.Second)
 	clicked := time.Since(start)
+	t.Logf("page script done %d ms after navigation start", eval[int](t, b, `flowlens.state.drawnMs`))
 	t.Logf("300 workloads, 1500 edges: drawn in %v, click to filtered table and explanation in %v", drawn.Round(time.Millisecond), clicked.Round(time.Millisecond))
 	screenshot(t, b, "body", "many.png")
 	assert.Empty(t, b.consoleErrors(), "console errors")

@@ -72,13 +72,25 @@ cy.on("mousedown touchstart", () => { state.panByUser = true; });
 cy.on("tap", "edge", (ev) => selectEdge(ev.target.id()));
 cy.on("tap", (ev) => { if (ev.target === cy) clearEdgeFilter(); });
 
+// pending collects elements to add, so a batch is added in one call:
+// cytoscape is much faster adding one array than many single elements.
+let pending = [];
+
 function ensureNode(ep) {
   if (state.nodes.has(ep.id)) return;
   state.nodes.set(ep.id, ep);
   const gid = "g:" + ep.group;
-  if (cy.getElementById(gid).empty()) cy.add({ group: "nodes", data: { id: gid, label: ep.group } });
-  cy.add({ group: "nodes", data: { id: ep.id, label: ep.label, parent: gid }, classes: ep.group === "outside" || ep.group === "nodes" ? ep.group : "" });
+  if (!state.nodes.has(gid)) {
+    state.nodes.set(gid, null); // a group, not a workload
+    pending.push({ group: "nodes", data: { id: gid, label: ep.group } });
+  }
+  pending.push({ group: "nodes", data: { id: ep.id, label: ep.label, parent: gid }, classes: ep.group === "outside" || ep.group === "nodes" ? ep.group : "" });
   state.layoutDue = true;
+}
+
+function flushPending() {
+  if (pending.length) cy.add(pending);
+  pending = [];
 }
 
 function edgeLabel(e) {
@@ -94,13 +106,16 @@ function putEdge(e) {
     width: Math.min(1.5 + Math.log2(1 + e.flows), 9) };
   const cls = e.verdict + (e.mismatches ? " mismatch" : "");
   const old = cy.getElementById(e.key);
-  if (old.empty()) cy.add({ group: "edges", data, classes: cls });
+  if (old.empty()) pending.push({ group: "edges", data, classes: cls });
   else { old.data(data); old.classes(cls + (old.hasClass("filtered") ? " filtered" : "")); }
 }
 
 // putEdges draws a batch in one go: cytoscape restyles once, not per edge.
 function putEdges(list) {
-  cy.batch(() => { for (const e of list) putEdge(e); });
+  cy.batch(() => {
+    for (const e of list) putEdge(e);
+    flushPending();
+  });
 }
 
 // layout places namespaces as boxes on shelves and workloads on a grid
@@ -110,14 +125,20 @@ function layout() {
   state.layoutDue = false;
   const groups = new Map();
   for (const n of state.nodes.values()) {
+    if (n === null) continue; // a group box
     if (!groups.has(n.group)) groups.set(n.group, []);
     groups.get(n.group).push(n);
   }
   const names = [...groups.keys()].sort((a, b) =>
     (GROUP_ORDER[a] || 0) - (GROUP_ORDER[b] || 0) || a.localeCompare(b));
   const cellW = 170, cellH = 100, gap = 90;
-  const total = state.nodes.size;
-  const maxW = Math.max(900, Math.sqrt(total) * cellW * 1.6);
+  // Shelves as wide as makes the whole map take the pane's shape.
+  let area = 0;
+  for (const g of names) {
+    const n = groups.get(g).length, cols = Math.ceil(Math.sqrt(n));
+    area += (cols * cellW + gap) * (Math.ceil(n / cols) * cellH + gap);
+  }
+  const maxW = Math.max(3 * cellW, Math.sqrt(area * (cy.width() / Math.max(cy.height(), 1))));
   let x = 0, y = 0, rowH = 0;
   const pos = {};
   for (const g of names) {
@@ -129,8 +150,8 @@ function layout() {
     x += w + gap;
     rowH = Math.max(rowH, h);
   }
-  cy.batch(() => cy.nodes().forEach((n) => { if (pos[n.id()]) n.position(pos[n.id()]); }));
-  if (!state.userMoved) cy.fit(undefined, 30);
+  cy.nodes().filter((n) => !n.isParent()).layout({ name: "preset", positions: (n) => pos[n.id()],
+    fit: !state.userMoved, padding: 30, animate: false }).run();
 }
 
 // ---- table ----
@@ -191,7 +212,10 @@ function renderTable() {
 
 function addFlows(batch) {
   // batches arrive oldest first; the table is newest first.
-  for (const f of batch) { ensureNode(f.src); ensureNode(f.dst); }
+  cy.batch(() => {
+    for (const f of batch) { ensureNode(f.src); ensureNode(f.dst); }
+    flushPending();
+  });
   state.flows = batch.slice().reverse().concat(state.flows);
   state.flows.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
   // Live, the stream resends what a new filter needs; a saved page has
@@ -413,6 +437,7 @@ function loadStatic(d) {
   addFlows(d.flows);
   layout();
   applyFilter();
+  state.drawnMs = Math.round(performance.now());
 }
 
 if (window.FLOWLENS_DATA) loadStatic(window.FLOWLENS_DATA);
