@@ -52,6 +52,10 @@ func inlinePage(w io.Writer, title string, data any) error {
 	if err != nil {
 		return err
 	}
+	mapJS, err := read("map.js")
+	if err != nil {
+		return err
+	}
 	app, err := read("app.js")
 	if err != nil {
 		return err
@@ -63,7 +67,7 @@ func inlinePage(w io.Writer, title string, data any) error {
 		return fmt.Errorf("encode page data: %w", err)
 	}
 	//nolint:gosec // our own embedded assets and escaped JSON
-	return renderPage(w, pageData{Title: title, Inline: true, CSS: template.CSS(css), Lib: template.JS(lib), App: template.JS(app), Data: template.JS(raw)})
+	return renderPage(w, pageData{Title: title, Inline: true, CSS: template.CSS(css), Lib: template.JS(lib), App: template.JS(mapJS + "\n" + app), Data: template.JS(raw)})
 }
 
 // handler serves the page, its assets and the stream.
