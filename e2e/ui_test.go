@@ -147,8 +147,12 @@ func TestUIManyWorkloads(t *testing.T) {
 			if j == 4 {
 				v = flowlensv1.Verdict_DROPPED
 			}
-			flows = append(flows, &flowlensv1.Flow{Verdict: v, Source: ep(i), Destination: ep((i*7 + j*31 + 1) % 300),
-				L4: &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{DestinationPort: uint32(8000 + j)}}}})
+			fl := &flowlensv1.Flow{Verdict: v, Source: ep(i), Destination: ep((i*7 + j*31 + 1) % 300),
+				L4: &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{DestinationPort: uint32(8000 + j)}}}}
+			if i == 7 && j == 4 {
+				fl.Policy = &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Mismatch: flowlensv1.Mismatch_UNEXPECTED_DROP}
+			}
+			flows = append(flows, fl)
 		}
 	}
 	out := filepath.Join(t.ArtifactDir(), "many.html")
@@ -163,6 +167,13 @@ func TestUIManyWorkloads(t *testing.T) {
 	drawn := time.Since(start)
 	_ = eval[bool](t, b, `(s => { s.value = ''; return s.dispatchEvent(new Event('input', {bubbles: true})) })(document.querySelector('select[name=verdict]'))`)
 	waitTrue(t, b, "every edge shown", `flowlens.cy.edges(':visible').length === 1500`, 10*time.Second)
+	// The one disagreement is marked apart from plain drops.
+	mismatch := `flowlens.cy.edges('.mismatch')`
+	require.Equal(t, 1, eval[int](t, b, mismatch+`.length`))
+	assert.Equal(t, "dashed", eval[string](t, b, mismatch+`[0].style('line-style')`))
+	assert.True(t, strings.HasPrefix(eval[string](t, b, mismatch+`[0].data('label')`), "⚠"))
+	assert.Equal(t, "solid", eval[string](t, b, `flowlens.cy.edges('.DROPPED').not('.mismatch')[0].style('line-style')`))
+
 	start = time.Now()
 	clickEdge(t, b, `flowlens.cy.edges('.DROPPED')[0]`)
 	waitTrue(t, b, "an edge selected", `flowlens.state.edgeFilter !== null && document.querySelectorAll('#flows tbody tr').length === 1`, 10*time.Second)
