@@ -273,6 +273,7 @@ function refreshWhy() {
 // edges worth reading).
 function loadStatic(d) {
   state.mode = d.mode;
+  document.body.classList.add(d.mode); // a matrix has no times to show
   $("#filters").elements.verdict.value = "FORWARDED";
   const legend = document.querySelectorAll(".legend span");
   legend[0].lastChild.textContent = "allowed";

@@ -155,6 +155,20 @@ function arrange(members) {
   return { at, w: cols * CELL_W + (n > cols ? CELL_W / 2 : 0), h: Math.ceil(n / cols) * CELL_H };
 }
 
+// shelve puts boxes left to right in rows no wider than maxW.
+function shelve(boxes, maxW) {
+  let x = 0, y = 0, rowH = 0, w = 0, rows = 1;
+  const pos = {};
+  for (const b of boxes) {
+    if (x > 0 && x + b.w > maxW) { x = 0; y += rowH + GAP; rowH = 0; rows++; }
+    for (const [id, p] of Object.entries(b.at)) pos[id] = { x: x + p.x, y: y + p.y };
+    x += b.w + GAP;
+    w = Math.max(w, x - GAP);
+    rowH = Math.max(rowH, b.h);
+  }
+  return { pos, w, h: y + rowH, rows };
+}
+
 // layout places namespaces as boxes on shelves, each arranged inside:
 // deterministic, so live updates do not reshuffle the map.
 function layout() {
@@ -169,17 +183,17 @@ function layout() {
   const names = [...groups.keys()].sort((a, b) =>
     (GROUP_ORDER[a] || 0) - (GROUP_ORDER[b] || 0) || a.localeCompare(b));
   const boxes = names.map((g) => arrange(groups.get(g).sort((a, b) => a.label.localeCompare(b.label))));
-  // Shelves as wide as makes the whole map take the pane's shape.
+  // Shelves as wide as makes the whole map take the pane's shape: start
+  // from the square root of the area and widen until it is wide enough.
+  const aspect = cy.width() / Math.max(cy.height(), 1);
   const area = boxes.reduce((sum, b) => sum + (b.w + GAP) * (b.h + GAP), 0);
-  const maxW = Math.max(3 * CELL_W, Math.sqrt(area * (cy.width() / Math.max(cy.height(), 1))));
-  let x = 0, y = 0, rowH = 0;
-  const pos = {};
-  for (const b of boxes) {
-    if (x > 0 && x + b.w > maxW) { x = 0; y += rowH + GAP; rowH = 0; }
-    for (const [id, p] of Object.entries(b.at)) pos[id] = { x: x + p.x, y: y + p.y };
-    x += b.w + GAP;
-    rowH = Math.max(rowH, b.h);
+  let maxW = Math.max(3 * CELL_W, Math.sqrt(area * aspect));
+  let packed = shelve(boxes, maxW);
+  for (let i = 0; i < 20 && packed.h * aspect > packed.w * 1.1 && packed.rows > 1; i++) {
+    maxW *= 1.15;
+    packed = shelve(boxes, maxW);
   }
+  const pos = packed.pos;
   cy.nodes().filter((n) => !n.isParent()).layout({ name: "preset", positions: (n) => pos[n.id()],
     fit: false, animate: false }).run();
   if (!state.userMoved) fit();
