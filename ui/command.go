@@ -66,7 +66,7 @@ agents; the page filters further.`,
 }
 
 // validate checks every flag without touching the network.
-func (o *options) validate() (cfg HubConfig, err error) {
+func (o *options) validate() (cfg hubConfig, err error) {
 	if cfg.Allow, cfg.Deny, err = o.filters.Lists(); err != nil {
 		return cfg, err
 	}
@@ -114,7 +114,7 @@ func (o *options) run(ctx context.Context, stdout, stderr io.Writer) error {
 }
 
 // serve runs the hub and the HTTP server until ctx ends.
-func serve(ctx context.Context, lis net.Listener, hub *Hub) error {
+func serve(ctx context.Context, lis net.Listener, hub *flowHub) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv := &http.Server{Handler: handler(hub), ReadHeaderTimeout: 10 * time.Second,

@@ -45,10 +45,10 @@ func (s *subscriber) takeLost() uint64 {
 	return n
 }
 
-// Hub follows every agent's flows and status and fans them out to the open
+// flowHub follows every agent's flows and status and fans them out to the open
 // streams. It keeps the most recent records so a page that opens (or
 // changes its filter) starts with a picture, not a blank map.
-type Hub struct {
+type flowHub struct {
 	sources     []source
 	req         *flowlensv1.GetFlowsRequest
 	keep        int
@@ -66,8 +66,8 @@ type Hub struct {
 	statusGen uint64 // bumped on every status change
 }
 
-// HubConfig tunes a Hub.
-type HubConfig struct {
+// hubConfig tunes a flowHub.
+type hubConfig struct {
 	// Allow and Deny narrow what is asked of the agents (the command's
 	// filter flags).
 	Allow, Deny []*flowlensv1.FlowFilter
@@ -79,14 +79,14 @@ type HubConfig struct {
 	StatusEvery time.Duration
 }
 
-func newHub(sources []source, cfg HubConfig, log *slog.Logger) *Hub {
+func newHub(sources []source, cfg hubConfig, log *slog.Logger) *flowHub {
 	if cfg.Keep <= 0 {
 		cfg.Keep = 5000
 	}
 	if cfg.StatusEvery <= 0 {
 		cfg.StatusEvery = 2 * time.Second
 	}
-	h := &Hub{
+	h := &flowHub{
 		sources: sources, keep: cfg.Keep, statusEvery: cfg.StatusEvery, log: log,
 		req:    &flowlensv1.GetFlowsRequest{Follow: true, Number: cfg.Backlog, Allowlist: cfg.Allow, Denylist: cfg.Deny},
 		recent: make([]*event, cfg.Keep), subs: map[*subscriber]struct{}{}, status: map[string]agentStatus{},
@@ -98,7 +98,7 @@ func newHub(sources []source, cfg HubConfig, log *slog.Logger) *Hub {
 }
 
 // Run follows every agent until ctx ends, reconnecting after errors.
-func (h *Hub) Run(ctx context.Context) {
+func (h *flowHub) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range h.sources {
 		wg.Go(func() { h.follow(ctx, s) })
@@ -107,7 +107,7 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-func (h *Hub) follow(ctx context.Context, s source) {
+func (h *flowHub) follow(ctx context.Context, s source) {
 	req := proto.CloneOf(h.req)
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
@@ -136,7 +136,7 @@ func (h *Hub) follow(ctx context.Context, s source) {
 
 // followOnce reads one GetFlows stream to its end; last is the time of the
 // last flow received.
-func (h *Hub) followOnce(ctx context.Context, s source, req *flowlensv1.GetFlowsRequest) (last time.Time, err error) {
+func (h *flowHub) followOnce(ctx context.Context, s source, req *flowlensv1.GetFlowsRequest) (last time.Time, err error) {
 	st, err := s.client.GetFlows(ctx, req)
 	if err != nil {
 		return last, err
@@ -161,7 +161,7 @@ func (h *Hub) followOnce(ctx context.Context, s source, req *flowlensv1.GetFlows
 
 // publish records one response and hands it to every stream without
 // waiting for any.
-func (h *Hub) publish(resp *flowlensv1.GetFlowsResponse, agent string) {
+func (h *flowHub) publish(resp *flowlensv1.GetFlowsResponse, agent string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seq++
@@ -194,7 +194,7 @@ func (h *Hub) publish(resp *flowlensv1.GetFlowsResponse, agent string) {
 // subscribe returns the records kept so far, oldest first, and a
 // subscriber that receives every later one: no record is missed or
 // repeated between the two.
-func (h *Hub) subscribe(buffer int) ([]*event, *subscriber) {
+func (h *flowHub) subscribe(buffer int) ([]*event, *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var snap []*event
@@ -207,7 +207,7 @@ func (h *Hub) subscribe(buffer int) ([]*event, *subscriber) {
 	return snap, s
 }
 
-func (h *Hub) unsubscribe(s *subscriber) {
+func (h *flowHub) unsubscribe(s *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.subs, s)

@@ -15,7 +15,7 @@ import (
 )
 
 func TestHubCountsWhatASlowStreamMisses(t *testing.T) {
-	h := newHub(nil, HubConfig{Keep: 3}, slog.New(slog.DiscardHandler))
+	h := newHub(nil, hubConfig{Keep: 3}, slog.New(slog.DiscardHandler))
 	fe, be := pod("demo", "fe-1", "frontend"), pod("demo", "be-1", "backend")
 	h.publish(flowResp(tcpFlow(1, fe, be, 80, flowlensv1.Verdict_FORWARDED)), "a")
 	snap, sub := h.subscribe(2)
@@ -39,7 +39,7 @@ func TestHubShowsAnUnreachableAgent(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	h := newHub([]source{{name: "gone", client: flowlensv1.NewObserverClient(conn)}},
-		HubConfig{StatusEvery: 50 * time.Millisecond}, slog.New(slog.DiscardHandler))
+		hubConfig{StatusEvery: 50 * time.Millisecond}, slog.New(slog.DiscardHandler))
 	st, _ := h.statuses()
 	require.Len(t, st, 1)
 	assert.Equal(t, "connecting", st[0].State)

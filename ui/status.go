@@ -34,7 +34,7 @@ type agentStatus struct {
 	Enrichment  string            `json:"enrichment,omitempty"`
 }
 
-func (h *Hub) pollStatus(ctx context.Context, s source) {
+func (h *flowHub) pollStatus(ctx context.Context, s source) {
 	t := time.NewTicker(h.statusEvery)
 	defer t.Stop()
 	for {
@@ -53,7 +53,7 @@ func (h *Hub) pollStatus(ctx context.Context, s source) {
 	}
 }
 
-func (h *Hub) setStatus(agent string, st *flowlensv1.ServerStatusResponse, err error) {
+func (h *flowHub) setStatus(agent string, st *flowlensv1.ServerStatusResponse, err error) {
 	v := agentStatus{Agent: agent, Updated: time.Now()}
 	if err != nil {
 		v.Error = err.Error()
@@ -68,7 +68,7 @@ func (h *Hub) setStatus(agent string, st *flowlensv1.ServerStatusResponse, err e
 }
 
 // setStreamError records why agent's flow stream is down (nil: it is up).
-func (h *Hub) setStreamError(agent string, err error) {
+func (h *flowHub) setStreamError(agent string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	v := h.status[agent]
@@ -117,7 +117,7 @@ func joinState(source, state string) string {
 
 // statuses returns every agent's status, by name, and the generation they
 // belong to.
-func (h *Hub) statuses() ([]agentStatus, uint64) {
+func (h *flowHub) statuses() ([]agentStatus, uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make([]agentStatus, 0, len(h.status))

@@ -98,7 +98,7 @@ type flowsEvent struct {
 	Skipped int        `json:"skipped,omitempty"`
 }
 
-func (st *streamState) flush(out sse, h *Hub) error {
+func (st *streamState) flush(out sse, h *flowHub) error {
 	if edges := st.g.flush(); len(edges) > 0 {
 		if err := out.send("edges", edges); err != nil {
 			return err
@@ -139,7 +139,7 @@ type helloEvent struct {
 // records the hub kept, then live ones, as Server-Sent Events: "hello",
 // then "edges" (changed map edges), "flows" (new table rows), "lost" (lost
 // events) and "status" (every agent's status) as they change.
-func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *flowHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	flt, err := parseFilter(r.URL.Query())
 	if err != nil {
 		http.Error(w, "filter: "+err.Error(), http.StatusBadRequest)

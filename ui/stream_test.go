@@ -29,7 +29,7 @@ func openStream(t *testing.T, ring *observer.Ring, args ...string) (<-chan sseEv
 	t.Helper()
 	conn := startAgent(t, ring)
 	hub := newHub([]source{{name: "node-a", client: flowlensv1.NewObserverClient(conn)}},
-		HubConfig{Backlog: 100, StatusEvery: 100 * time.Millisecond}, slog.New(slog.DiscardHandler))
+		hubConfig{Backlog: 100, StatusEvery: 100 * time.Millisecond}, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); hub.Run(ctx) }()
