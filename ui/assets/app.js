@@ -29,7 +29,6 @@ function flowRow(f) {
     el("td", { textContent: portOf(f) + (f.reply ? " ↩" : ""), title: f.reply ? "reply" : "" }),
     el("td", { class: "v-" + f.verdict, textContent: verdictText(f.verdict) }),
     el("td", {}, why));
-  if (state.selected === f.id) tr.classList.add("sel");
   return tr;
 }
 
@@ -47,15 +46,37 @@ function visibleFlows() {
 }
 
 let tableDue = false;
+let rowCache = new Map(); // flow id -> its row on screen
+let tableSig = ""; // what the table on screen shows
 function renderTable() {
   if (tableDue) return;
   tableDue = true;
   requestAnimationFrame(() => {
     tableDue = false;
-    const rows = visibleFlows();
+    // New rows would push the one under the pointer away: hold the table
+    // still while the pointer is on it.
+    // A new filter or edge shows at once.
+    const sig = [state.generation, state.edgeFilter, ...filterArgs()].join(" ");
+    if ($("#table-wrap").matches(":hover") && sig === tableSig) {
+      $("#table-note").textContent = "updates paused while the pointer is on the table";
+      return;
+    }
+    tableSig = sig;
+    const all = visibleFlows(), rows = all.slice(0, 300);
+    // Rows already on screen are kept, not rebuilt: a click whose press and
+    // release straddle a live update still lands on its row.
+    const cache = new Map();
+    const trs = rows.map((f) => {
+      const tr = rowCache.get(f.id) || flowRow(f);
+      tr.classList.toggle("sel", state.selected === f.id);
+      cache.set(f.id, tr);
+      return tr;
+    });
+    rowCache = cache;
     const body = $("#flows tbody");
-    body.replaceChildren(...rows.slice(0, 300).map(flowRow));
-    $("#table-note").textContent = rows.length + " flows" + (rows.length > 300 ? " (newest 300 listed)" : "") +
+    if (trs.length !== body.children.length || trs.some((tr, i) => body.children[i] !== tr)) body.replaceChildren(...trs);
+    const total = all.length;
+    $("#table-note").textContent = total + " flows" + (total > 300 ? " (newest 300 listed)" : "") +
       (state.skipped ? " · " + state.skipped + " more came too fast to list (counted on the map)" : "");
   });
 }
@@ -127,7 +148,7 @@ function selectFlow(id) {
   state.selected = id;
   renderWhy(endpointText(f.src, f.src.pod, f.srcPort) + " → " + endpointText(f.dst, f.dst.pod, f.dstPort) + " " + f.proto,
     { verdict: f.verdict, dropReason: f.dropReason, mismatch: f.mismatch, why: f.why });
-  renderTable();
+  for (const tr of rowCache.values()) tr.classList.toggle("sel", tr.dataset.id === id);
 }
 
 function clearEdgeFilter() {
@@ -146,6 +167,8 @@ function renderChips() {
       el("button", { type: "button", title: "show every edge", textContent: "✕", onclick: clearEdgeFilter })));
   }
 }
+
+$("#table-wrap").addEventListener("mouseleave", renderTable);
 
 $("#flows tbody").addEventListener("click", (ev) => {
   const tr = ev.target.closest("tr");
@@ -187,7 +210,7 @@ function filterArgs() {
     const v = form.elements[name].value.trim();
     if (v) args.push("--" + name + "=" + v);
   }
-  const more = form.elements.more.value.trim();
+  const more = form.elements.more ? form.elements.more.value.trim() : ""; // a saved page has none
   if (more) args.push(...more.split(/\s+/));
   return args;
 }
@@ -226,6 +249,7 @@ function applyFilter() {
 function reset() {
   state.nodes.clear(); state.edges.clear(); state.flows = []; state.skipped = 0;
   state.lostBySource.clear(); state.edgeFilter = null; state.selected = null;
+  state.generation = (state.generation || 0) + 1;
   cy.elements().remove();
   renderChips();
 }
