@@ -1,5 +1,6 @@
 // Command flowlens is the user's tool: tail an agent's flows (observe),
-// read its status, and check NetworkPolicy YAML offline (policy).
+// read its status, see them on a web page (ui), and check NetworkPolicy
+// YAML offline (policy).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"github.com/flowlens/flowlens/internal/version"
 	"github.com/flowlens/flowlens/observe"
 	policycli "github.com/flowlens/flowlens/policy/cli"
+	"github.com/flowlens/flowlens/ui"
 )
 
 func main() {
@@ -28,6 +30,7 @@ func main() {
 		observe.NewObserveCommand(os.Stdout, os.Stderr),
 		observe.NewStatusCommand(os.Stdout, os.Stderr),
 		policycli.NewCommand(os.Stdout, os.Stderr),
+		ui.NewCommand(os.Stdout, os.Stderr),
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)

@@ -19,6 +19,7 @@ type matrixCmd struct {
 	port       string
 	by         string
 	namespaces []string
+	output     string
 }
 
 func newMatrix(stdout io.Writer) *cobra.Command {
@@ -36,6 +37,7 @@ func newMatrix(stdout io.Writer) *cobra.Command {
 	cmd.Flags().StringVar(&c.port, "port", "", "destination port and protocol: 80/TCP, 53/UDP or ICMP")
 	cmd.Flags().StringVar(&c.by, "by", "namespace", "namespace or pod")
 	cmd.Flags().StringSliceVar(&c.namespaces, "namespace", nil, "only pods of these namespaces (repeatable)")
+	cmd.Flags().StringVarP(&c.output, "output", "o", "text", "text, or html: one self-contained page drawing the matrix as flowlens ui does")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd
 }
@@ -43,6 +45,9 @@ func newMatrix(stdout io.Writer) *cobra.Command {
 func (c *matrixCmd) run(stdout io.Writer) error {
 	if c.by != "namespace" && c.by != "pod" {
 		return fmt.Errorf("--by %q: want namespace or pod", c.by)
+	}
+	if !slices.Contains(matrixOutputs, c.output) {
+		return fmt.Errorf("--output %q: want %s", c.output, strings.Join(matrixOutputs, " or "))
 	}
 	port, proto, err := parsePort(c.port)
 	if err != nil {
@@ -61,6 +66,9 @@ func (c *matrixCmd) run(stdout io.Writer) error {
 	}
 	if len(pods) == 0 {
 		return fmt.Errorf("no pods with an IP in the cluster state (after --namespace)")
+	}
+	if c.output == "html" {
+		return writeMatrixHTML(stdout, e, pods, port, proto)
 	}
 	m := computeMatrix(e, pods, port, proto)
 	var out bytes.Buffer
