@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -29,10 +31,7 @@ type browser struct {
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
 	requireRoot(t)
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("needs Debian's chromium for the browser test (make deps installs it)")
-	}
+	path := testenv.Tool(t, "chromium", "chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),

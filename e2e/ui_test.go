@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowlens/flowlens/lab/traffic"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	"github.com/flowlens/flowlens/ui"
 )
@@ -29,7 +30,7 @@ func runScenario(t *testing.T, l *testLab) {
 				if ctx.Err() != nil {
 					return
 				}
-				l.RunCase(ctx, l.servers, c)
+				traffic.RunCase(ctx, l.Lab, l.servers, c)
 			}
 			select {
 			case <-ctx.Done():
