@@ -80,7 +80,10 @@ func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 	m.bytes.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetBytes()))
 	if pv := fl.GetPolicy(); pv != nil {
 		m.policy.WithLabelValues(pv.GetVerdict().String(), fl.GetVerdict().String(), local.GetNamespace()).Inc()
-		if mm := pv.GetMismatch(); mm == flowlensv1.Mismatch_UNEXPECTED_DROP || mm == flowlensv1.Mismatch_UNEXPECTED_ALLOW {
+		// ENFORCER_ALLOW is counted under its own label value: visible, and
+		// kept out of the mismatch alert by its selector.
+		switch mm := pv.GetMismatch(); mm {
+		case flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW, flowlensv1.Mismatch_ENFORCER_ALLOW:
 			m.mismatches.WithLabelValues(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace()).Inc()
 		}
 	}
