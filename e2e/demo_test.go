@@ -68,7 +68,7 @@ func TestDemoDriftScenario(t *testing.T) {
 	var pings int
 	for _, fl := range flows {
 		// Echo requests and replies; the unreachables a REJECT sends from the node are not judged.
-		if t := fl.GetL4().GetIcmpv4(); t != nil && (t.GetType() == 8 || t.GetType() == 0) && fl.GetSource().GetKind() == flowlensv1.EndpointKind_HOST &&
+		if ic := fl.GetL4().GetIcmpv4(); ic != nil && (ic.GetType() == 8 || ic.GetType() == 0) && fl.GetSource().GetKind() == flowlensv1.EndpointKind_HOST &&
 			fl.GetDestination().GetKind() == flowlensv1.EndpointKind_POD && fl.GetDestination().GetNodeName() == fl.GetNodeName() {
 			pings++
 			assert.Equal(t, flowlensv1.IntendedVerdict_ALLOW, fl.GetPolicy().GetVerdict())
