@@ -28,8 +28,10 @@ import (
 // real scrape; and the summary's counts equal to the flows the agents logged.
 func TestDemoDriftScenario(t *testing.T) {
 	requireRoot(t)
-	_, err := exec.LookPath("prometheus")
-	require.NoError(t, err, "Debian's prometheus is needed (make deps)")
+	for _, cmd := range []string{"prometheus", "ping", "jq", "curl"} {
+		_, err := exec.LookPath(cmd)
+		require.NoError(t, err, "%s is needed (make deps)", cmd)
+	}
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/flowlens-agent", "../cmd/flowlens", "../cmd/flowlens-lab")
 	out, err := build.CombinedOutput()

@@ -78,12 +78,12 @@ drift() {
 	sleep 3
 }
 
-# ping_own_pod: node1 pings a pod it runs; kube-router (and the spec) always let a pod's own node
-# in, and the agent's profile says so instead of calling it a mismatch.
+# ping_own_pod: node1 pings linkding-0, which it runs, through linkding's default deny;
+# kube-router (and the spec) always let a pod's own node in, and the agent's profile says so
+# instead of calling it a mismatch.
 ping_own_pod() {
-	local ip net
-	net=$(node_field node1 8); net=${net%.0/24}.
-	ip=$(awk -v net="$net" '/podIP:/ && index($2, net) == 1 { print $2; exit }' "$STATE/cluster.yaml")
+	local ip
+	ip=$(awk '/name: linkding-0$/ { f = 1 } f && /podIP:/ { print $2; exit }' "$STATE/cluster.yaml")
 	ip netns exec "$N1" ping -c 2 -i 0.3 -W 1 "$ip" >>"$LOG" 2>&1 || true
 	sleep 3 # a flush
 	ip netns exec "$N1" "$BIN/flowlens" observe --server "$IP1:4280" --color always --protocol icmpv4 --to-ip "$ip" --last 1
