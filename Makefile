@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X github.com/flowlens/flowlens/internal/version.Version=$(VERS
 # Debian packages the build, the lab and the tests need: command -> package.
 DEB_CMDS := clang:clang llc:llvm bpftool:bpftool ip:iproute2 iptables:iptables ipset:ipset \
 	iperf3:iperf3 nc:netcat-openbsd tcpdump:tcpdump promtool:prometheus gcc:gcc \
-	chromium:chromium
+	chromium:chromium ping:iputils-ping jq:jq curl:curl
 DEB_FILES := /usr/include/bpf/bpf_helpers.h:libbpf-dev
 
 .DEFAULT_GOAL := help

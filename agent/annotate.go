@@ -27,6 +27,7 @@ type PolicyQuery struct {
 	SrcKind, DstKind flowlensv1.EndpointKind
 	Port             uint16
 	Protocol         string // TCP, UDP, SCTP, ICMP
+	ICMPType         uint8  // for ICMP: the type, as the enforcer profile matches it
 }
 
 // annotator adds names, the service and the policy verdict to a flow.
@@ -55,10 +56,11 @@ func (a *annotator) annotate(fl *flowlensv1.Flow) {
 	if a.judge == nil || isICMPError(fl) {
 		return
 	}
-	q := PolicyQuery{Src: src, Dst: dst, SrcKind: fl.GetSource().GetKind(), DstKind: fl.GetDestination().GetKind(), Port: dport, Protocol: proto}
+	icmp := uint8(fl.GetL4().GetIcmpv4().GetType())
+	q := PolicyQuery{Src: src, Dst: dst, SrcKind: fl.GetSource().GetKind(), DstKind: fl.GetDestination().GetKind(), Port: dport, Protocol: proto, ICMPType: icmp}
 	if fl.GetIsReply() {
 		// A reply is allowed exactly when the connection it answers is.
-		q = PolicyQuery{Src: dst, Dst: src, SrcKind: q.DstKind, DstKind: q.SrcKind, Port: sport, Protocol: proto}
+		q = PolicyQuery{Src: dst, Dst: src, SrcKind: q.DstKind, DstKind: q.SrcKind, Port: sport, Protocol: proto, ICMPType: icmp}
 	}
 	pv := a.judge.Judge(q)
 	if pv == nil {

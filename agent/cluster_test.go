@@ -138,7 +138,7 @@ func TestAgentAgainstFakeCluster(t *testing.T) {
 	waitState("ok: 2 policies, 1 pods")
 
 	st := a.Status()
-	assert.Equal(t, "cluster", st.GetPolicySource())
+	assert.Equal(t, "cluster, enforcer k3s-kube-router", st.GetPolicySource(), "the default profile is shown with the source")
 	assert.Contains(t, st.GetEnrichmentState(), "synced")
 	cancel()
 	require.NoError(t, <-done)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/policy"
 )
 
 // Config is everything the agent is told on its command line. Each field's
@@ -35,6 +36,12 @@ type Config struct {
 	// intended set; empty means the cluster's own set is the intent.
 	Policies             string
 	PolicyReloadInterval time.Duration
+	// ClusterPolicies is the set the enforcer applies, for an agent without
+	// an API server (a lab, a GitOps preview): the status then says how it
+	// differs from Policies.
+	ClusterPolicies string
+	// Enforcer is the enforcer profile (policy.EnforcerNames).
+	Enforcer string
 
 	// Capture.
 	AttachMode    string
@@ -80,6 +87,7 @@ func DefaultConfig() Config {
 		NodeName:             os.Getenv("NODE_NAME"),
 		DeletedPodGrace:      2 * time.Minute,
 		PolicyReloadInterval: 10 * time.Second,
+		Enforcer:             policy.DefaultEnforcer,
 		AttachMode:           string(bpf.AttachAuto),
 		AcceptedMode:         string(bpf.AcceptedAuto),
 		Interfaces:           slices.Clone(bpf.DefaultInterfaces),
@@ -120,6 +128,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.DeletedPodGrace, "deleted-pod-grace", c.DeletedPodGrace, "how long a deleted pod's IP keeps resolving to it")
 	fs.StringVar(&c.Policies, "policies", c.Policies, "file or directory of NetworkPolicy YAML taken as the intended set (default: the cluster's policies)")
 	fs.DurationVar(&c.PolicyReloadInterval, "policy-reload-interval", c.PolicyReloadInterval, "how often --policies is checked for changes")
+	fs.StringVar(&c.ClusterPolicies, "cluster-policies", c.ClusterPolicies, "file or directory of the NetworkPolicies the cluster applies, when there is no Kubernetes API: the status says how they differ from --policies")
+	fs.StringVar(&c.Enforcer, "enforcer", c.Enforcer, "enforcer profile, what the enforcer does besides the spec: "+strings.Join(policy.EnforcerNames(), ", "))
 	fs.StringVar(&c.AttachMode, "attach-mode", c.AttachMode, "how programs attach to veths: auto (TCX, falling back to tc), tcx, or tc")
 	fs.StringVar(&c.AcceptedMode, "accepted-mode", c.AcceptedMode, "how packets are known to be past the policy layer: auto (netfilter BPF link after the filter table, else inference), netfilter, or inference (not dropped by the next flush)")
 	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) narrowing which pod veths (veth ports of a bridge such as cni0) are observed; default: all of them")
@@ -168,11 +178,17 @@ func (c *Config) Validate() error {
 	if c.DeletedPodGrace < 0 {
 		return fmt.Errorf("--deleted-pod-grace %s: must not be negative", c.DeletedPodGrace)
 	}
+	if _, err := policy.EnforcerByName(c.Enforcer); err != nil {
+		return fmt.Errorf("--enforcer: %w", err)
+	}
+	if c.ClusterPolicies != "" && c.Policies == "" {
+		return fmt.Errorf("--cluster-policies needs --policies: it is compared with them")
+	}
 	if c.Policies != "" && c.PolicyReloadInterval < time.Second {
 		return fmt.Errorf("--policy-reload-interval %s: want at least 1s", c.PolicyReloadInterval)
 	}
 	for _, p := range []struct{ flag, file string }{
-		{"--cluster-file", c.ClusterFile}, {"--policies", c.Policies}, {"--kubeconfig", c.Kubeconfig},
+		{"--cluster-file", c.ClusterFile}, {"--policies", c.Policies}, {"--cluster-policies", c.ClusterPolicies}, {"--kubeconfig", c.Kubeconfig},
 		{"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey}, {"--tls-client-ca", c.TLSClientCA},
 	} {
 		if p.file == "" {

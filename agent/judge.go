@@ -27,6 +27,9 @@ type policyJudge struct {
 	log    *slog.Logger
 	source string // "files:<path>" or "cluster"
 	state  enrich.ClusterState
+	// enforcer is the profile flows are judged with: what the enforcer
+	// does besides the spec.
+	enforcer policy.Enforcer
 
 	engine atomic.Pointer[policy.Engine]
 
@@ -45,6 +48,12 @@ type policyJudge struct {
 	changed *signal.Signal
 }
 
+// nodeLister is the part of the enrichment that knows the nodes: the
+// engine needs their addresses to exempt a pod's own node.
+type nodeLister interface {
+	Nodes() []corev1.Node
+}
+
 func newPolicyJudge(log *slog.Logger, from string, state enrich.ClusterState) *policyJudge {
 	return &policyJudge{log: log, source: from, state: state, status: "loading", changed: signal.New()}
 }
@@ -55,20 +64,11 @@ func (j *policyJudge) Judge(q PolicyQuery) *flowlensv1.PolicyVerdict {
 	if e == nil {
 		return nil
 	}
-	// kube-router (like every enforcer) accepts traffic from a pod's own node
-	// (kubelet probes), and the NetworkPolicy documentation says the same.
-	if q.SrcKind == flowlensv1.EndpointKind_HOST && q.DstKind == flowlensv1.EndpointKind_POD {
-		return &flowlensv1.PolicyVerdict{
-			Verdict: flowlensv1.IntendedVerdict_ALLOW,
-			Summary: "allow: traffic from the pod's own node is always allowed",
-			Source:  j.source,
-		}
-	}
 	proto := corev1.Protocol(q.Protocol)
 	if q.Protocol == "ICMP" {
 		proto = policy.ProtocolICMP
 	}
-	v := e.Evaluate(policy.Query{Src: q.Src, Dst: q.Dst, Port: q.Port, Protocol: proto})
+	v := e.Evaluate(policy.Query{Src: q.Src, Dst: q.Dst, Port: q.Port, Protocol: proto, ICMPType: q.ICMPType})
 	pv := v.Proto()
 	pv.Source = j.source
 	return pv
@@ -82,7 +82,8 @@ func (j *policyJudge) State() (string, string) {
 	if diff := j.drift.Diff(); len(diff) > 0 {
 		st += "; the cluster's set differs from the files: " + strings.Join(diff, "; ")
 	}
-	return j.source, st
+	// The profile belongs with the source: both say what flows are judged by.
+	return j.source + ", enforcer " + j.enforcer.Name, st
 }
 
 // setPolicies replaces the intended set and asks for a rebuild.
@@ -140,6 +141,9 @@ func (j *policyJudge) rebuild() {
 	var cs policy.ClusterState
 	if j.state != nil {
 		cs.Namespaces, cs.Pods = j.state.Snapshot()
+		if n, ok := j.state.(nodeLister); ok {
+			cs.Nodes = n.Nodes()
+		}
 	}
 	start := time.Now()
 	e, err := policy.Compile(cs, pols)
@@ -148,7 +152,7 @@ func (j *policyJudge) rebuild() {
 		j.setStatus(fmt.Sprintf("error (keeping the last good set): %v", err))
 		return
 	}
-	j.engine.Store(e)
+	j.engine.Store(e.WithEnforcer(j.enforcer))
 	j.setStatus(fmt.Sprintf("ok: %d policies, %d pods", len(pols), len(cs.Pods)))
 	j.log.Debug("intended policy set compiled", "policies", len(pols), "pods", len(cs.Pods), "took", time.Since(start))
 }

@@ -69,7 +69,7 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 	}
 	// Each kind of mismatch exists at zero from the start (namespaces
 	// empty), so sum() in alerts and dashboards reads 0 rather than no data.
-	for _, mm := range []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW} {
+	for _, mm := range []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW, flowlensv1.Mismatch_ENFORCER_ALLOW} {
 		m.mismatches.WithLabelValues(mm.String(), "", "")
 	}
 	return m, nil
@@ -92,7 +92,10 @@ func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 	m.mu.Unlock()
 	if pv := fl.GetPolicy(); pv != nil {
 		m.policy.WithLabelValues(pv.GetVerdict().String(), fl.GetVerdict().String(), ns).Inc()
-		if mm := pv.GetMismatch(); mm == flowlensv1.Mismatch_UNEXPECTED_DROP || mm == flowlensv1.Mismatch_UNEXPECTED_ALLOW {
+		// ENFORCER_ALLOW is counted under its own label value: visible, and
+		// kept out of the mismatch alert by its selector.
+		switch mm := pv.GetMismatch(); mm {
+		case flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW, flowlensv1.Mismatch_ENFORCER_ALLOW:
 			m.mismatches.WithLabelValues(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace()).Inc()
 		}
 	}

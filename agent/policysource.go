@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/flowlens/flowlens/enrich"
+	"github.com/flowlens/flowlens/policy"
 	policysource "github.com/flowlens/flowlens/policy/source"
 )
 
@@ -22,6 +23,8 @@ import (
 func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState, client kubernetes.Interface,
 	fileSet []networkingv1.NetworkPolicy) (*policyJudge, []func(context.Context) error, error) {
 	plog := log.With("component", "policy")
+	// Validate checked the name.
+	en, _ := policy.EnforcerByName(cfg.Enforcer)
 	var (
 		j   *policyJudge
 		run []func(context.Context) error
@@ -31,7 +34,19 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 		j = newPolicyJudge(plog, "files:"+cfg.Policies, state)
 		files := policysource.Files{Path: cfg.Policies, Every: cfg.PolicyReloadInterval, Log: plog}
 		onLoad := j.setPolicies
-		if client != nil {
+		switch {
+		case cfg.ClusterPolicies != "":
+			// No API server: the enforcer's applied set is a file.
+			j.drift = &policysource.Drift{}
+			onLoad = func(p []networkingv1.NetworkPolicy) {
+				j.setPolicies(p)
+				j.drift.SetFiles(p)
+			}
+			applied := policysource.Files{Path: cfg.ClusterPolicies, Every: cfg.PolicyReloadInterval, Log: plog}
+			run = append(run, func(ctx context.Context) error {
+				return applied.Watch(ctx, j.drift.SetCluster, j.setError)
+			})
+		case client != nil:
 			// Keep the cluster's set too, to say how it differs from the
 			// files; both sides feed the drift so it never goes stale.
 			j.drift = &policysource.Drift{}
@@ -61,5 +76,6 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 	default:
 		return nil, nil, nil
 	}
+	j.enforcer = en
 	return j, append(run, j.run), nil
 }

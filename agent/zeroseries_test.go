@@ -36,7 +36,7 @@ func TestKnownSeriesExportedAtZeroFromStart(t *testing.T) {
 		series int
 	}{
 		{"flowlens_lost_events_total", 4},
-		{"flowlens_policy_mismatches_total", 2},
+		{"flowlens_policy_mismatches_total", 3}, // UNEXPECTED_DROP, UNEXPECTED_ALLOW, ENFORCER_ALLOW
 		{"flowlens_enrichment_degraded", 1},
 	} {
 		n, err := testutil.GatherAndCount(reg, tc.name)

@@ -102,7 +102,8 @@ type nsState struct {
 }
 
 type nodeState struct {
-	ips []netip.Addr
+	node *corev1.Node
+	ips  []netip.Addr
 }
 
 func newIndex(cfg Config) *index {

@@ -3,9 +3,12 @@ package enrich
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/flowlens/flowlens/internal/nodeaddr"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // nodeIdentityLocked returns the shared HOST (this node) or NODE identity for
@@ -23,44 +26,8 @@ func (ix *index) nodeIdentityLocked(name string) *Identity {
 	return id
 }
 
-// nodeAddrs are the addresses that mean "this node": its InternalIP and
-// ExternalIP, and for each pod CIDR the network address (Flannel's
-// flannel.1, the source of host-originated VXLAN traffic) and the first host
-// address (cni0, the source of kubelet probes).
-func nodeAddrs(node *corev1.Node) []netip.Addr {
-	var out []netip.Addr
-	add := func(a netip.Addr) {
-		a = a.Unmap()
-		if a.IsValid() && !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	for _, a := range node.Status.Addresses {
-		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
-			continue
-		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil {
-			add(ip)
-		}
-	}
-	cidrs := node.Spec.PodCIDRs
-	if len(cidrs) == 0 && node.Spec.PodCIDR != "" {
-		cidrs = []string{node.Spec.PodCIDR}
-	}
-	for _, c := range cidrs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			continue
-		}
-		p = p.Masked()
-		add(p.Addr())
-		add(p.Addr().Next())
-	}
-	return out
-}
-
 func (ix *index) upsertNode(node *corev1.Node) {
-	ips := nodeAddrs(node)
+	ips := nodeaddr.Of(node)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	id := ix.nodeIdentityLocked(node.Name)
@@ -79,7 +46,7 @@ func (ix *index) upsertNode(node *corev1.Node) {
 		}
 		h.fromNode = id
 	}
-	ix.nodes[node.Name] = &nodeState{ips: ips}
+	ix.nodes[node.Name] = &nodeState{node: node, ips: ips}
 }
 
 func (ix *index) deleteNode(name string) {
@@ -105,4 +72,17 @@ func (ix *index) dropNodeAddrLocked(ip netip.Addr, id *Identity) {
 	if len(h.fromPods) == 0 {
 		delete(ix.hostIPs, ip)
 	}
+}
+
+// Nodes returns copies of the (slimmed) nodes, sorted by name: the policy
+// engine needs their addresses to tell a pod's own node.
+func (ix *index) Nodes() []corev1.Node {
+	ix.mu.RLock()
+	out := make([]corev1.Node, 0, len(ix.nodes))
+	for _, n := range ix.nodes {
+		out = append(out, *n.node)
+	}
+	ix.mu.RUnlock()
+	slices.SortFunc(out, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

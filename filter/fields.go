@@ -341,7 +341,7 @@ func mismatchPredicate(values []flowlensv1.Mismatch) (predicate, error) {
 	}
 	for _, v := range values {
 		if _, ok := flowlensv1.Mismatch_name[int32(v)]; !ok || v == flowlensv1.Mismatch_MISMATCH_UNSPECIFIED {
-			return nil, &FieldError{"mismatch", v.String(), "unknown mismatch (want NONE, UNEXPECTED_DROP or UNEXPECTED_ALLOW)"}
+			return nil, &FieldError{"mismatch", v.String(), "unknown mismatch (want NONE, UNEXPECTED_DROP, UNEXPECTED_ALLOW or ENFORCER_ALLOW)"}
 		}
 	}
 	values = slices.Clone(values)

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# make demo: build the two-node K3s-like lab in network namespaces, run the
-# agent on each node, drive the scenario's traffic and show the flows as they
-# happen, with names, kernel verdicts and intended-policy verdicts.
-# DEMO_DURATION (default 30s; 0 = until Ctrl-C).
-# DEMO_SCENARIO: homelab (default: the seed's homelab, its ten policy files
-# enforced by the real kube-router controller, judged against the same YAML)
-# or default (the small scenario, hand-written kube-router-shaped rules, with
-# a ClusterIP service).
+# make demo: the homelab on two K3s-like nodes (network namespaces, flannel VXLAN), its ten
+# policy files enforced by the real kube-router, one flowlens agent per node judging every flow
+# against the git folder, and Debian's prometheus scraping both agents with the shipped rules.
+# Partway through, the cluster drifts from git (someone edits a policy on the cluster; a change
+# merged in git is not applied yet): the live view shows the mismatches, `flowlens status` the
+# drift, Prometheus the alert. Ends with a per-namespace summary; removes everything it made.
+# DEMO_PHASE (default 20s): how long each phase drives traffic.
+# DEMO_LOG (default /tmp/flowlens-demo-traffic.log): where the lab's traffic log goes.
+# DEMO_KEEP_FLOWS: a directory to copy the agents' flow logs to (the e2e test reads them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces, iptables, BPF)"; exit 1; }
 BIN=$(cd "${BIN:-bin}" && pwd)
-DURATION=${DEMO_DURATION:-30s}
-SCENARIO=${DEMO_SCENARIO:-homelab}
+PHASE=${DEMO_PHASE:-20s}
+LOG=${DEMO_LOG:-/tmp/flowlens-demo-traffic.log}
 STATE=$(mktemp -d /tmp/flowlens-demo.XXXXXX)
+. hack/demo-lib.sh
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -23,68 +25,69 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+: >"$LOG"
 
-case "$SCENARIO" in
-homelab)
-	echo "== building the kube-router network-policy controller (test-only helper)"
-	(cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
-	echo "== building the lab: the homelab on 2 nodes (flannel VXLAN), policies enforced by real kube-router"
-	"$BIN/flowlens-lab" up --nodes 2 --scenario homelab --enforcer kube-router \
-		--kube-router-bin "$BIN/flowlens-kube-router" --state-dir "$STATE" | tee "$STATE/up.txt"
-	# The intended set is the GitOps folder itself.
-	POLICIES=examples/homelab/network-policies
-	;;
-default)
-	echo "== building the lab (2 nodes, flannel VXLAN, kube-router-shaped NetworkPolicy rules)"
-	"$BIN/flowlens-lab" up --nodes 2 --state-dir "$STATE" | tee "$STATE/up.txt"
-	POLICIES=$STATE/policies.yaml
-	;;
-*)
-	echo "demo: DEMO_SCENARIO=$SCENARIO: want homelab or default"
-	exit 1
-	;;
-esac
-node_netns() { awk -v n="$1" '$1 == "node" && $2 == n { print $4 }' "$STATE/up.txt"; }
-N1=$(node_netns node1); N2=$(node_netns node2)
+section "building the lab: homelab on 2 nodes, NetworkPolicy enforced by the real kube-router v2.1"
+(cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
+# --hold keeps the kube-router controllers running, so the drift below is a real policy change.
+"$BIN/flowlens-lab" up --nodes 2 --scenario homelab --enforcer kube-router --hold \
+	--kube-router-bin "$BIN/flowlens-kube-router" --state-dir "$STATE" >"$STATE/up.txt" 2>>"$LOG" &
+pids+=($!)
+wait_for 600 grep -q '^holding' "$STATE/up.txt" || { echo "demo: the lab did not come up; see $LOG"; exit 1; }
+N1=$(node_field node1 4); N2=$(node_field node2 4)
+IP1=$(node_field node1 6); IP2=$(node_field node2 6)
 
-# Names for the addresses outside the cluster the homelab's policies talk about.
+# git: the folder the agents judge by; applied: what the cluster (kube-router) enforces.
+mkdir -p "$STATE/git"
+cp examples/homelab/network-policies/*.yaml "$STATE/git/"
+cat "$STATE"/git/*.yaml >"$STATE/applied.yaml"
+
 named=()
 while read -r _ nc; do named+=(--named-cidr "$nc"); done < <(grep '^named-cidr ' "$STATE/up.txt")
 for n in node1 node2; do
-	ns=$(node_netns $n)
+	ns=$(node_field $n 4); ip=$(node_field $n 6)
 	ip netns exec "$ns" "$BIN/flowlens-agent" --node-name "$n" "${named[@]}" \
-		--cluster-file "$STATE/cluster.yaml" --policies "$POLICIES" \
+		--cluster-file "$STATE/cluster.yaml" --policies "$STATE/git" --cluster-policies "$STATE/applied.yaml" \
+		--policy-reload-interval 1s --enforcer kube-router-v2.1 \
 		--flush-interval 2s --flow-log "$STATE/$n-flows.json" \
-		--grpc-address 127.0.0.1:4280 --metrics-address 127.0.0.1:9280 \
+		--grpc-address "$ip:4280" --metrics-address "$ip:9280" \
 		--log-level warn 2>"$STATE/$n-agent.log" &
 	pids+=($!)
 done
 for n in node1 node2; do
-	ns=$(node_netns $n)
-	# Up once the intended policy set has compiled (attaching follows at once).
-	for _ in $(seq 100); do
-		ip netns exec "$ns" "$BIN/flowlens" status --server 127.0.0.1:4280 2>/dev/null | grep -q '(ok:' && break
-		sleep 0.2
-	done
+	ip=$(node_field $n 6)
+	wait_for 100 sh -c "ip netns exec '$N1' '$BIN/flowlens' status --server '$ip:4280' 2>/dev/null | grep -q '(ok:'" ||
+		{ echo "demo: agent on $n not ready:"; cat "$STATE/$n-agent.log"; exit 1; }
 done
-sleep 1
-echo "== agents running; flowlens status on node1:"
-ip netns exec "$N1" "$BIN/flowlens" status --server 127.0.0.1:4280
+start_prometheus
+section "agents running; flowlens status on node1"
+ip netns exec "$N1" "$BIN/flowlens" status --server "$IP1:4280"
 
-echo "== live flows on node1 (flowlens observe -f), while the lab drives traffic for $DURATION"
-ip netns exec "$N1" "$BIN/flowlens" observe -f --server 127.0.0.1:4280 --color always &
-pids+=($!)
-if [ "$DURATION" = 0 ]; then
-	"$BIN/flowlens-lab" traffic --state-dir "$STATE"
-else
-	"$BIN/flowlens-lab" traffic --state-dir "$STATE" --duration "$DURATION"
-fi
+section "live: flows the kernel dropped, on both nodes (traffic log: $LOG)"
+observe_bg --verdict DROPPED
+"$BIN/flowlens-lab" traffic --state-dir "$STATE" --duration "$PHASE" >>"$LOG" 2>&1
+stop_observers
+
+section "drift"
+drift
+section "a node pings its own pod (classified by the enforcer profile, no alarm)"
+ping_own_pod
+section "live: mismatches between git and the cluster, on both nodes"
+observe_bg --mismatch=any
+"$BIN/flowlens-lab" traffic --state-dir "$STATE" --duration "$PHASE" >>"$LOG" 2>&1
 sleep 3
-echo
-echo "== node2 saw these drops (flowlens observe --verdict DROPPED --last 10):"
-ip netns exec "$N2" "$BIN/flowlens" observe --server 127.0.0.1:4280 --verdict DROPPED --last 10
-echo
-echo "== drop metrics on node1:"
-# bash's /dev/tcp: no curl needed inside the node namespace.
-ip netns exec "$N1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9280 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' |
-	grep -E '^flowlens_(packets_total\{.*verdict="DROPPED"|policy_mismatches_total|policy_verdicts_total)' | head -20 || true
+stop_observers
+
+section "flowlens status on node1: the cluster's applied set against git"
+ip netns exec "$N1" "$BIN/flowlens" status --server "$IP1:4280"
+section "Prometheus (127.0.0.1:9090 in node1's namespace): alerts and drop rate per namespace"
+show_prometheus
+section "summary: flow records per source -> destination namespace (both nodes)"
+summary "$STATE/node1-flows.json" "$STATE/node2-flows.json"
+if [ -n "${DEMO_KEEP_FLOWS:-}" ]; then
+	mkdir -p "$DEMO_KEEP_FLOWS"
+	cp "$STATE"/node?-flows.json "$DEMO_KEEP_FLOWS/"
+	curl_prom "/api/v1/query?query=$(urlenc "$MISMATCH_EXPR")" >"$DEMO_KEEP_FLOWS/alert-expr.json" || true
+	curl_prom "/api/v1/alerts" >"$DEMO_KEEP_FLOWS/alerts.json" || true
+fi
+echo "traffic log: $LOG"

@@ -151,7 +151,8 @@ func enumSetter(kind string, names map[string]int32, fn func(*ff, int32)) setter
 }
 
 // mismatchValues are what --mismatch accepts, case-insensitively: the API's
-// names, ANY for either unexpected verdict, and the short forms the flag
+// names, ANY for either unexpected verdict (not ENFORCER_ALLOW, which the
+// enforcer profile explains), and the short forms the flag
 // took before it required a value. The flag's help is built from this list.
 var mismatchValues = []struct {
 	name, alias string
@@ -159,6 +160,7 @@ var mismatchValues = []struct {
 }{
 	{"UNEXPECTED_DROP", "drop", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP}},
 	{"UNEXPECTED_ALLOW", "allow", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW}},
+	{"ENFORCER_ALLOW", "enforcer", []flowlensv1.Mismatch{flowlensv1.Mismatch_ENFORCER_ALLOW}},
 	{"ANY", "", []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW}},
 	{"NONE", "", []flowlensv1.Mismatch{flowlensv1.Mismatch_NONE}},
 }

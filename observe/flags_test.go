@@ -54,7 +54,7 @@ func TestObserveMismatchHelpIsExact(t *testing.T) {
 	for _, v := range []string{"true", "yes", "", "MISMATCH_UNSPECIFIED"} {
 		_, _, err := parse(t, "--mismatch", v)
 		require.Error(t, err, v)
-		assert.Contains(t, err.Error(), "unknown mismatch (want UNEXPECTED_DROP (or drop), UNEXPECTED_ALLOW (or allow), ANY, NONE)")
+		assert.Contains(t, err.Error(), "unknown mismatch (want UNEXPECTED_DROP (or drop), UNEXPECTED_ALLOW (or allow), ENFORCER_ALLOW (or enforcer), ANY, NONE)")
 	}
 	assert.True(t, strings.Contains(cmd.Example, "--mismatch ANY"), "the example passes a value")
 }

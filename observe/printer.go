@@ -132,6 +132,9 @@ func (p *compactPrinter) print(r *flowlensv1.GetFlowsResponse) error {
 	if m := mismatchText(fl); m != "" {
 		b.WriteString(" " + paint(p.o.color, bold+red, m))
 	}
+	if e := enforcerText(fl); e != "" {
+		b.WriteString(" " + paint(p.o.color, yellow, e))
+	}
 	b.WriteByte('\n')
 	_, err := io.WriteString(p.w, b.String())
 	return err
@@ -286,6 +289,16 @@ func mismatchText(fl *flowlensv1.Flow) string {
 	return ""
 }
 
+// enforcerText marks a flow the policies deny but the enforcer profile
+// predicts it lets through: classified, quietly, since no policy change
+// would alter it (the summary says why).
+func enforcerText(fl *flowlensv1.Flow) string {
+	if fl.GetPolicy().GetMismatch() == flowlensv1.Mismatch_ENFORCER_ALLOW {
+		return "[" + flowlensv1.Mismatch_ENFORCER_ALLOW.String() + "]"
+	}
+	return ""
+}
+
 // tablePrinter aligns columns. Rows are buffered until flush, which the
 // caller does at the end and periodically while following; column widths
 // only ever grow, so rows printed in later batches stay aligned with earlier
@@ -321,7 +334,7 @@ func (p *tablePrinter) print(r *flowlensv1.GetFlowsResponse) error {
 		proto += " (" + svc + ")"
 	}
 	policy := fl.GetPolicy().GetSummary()
-	if m := mismatchText(fl); m != "" {
+	if m := mismatchText(fl) + enforcerText(fl); m != "" {
 		policy = strings.TrimSpace(policy + " " + m)
 	}
 	p.rows = append(p.rows, []string{ts, nodeOf(r), src, dst, proto, verdictText(fl, false), fl.GetDropReason(), policy})

@@ -17,13 +17,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/flowlens/flowlens/internal/nodeaddr"
 )
 
 // ClusterState is what policies are evaluated against: namespaces (for their
-// labels) and pods with status.podIP(s).
+// labels), pods with status.podIP(s) and spec.nodeName, and nodes (for their
+// addresses: traffic from a pod's own node is always allowed).
 type ClusterState struct {
 	Namespaces []corev1.Namespace
 	Pods       []corev1.Pod
+	Nodes      []corev1.Node
 }
 
 // Ref names a policy, and for an allowing rule its index in the policy's
@@ -52,11 +56,16 @@ type Engine struct {
 	// as Refs, shared by every Verdict (callers must not modify them).
 	ingressOf, egressOf   [][]int32
 	ingressIso, egressIso [][]Ref
+
+	// nodeOf names the node behind each node address.
+	nodeOf   map[netip.Addr]string
+	enforcer Enforcer
 }
 
 type pod struct {
 	key   string // "namespace/name"
 	ns    string
+	node  string
 	ip    netip.Addr
 	ports []namedPort
 }
@@ -106,7 +115,12 @@ const nsNameLabel = "kubernetes.io/metadata.name"
 // the one sorting first by namespace/name wins, so the result does not
 // depend on input order.
 func Compile(state ClusterState, policies []networkingv1.NetworkPolicy) (*Engine, error) {
-	e := &Engine{byIP: map[netip.Addr]int32{}, byName: map[string]int32{}}
+	e := &Engine{byIP: map[netip.Addr]int32{}, byName: map[string]int32{}, nodeOf: map[netip.Addr]string{}}
+	for i := range state.Nodes {
+		for _, a := range nodeaddr.Of(&state.Nodes[i]) {
+			e.nodeOf[a] = state.Nodes[i].Name
+		}
+	}
 
 	parsedPolicies := make([]*parsed, 0, len(policies))
 	var errs []error
@@ -228,7 +242,7 @@ func (e *Engine) indexPods(pods []corev1.Pod) ([]labels.Set, error) {
 		if !ok {
 			idx = int32(len(e.pods))
 			e.byName[c.key] = idx
-			e.pods = append(e.pods, pod{key: c.key, ns: c.p.Namespace, ip: c.ip, ports: containerPorts(c.p)})
+			e.pods = append(e.pods, pod{key: c.key, ns: c.p.Namespace, node: c.p.Spec.NodeName, ip: c.ip, ports: containerPorts(c.p)})
 			podLabels = append(podLabels, labels.Set(c.p.Labels))
 		}
 		e.byIP[c.ip] = idx
@@ -314,6 +328,17 @@ func (b *binder) podSet(policyNs string, pp parsedPeer) bitset {
 	b.memo[key] = bs
 	return bs
 }
+
+// WithEnforcer returns an engine that predicts what the enforcer en does
+// (Verdict.EnforcerAllows); Compile's engine knows only the spec.
+func (e *Engine) WithEnforcer(en Enforcer) *Engine {
+	c := *e
+	c.enforcer = en
+	return &c
+}
+
+// Enforcer is the engine's enforcer profile (zero: the spec alone).
+func (e *Engine) Enforcer() Enforcer { return e.enforcer }
 
 // PodAddr returns the IP of a pod given as "namespace/name".
 func (e *Engine) PodAddr(key string) (netip.Addr, bool) {

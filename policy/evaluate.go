@@ -21,6 +21,9 @@ type Query struct {
 	Src, Dst netip.Addr
 	Port     uint16 // destination port; ignored for ICMP
 	Protocol corev1.Protocol
+	// ICMPType is the ICMPv4 type of an ICMP query; 0 (echo reply) and 8
+	// (echo request) are treated alike by every profile.
+	ICMPType uint8
 }
 
 // Verdict is the intended fate of a connection and its explanation.
@@ -35,6 +38,15 @@ type Verdict struct {
 	Isolated bool
 	// Egress is the source pod's side, Ingress the destination pod's.
 	Egress, Ingress Side
+	// OwnNode names the destination pod's node when the source is that node:
+	// such traffic is Allowed whatever the policies say (the NetworkPolicy
+	// documentation, and every enforcer).
+	OwnNode string
+	// Enforcer is the engine's profile name ("" for the spec alone).
+	Enforcer string
+	// EnforcerAllows says why the enforcer accepts a connection the
+	// policies deny (e.g. kube-router's ICMP accepts); "" otherwise.
+	EnforcerAllows string
 }
 
 // Side explains one end. IsolatedBy and AllowedBy may be shared with other
@@ -48,6 +60,10 @@ type Side struct {
 	IsolatedBy []Ref
 	AllowedBy  []Ref
 }
+
+// Predicted says whether the enforcer lets the connection through: the
+// policies allow it, or the enforcer accepts it before any policy.
+func (v Verdict) Predicted() bool { return v.Allowed || v.EnforcerAllows != "" }
 
 // Evaluate judges one connection. Addresses that are no pod's are peers
 // outside the cluster, matched only by ipBlock; ipBlocks also match pod
@@ -77,6 +93,15 @@ func (e *Engine) Evaluate(q Query) Verdict {
 	}
 	v.Allowed = v.Egress.Allowed && v.Ingress.Allowed
 	v.Isolated = v.Egress.Isolated || v.Ingress.Isolated
+	v.Enforcer = e.enforcer.Name
+	if src < 0 && dst >= 0 {
+		if n, ok := e.nodeOf[q.Src]; ok && n != "" && n == e.pods[dst].node {
+			v.OwnNode, v.Ingress.Allowed, v.Allowed = n, true, v.Egress.Allowed
+		}
+	}
+	if !v.Allowed {
+		v.EnforcerAllows = e.enforcer.accepts(&q)
+	}
 	return v
 }
 

@@ -31,8 +31,9 @@ type Result struct {
 	Verdict Verdict
 }
 
-// Passed reports whether the policies agree with the expectation.
-func (r Result) Passed() bool { return r.Verdict.Allowed == *r.Allowed }
+// Passed reports whether the policies (and the enforcer profile) agree with
+// the expectation.
+func (r Result) Passed() bool { return r.Verdict.Predicted() == *r.Allowed }
 
 // LoadExpectations reads a YAML (or JSON) list of expectations, strictly.
 // Errors name the file, the expectation's index and line, and the field.

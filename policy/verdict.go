@@ -33,6 +33,9 @@ func (v Verdict) AppendSummary(b []byte) []byte {
 	if dst == "" {
 		dst = v.Query.Dst.String()
 	}
+	if v.OwnNode != "" {
+		return append(append(append(append(b, "allow: traffic from node "...), v.OwnNode...), " to its own pod "...), dst...)
+	}
 	if !v.Isolated {
 		return append(append(append(append(b, "allow: no policy isolates "...), src...), " or "...), dst...)
 	}
@@ -70,6 +73,9 @@ func (v Verdict) AppendSummary(b []byte) []byte {
 			b = append(b, "; "...)
 		}
 		b = appendDenied(b, dst, " ingress", &v.Ingress, src, v.Query)
+	}
+	if v.EnforcerAllows != "" {
+		b = append(append(append(append(b, "; accepted anyway by enforcer "...), v.Enforcer...), ": "...), v.EnforcerAllows...)
 	}
 	return b
 }
@@ -112,10 +118,12 @@ func AppendPort(b []byte, port uint16, proto corev1.Protocol) []byte {
 // are left to the caller.
 func (v Verdict) Proto() *flowlensv1.PolicyVerdict {
 	return &flowlensv1.PolicyVerdict{
-		Verdict: v.Intended(),
-		Egress:  v.Egress.proto(),
-		Ingress: v.Ingress.proto(),
-		Summary: v.Summary(),
+		Verdict:        v.Intended(),
+		Egress:         v.Egress.proto(),
+		Ingress:        v.Ingress.proto(),
+		Summary:        v.Summary(),
+		Enforcer:       v.Enforcer,
+		EnforcerReason: v.EnforcerAllows,
 	}
 }
 
@@ -146,7 +154,9 @@ func refsProto(refs []Ref) []*flowlensv1.PolicyRef {
 // MismatchOf compares the kernel's verdict with the intended one: an
 // intended allow (ALLOW, or NOT_ISOLATED: nothing isolates, so everything is
 // allowed) that the kernel DROPPED is UNEXPECTED_DROP, an intended DENY that
-// it FORWARDED is UNEXPECTED_ALLOW. Without an intended verdict or a kernel
+// it FORWARDED is UNEXPECTED_ALLOW, unless the enforcer profile explains it
+// (enforcer_reason): that is ENFORCER_ALLOW, nothing a policy can change.
+// Without an intended verdict or a kernel
 // verdict the answer is MISMATCH_UNSPECIFIED.
 func MismatchOf(kernel flowlensv1.Verdict, intended *flowlensv1.PolicyVerdict) flowlensv1.Mismatch {
 	if intended == nil || intended.Verdict == flowlensv1.IntendedVerdict_INTENDED_VERDICT_UNSPECIFIED ||
@@ -157,6 +167,8 @@ func MismatchOf(kernel flowlensv1.Verdict, intended *flowlensv1.PolicyVerdict) f
 	switch {
 	case allow && kernel == flowlensv1.Verdict_DROPPED:
 		return flowlensv1.Mismatch_UNEXPECTED_DROP
+	case !allow && kernel == flowlensv1.Verdict_FORWARDED && intended.EnforcerReason != "":
+		return flowlensv1.Mismatch_ENFORCER_ALLOW
 	case !allow && kernel == flowlensv1.Verdict_FORWARDED:
 		return flowlensv1.Mismatch_UNEXPECTED_ALLOW
 	default:

@@ -39,17 +39,24 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 // inputs are the flags every subcommand shares.
 type inputs struct {
 	cluster, policies []string
+	enforcer          string
 }
 
 func (in *inputs) register(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&in.cluster, "cluster", nil, "cluster state: Namespace and Pod manifests (file or directory, repeatable)")
 	cmd.Flags().StringSliceVar(&in.policies, "policies", nil, "NetworkPolicy manifests (file or directory, repeatable)")
+	cmd.Flags().StringVar(&in.enforcer, "enforcer", policy.EnforcerNetworkPolicy,
+		"enforcer profile: what the enforcer does besides the spec, to predict what the cluster will do ("+strings.Join(policy.EnforcerNames(), ", ")+")")
 	_ = cmd.MarkFlagRequired("cluster")
 }
 
 // engine loads the manifests and compiles them. Errors name the file and
 // document of the offending object.
 func (in *inputs) engine() (*policy.Engine, error) {
+	en, err := policy.EnforcerByName(in.enforcer)
+	if err != nil {
+		return nil, fmt.Errorf("--enforcer: %w", err)
+	}
 	seen := map[string]bool{}
 	var paths []string
 	for _, p := range append(append([]string{}, in.cluster...), in.policies...) {
@@ -65,11 +72,11 @@ func (in *inputs) engine() (*policy.Engine, error) {
 	if err := policy.ValidateObjects(objs); err != nil {
 		return nil, err
 	}
-	e, err := policy.Compile(policy.ClusterState{Namespaces: objs.Namespaces, Pods: objs.Pods}, objs.NetworkPolicies)
+	e, err := policy.Compile(policy.ClusterState{Namespaces: objs.Namespaces, Pods: objs.Pods, Nodes: objs.Nodes}, objs.NetworkPolicies)
 	if err != nil {
 		return nil, fmt.Errorf("compile policies: %w", err)
 	}
-	return e, nil
+	return e.WithEnforcer(en), nil
 }
 
 // parsePort reads "5432", "5432/TCP", "53/udp" or "ICMP".

@@ -156,7 +156,7 @@ func computeMatrix(e *policy.Engine, pods []string, port uint16, proto corev1.Pr
 	for i := range pods {
 		m[i] = make([]bool, len(pods))
 		for j := range pods {
-			m[i][j] = e.Evaluate(policy.Query{Src: addrs[i].Src, Dst: addrs[j].Src, Port: port, Protocol: proto}).Allowed
+			m[i][j] = e.Evaluate(policy.Query{Src: addrs[i].Src, Dst: addrs[j].Src, Port: port, Protocol: proto}).Predicted()
 		}
 	}
 	return m

@@ -67,7 +67,7 @@ func (c *testCmd) run(stdout io.Writer) error {
 			b = fmt.Appendf(b, " %s", r.Name)
 		}
 		b = fmt.Appendf(b, ": %s -> %s %s: expected %s, policies %s\n", r.From, r.To,
-			policy.AppendPort(nil, r.Verdict.Query.Port, r.Verdict.Query.Protocol), word(*r.Allowed), word(r.Verdict.Allowed))
+			policy.AppendPort(nil, r.Verdict.Query.Port, r.Verdict.Query.Protocol), word(*r.Allowed), word(r.Verdict.Predicted()))
 		if !r.Passed() || c.verbose {
 			b = append(b, "     "...)
 			b = r.Verdict.AppendSummary(b)

@@ -356,6 +356,10 @@ const (
 	Mismatch_UNEXPECTED_DROP Mismatch = 2
 	// UNEXPECTED_ALLOW: the intent denies the flow but the kernel forwarded it.
 	Mismatch_UNEXPECTED_ALLOW Mismatch = 3
+	// ENFORCER_ALLOW: the intent denies the flow and the kernel forwarded it,
+	// as the enforcer profile predicts (enforcer_reason): expected, nothing a
+	// policy can change, so it does not feed the mismatch alert.
+	Mismatch_ENFORCER_ALLOW Mismatch = 4
 )
 
 // Enum value maps for Mismatch.
@@ -365,12 +369,14 @@ var (
 		1: "NONE",
 		2: "UNEXPECTED_DROP",
 		3: "UNEXPECTED_ALLOW",
+		4: "ENFORCER_ALLOW",
 	}
 	Mismatch_value = map[string]int32{
 		"MISMATCH_UNSPECIFIED": 0,
 		"NONE":                 1,
 		"UNEXPECTED_DROP":      2,
 		"UNEXPECTED_ALLOW":     3,
+		"ENFORCER_ALLOW":       4,
 	}
 )
 
@@ -1547,9 +1553,16 @@ type PolicyVerdict struct {
 	// summary is a one-line human explanation.
 	Summary string `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
 	// source names where the intended set came from ("files:DIR", "cluster").
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// enforcer is the enforcer profile the verdict was made with
+	// ("k3s-kube-router", "kube-router-v2.1", "networkpolicy").
+	Enforcer string `protobuf:"bytes,7,opt,name=enforcer,proto3" json:"enforcer,omitempty"`
+	// enforcer_reason says why the enforcer accepts this connection although
+	// the policies deny it (e.g. K3s's kube-router accepts ICMP echo before any
+	// policy); empty otherwise.
+	EnforcerReason string `protobuf:"bytes,8,opt,name=enforcer_reason,json=enforcerReason,proto3" json:"enforcer_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PolicyVerdict) Reset() {
@@ -1620,6 +1633,20 @@ func (x *PolicyVerdict) GetSummary() string {
 func (x *PolicyVerdict) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *PolicyVerdict) GetEnforcer() string {
+	if x != nil {
+		return x.Enforcer
+	}
+	return ""
+}
+
+func (x *PolicyVerdict) GetEnforcerReason() string {
+	if x != nil {
+		return x.EnforcerReason
 	}
 	return ""
 }
@@ -1927,14 +1954,16 @@ const file_flowlens_v1_flow_proto_rawDesc = "" +
 	"\x04port\x18\x03 \x01(\rR\x04port\"5\n" +
 	"\tInterface\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x90\x02\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xd5\x02\n" +
 	"\rPolicyVerdict\x126\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x1c.flowlens.v1.IntendedVerdictR\averdict\x12/\n" +
 	"\x06egress\x18\x02 \x01(\v2\x17.flowlens.v1.PolicySideR\x06egress\x121\n" +
 	"\aingress\x18\x03 \x01(\v2\x17.flowlens.v1.PolicySideR\aingress\x121\n" +
 	"\bmismatch\x18\x04 \x01(\x0e2\x15.flowlens.v1.MismatchR\bmismatch\x12\x18\n" +
 	"\asummary\x18\x05 \x01(\tR\asummary\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source\"\xd2\x01\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x1a\n" +
+	"\benforcer\x18\a \x01(\tR\benforcer\x12'\n" +
+	"\x0fenforcer_reason\x18\b \x01(\tR\x0eenforcerReason\"\xd2\x01\n" +
 	"\n" +
 	"PolicySide\x12\x1a\n" +
 	"\bisolated\x18\x01 \x01(\bR\bisolated\x127\n" +
@@ -1987,12 +2016,13 @@ const file_flowlens_v1_flow_proto_rawDesc = "" +
 	"\x1cINTENDED_VERDICT_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05ALLOW\x10\x01\x12\b\n" +
 	"\x04DENY\x10\x02\x12\x10\n" +
-	"\fNOT_ISOLATED\x10\x03*Y\n" +
+	"\fNOT_ISOLATED\x10\x03*m\n" +
 	"\bMismatch\x12\x18\n" +
 	"\x14MISMATCH_UNSPECIFIED\x10\x00\x12\b\n" +
 	"\x04NONE\x10\x01\x12\x13\n" +
 	"\x0fUNEXPECTED_DROP\x10\x02\x12\x14\n" +
-	"\x10UNEXPECTED_ALLOW\x10\x03*\x86\x01\n" +
+	"\x10UNEXPECTED_ALLOW\x10\x03\x12\x12\n" +
+	"\x0eENFORCER_ALLOW\x10\x04*\x86\x01\n" +
 	"\x0fLostEventSource\x12!\n" +
 	"\x1dLOST_EVENT_SOURCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12KERNEL_RING_BUFFER\x10\x01\x12\x15\n" +

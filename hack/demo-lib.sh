@@ -1,0 +1,113 @@
+# Functions of hack/demo.sh (sourced; uses its BIN, STATE, LOG, N1, N2, IP1, IP2 and pids).
+# shellcheck shell=bash
+
+# The mismatch alert's expression, as the shipped rules file has it.
+MISMATCH_EXPR=$(awk '/alert: FlowlensPolicyMismatch/ { f = 1 } f && /expr:/ { sub(/^ *expr: */, ""); print; exit }' \
+	deploy/prometheus/flowlens-rules.yaml)
+DROP_RATE_EXPR='sum by (namespace) (rate(flowlens_packets_total{verdict="DROPPED",drop_reason="NETFILTER_DROP"}[10m])) / sum by (namespace) (rate(flowlens_packets_total[10m]))'
+
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# wait_for N CMD...: run CMD every 0.2 s, at most N times, until it succeeds.
+wait_for() {
+	local n=$1; shift
+	for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
+	return 1
+}
+
+# node_field NODE FIELD: from up.txt's "node NAME netns NS ip IP podCIDR CIDR" lines.
+node_field() { awk -v n="$1" -v f="$2" '$1 == "node" && $2 == n { print $f }' "$STATE/up.txt"; }
+
+urlenc() { jq -rn --arg s "$1" '$s | @uri'; }
+curl_prom() { ip netns exec "$N1" curl -sf "http://127.0.0.1:9090$1"; }
+
+# start_prometheus runs Debian's prometheus in node1's namespace, bound to its loopback, scraping
+# both agents with a copy of the shipped rules whose `for:` durations are cut to 10 s (lab only).
+start_prometheus() {
+	mkdir -p "$STATE/prom"
+	sed -E 's/^( *for: ).*/\110s/' deploy/prometheus/flowlens-rules.yaml >"$STATE/prom/rules.yaml"
+	cat >"$STATE/prom/prometheus.yml" <<EOF
+global: {scrape_interval: 2s, evaluation_interval: 2s}
+rule_files: [$STATE/prom/rules.yaml]
+scrape_configs:
+  - job_name: flowlens
+    static_configs: [{targets: ["$IP1:9280", "$IP2:9280"]}]
+EOF
+	ip netns exec "$N1" prometheus --config.file "$STATE/prom/prometheus.yml" --storage.tsdb.path "$STATE/prom/data" \
+		--web.listen-address 127.0.0.1:9090 >"$STATE/prom/log" 2>&1 &
+	pids+=($!)
+	wait_for 100 curl_prom /-/ready >/dev/null || { echo "demo: prometheus did not start:"; tail "$STATE/prom/log"; exit 1; }
+}
+
+# observe_bg FILTER...: follow both agents with the filter (compact, colour).
+obs=()
+observe_bg() {
+	for ip in "$IP1" "$IP2"; do
+		ip netns exec "$N1" "$BIN/flowlens" observe -f --server "$ip:4280" --color always --last 0 "$@" &
+		obs+=($!)
+		pids+=($!)
+	done
+}
+stop_observers() {
+	for p in "${obs[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	obs=()
+}
+
+# drift makes the cluster and git disagree, as in a real homelab:
+# on the cluster, someone edits database/allow-apps-ingress and drops linkding (kube-router
+# applies it); in git, commafeed's database access is revoked but not applied yet.
+drift() {
+	echo "cluster: 'kubectl edit' drops linkding from database/allow-apps-ingress; git: commafeed's database access revoked, not applied yet"
+	sed '/^                  - commafeed$/d' examples/homelab/network-policies/allow-apps-to-database.yaml \
+		>"$STATE/git/allow-apps-to-database.yaml"
+	for f in examples/homelab/network-policies/*.yaml; do
+		if [ "$(basename "$f")" = allow-apps-to-database.yaml ]; then
+			sed '/^                  - linkding$/d' "$f"
+		else
+			cat "$f"
+		fi
+	done >"$STATE/applied.yaml.new"
+	mv "$STATE/applied.yaml.new" "$STATE/applied.yaml"
+	# The lab's kube-router controllers (children of `flowlens-lab up --hold`) re-read their
+	# policy file on SIGHUP and apply the difference.
+	local lab=${pids[0]}
+	for n in node1 node2; do cp "$STATE/applied.yaml" "$STATE/kube-router-$n-policies.yaml"; done
+	for p in $(pgrep -P "$lab"); do kill -HUP "$p"; done
+	# Until the agents reloaded both sides (1 s interval) and kube-router resynced.
+	wait_for 50 sh -c "ip netns exec '$N1' '$BIN/flowlens' status --server '$IP1:4280' | grep -q 'differs from the files'" || true
+	sleep 3
+}
+
+# ping_own_pod: node1 pings linkding-0, which it runs, through linkding's default deny;
+# kube-router (and the spec) always let a pod's own node in, and the agent's profile says so
+# instead of calling it a mismatch.
+ping_own_pod() {
+	local ip
+	ip=$(awk '/name: linkding-0$/ { f = 1 } f && /podIP:/ { print $2; exit }' "$STATE/cluster.yaml")
+	ip netns exec "$N1" ping -c 2 -i 0.3 -W 1 "$ip" >>"$LOG" 2>&1 || true
+	sleep 3 # a flush
+	ip netns exec "$N1" "$BIN/flowlens" observe --server "$IP1:4280" --color always --protocol icmpv4 --to-ip "$ip" --last 1
+}
+
+show_prometheus() {
+	sleep 4 # two scrapes and an evaluation after the last flush
+	echo "alerts (GET /api/v1/alerts):"
+	curl_prom /api/v1/alerts | jq -r '.data.alerts[] | "  \(.state | ascii_upcase) \(.labels.alertname) \(.labels.mismatch // "") \(.labels.source_namespace // .labels.namespace // "") -> \(.labels.destination_namespace // "")"'
+	echo "drop rate per namespace (the FlowlensDropRateHigh ratio):"
+	curl_prom "/api/v1/query?query=$(urlenc "$DROP_RATE_EXPR")" |
+		jq -r '.data.result[] | "  \(.metric.namespace)\t\((.value[1] | tonumber) * 100 | floor)%"' | sort
+}
+
+# summary FLOWLOG...: per source -> destination namespace, flow records forwarded, dropped,
+# mismatched (UNEXPECTED_*) and explained by the enforcer profile; mismatch rows marked "!!".
+summary() {
+	jq -rs '
+		map(select(.verdict != null)) |
+		group_by([(.source.namespace // .source.name // "?"), (.destination.namespace // .destination.name // "?")]) |
+		map({s: (.[0].source.namespace // .[0].source.name // "?"), d: (.[0].destination.namespace // .[0].destination.name // "?"),
+			f: map(select(.verdict == "FORWARDED")) | length, x: map(select(.verdict == "DROPPED")) | length,
+			m: map(select(.policy.mismatch == "UNEXPECTED_DROP" or .policy.mismatch == "UNEXPECTED_ALLOW")) | length,
+			e: map(select(.policy.mismatch == "ENFORCER_ALLOW")) | length}) |
+		(["", "SOURCE", "DESTINATION", "FORWARDED", "DROPPED", "MISMATCHED", "ENFORCER"] | @tsv),
+		(.[] | [(if .m > 0 then "!!" else "" end), .s, .d, .f, .x, .m, .e] | @tsv)' "$@" | column -t -s $'\t'
+}
