@@ -43,6 +43,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 		scenarioName string
 		enforcer     string
 		krBin        string
+		k8s          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -74,6 +75,9 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				cfg.External = true
 			default:
 				return fmt.Errorf("--scenario %q: want default or homelab", scenarioName)
+			}
+			if k8s {
+				return upKubernetes(cmd.Context(), cmd.OutOrStdout(), log, *stateDir, prefix, cfg.Scenario, hold)
 			}
 			if enforcer == lab.EnforcerKubeRouter {
 				cfg.KubeRouterDir = *stateDir
@@ -111,6 +115,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	cmd.Flags().BoolVar(&hold, "hold", false, "keep running and tear down on SIGINT/SIGTERM")
 	cmd.Flags().StringVar(&scenarioName, "scenario", "default", "default or homelab (examples/homelab; needs --enforcer kube-router)")
 	cmd.Flags().StringVar(&enforcer, "enforcer", lab.EnforcerHand, "hand (lab-written rules) or kube-router (the real controller, test-only)")
+	cmd.Flags().BoolVar(&k8s, "kubernetes", false, "a real cluster (etcd, apiserver, kubelet, containerd, kube-proxy; package lab/kube) with flowlens installed from deploy/base")
 	cmd.Flags().StringVar(&krBin, "kube-router-bin", "", "flowlens-kube-router binary for --enforcer kube-router (default $"+lab.EnvKubeRouterBin+")")
 	return cmd
 }
@@ -143,7 +148,8 @@ func downCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 		Short: "Remove everything state.json lists, and sweep any namespace carrying the prefix",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var errs []error
+			hadCluster, err := downKubernetes(cmd.OutOrStdout(), log, *stateDir)
+			errs := []error{err}
 			st, err := lab.LoadState(statePath(*stateDir))
 			switch {
 			case err == nil:
@@ -156,6 +162,9 @@ func downCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 					prefix = st.Prefix
 				}
 			case errors.Is(err, os.ErrNotExist):
+				if prefix == "" && hadCluster {
+					return errors.Join(errs...) // only the real cluster was up
+				}
 				if prefix == "" {
 					return fmt.Errorf("no %s and no --prefix: nothing to take down", statePath(*stateDir))
 				}

@@ -17,6 +17,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -31,9 +32,10 @@ type Config struct {
 	AbortIsFatal bool          // an "Aborting sync" log line fails the controller
 }
 
-// Controller is a running kube-router NetworkPolicyController over a fake clientset.
+// Controller is a running kube-router NetworkPolicyController over a fake clientset, or over a
+// real API server (StartLive).
 type Controller struct {
-	client  *fake.Clientset
+	client  kubernetes.Interface
 	npStore cache.Store
 	npc     *netpol.NetworkPolicyController
 	stop    chan struct{}
@@ -88,39 +90,44 @@ func Start(ctx context.Context, cfg Config, objs *Objects) (*Controller, error) 
 	if !found {
 		return nil, fmt.Errorf("node %q: not in the cluster file", cfg.Node)
 	}
+	client := fake.NewSimpleClientset()
+	for i := range objs.Nodes {
+		if _, err := client.CoreV1().Nodes().Create(ctx, &objs.Nodes[i], metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create node %s: %w", objs.Nodes[i].Name, err)
+		}
+	}
+	for i := range objs.Namespaces {
+		if _, err := client.CoreV1().Namespaces().Create(ctx, &objs.Namespaces[i], metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create namespace %s: %w", objs.Namespaces[i].Name, err)
+		}
+	}
+	for i := range objs.Pods {
+		p := &objs.Pods[i]
+		if _, err := client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+	}
+	for i := range objs.Policies {
+		p := &objs.Policies[i]
+		if _, err := client.NetworkingV1().NetworkPolicies(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("create networkpolicy %s/%s: %w", p.Namespace, p.Name, err)
+		}
+	}
+	return start(ctx, cfg, client)
+}
+
+// start runs kube-router's controller over client and returns once its first full sync has
+// finished.
+func start(ctx context.Context, cfg Config, client kubernetes.Interface) (*Controller, error) {
 	if cfg.ClusterIPs == "" {
 		cfg.ClusterIPs = "10.43.0.0/16"
 	}
 	if cfg.SyncPeriod <= 0 {
 		cfg.SyncPeriod = time.Hour
 	}
-	c := &Controller{stop: make(chan struct{})}
+	c := &Controller{stop: make(chan struct{}), client: client}
 	c.cond = sync.NewCond(&c.mu)
 	routeKlog(func(prefix, args string) { c.onLog(cfg, prefix, args) })
-
-	c.client = fake.NewSimpleClientset()
-	for i := range objs.Nodes {
-		if _, err := c.client.CoreV1().Nodes().Create(ctx, &objs.Nodes[i], metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("create node %s: %w", objs.Nodes[i].Name, err)
-		}
-	}
-	for i := range objs.Namespaces {
-		if _, err := c.client.CoreV1().Namespaces().Create(ctx, &objs.Namespaces[i], metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("create namespace %s: %w", objs.Namespaces[i].Name, err)
-		}
-	}
-	for i := range objs.Pods {
-		p := &objs.Pods[i]
-		if _, err := c.client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("create pod %s/%s: %w", p.Namespace, p.Name, err)
-		}
-	}
-	for i := range objs.Policies {
-		p := &objs.Policies[i]
-		if _, err := c.client.NetworkingV1().NetworkPolicies(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("create networkpolicy %s/%s: %w", p.Namespace, p.Name, err)
-		}
-	}
 
 	krc := options.NewKubeRouterConfig()
 	krc.HostnameOverride = cfg.Node

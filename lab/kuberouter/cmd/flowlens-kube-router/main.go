@@ -4,6 +4,10 @@
 //
 //	ip netns exec <node-netns> flowlens-kube-router --node node1 --cluster FILE --policies FILE_OR_DIR
 //
+// With --kubeconfig instead of --cluster and --policies it watches a real API server (the lab's
+// real cluster) and follows its NetworkPolicies as K3s's embedded controller does; SIGHUP is then
+// ignored.
+//
 // It prints "synced" on stdout after the first full sync and after each SIGHUP (which re-reads
 // --policies and applies the difference), and exits on SIGTERM or SIGINT. An "Aborting sync" from
 // kube-router is fatal (exit 1).
@@ -36,7 +40,11 @@ func run() error {
 	policies := flag.String("policies", "", "NetworkPolicy YAML file or directory (required)")
 	verbose := flag.Bool("verbose", false, "copy every kube-router log line to stderr (errors are always copied)")
 	timeout := flag.Duration("sync-timeout", 30*time.Second, "how long a full sync may take")
+	kubeconfig := flag.String("kubeconfig", "", "watch this API server instead of --cluster and --policies")
 	flag.Parse()
+	if *kubeconfig != "" && *node != "" {
+		return runLive(*node, *kubeconfig, *verbose, *timeout)
+	}
 	switch {
 	case *node == "":
 		return fmt.Errorf("--node is required")
@@ -61,14 +69,7 @@ func run() error {
 
 	out := bufio.NewWriter(os.Stdout)
 	say := func(s string) { fmt.Fprintln(out, s); out.Flush() }
-	cfg := kuberouter.Config{
-		Node: *node, AbortIsFatal: true,
-		LogLine: func(line string) {
-			if *verbose || strings.Contains(line, `"error"`) || strings.Contains(line, "Aborting") {
-				fmt.Fprintln(os.Stderr, line)
-			}
-		},
-	}
+	cfg := config(*node, *verbose)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 
@@ -101,5 +102,35 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "resync of %s with %d policies done in %v\n", *node, len(pols.Policies), time.Since(start).Round(time.Millisecond))
 		say("synced")
 	}
+	return nil
+}
+
+func config(node string, verbose bool) kuberouter.Config {
+	return kuberouter.Config{
+		Node: node, AbortIsFatal: true,
+		LogLine: func(line string) {
+			if verbose || strings.Contains(line, `"error"`) || strings.Contains(line, "Aborting") {
+				fmt.Fprintln(os.Stderr, line)
+			}
+		},
+	}
+}
+
+// runLive follows a real API server until SIGTERM or SIGINT.
+func runLive(node, kubeconfig string, verbose bool, timeout time.Duration) error {
+	if err := os.Setenv("NODE_NAME", node); err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	c, err := kuberouter.StartLive(ctx, config(node, verbose), kubeconfig)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	fmt.Println("synced")
+	<-sigs
 	return nil
 }

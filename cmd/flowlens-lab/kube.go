@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/flowlens/flowlens/lab/kube"
+	"github.com/flowlens/flowlens/lab/scenario"
+)
+
+// kubeDir is where `up --kubernetes` keeps the real cluster inside the state directory.
+func kubeDir(stateDir string) string { return filepath.Join(stateDir, "kubernetes") }
+
+// upKubernetes brings up the real cluster (package lab/kube), installs flowlens from deploy/base,
+// makes the scenario's namespaces, pods, Services and NetworkPolicies real, and records the
+// cluster for down. With hold it tears it down when ctx ends.
+func upKubernetes(ctx context.Context, out io.Writer, log *slog.Logger, stateDir, prefix string, sc *scenario.Scenario, hold bool) error {
+	dir := kubeDir(stateDir)
+	if kube.Exists(dir) {
+		return fmt.Errorf("%s holds a cluster already (run down first)", dir)
+	}
+	c, err := kube.Up(ctx, kube.Config{Prefix: prefix, Dir: dir, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := c.Save(); err != nil {
+		return errors.Join(err, c.Close())
+	}
+	archive := filepath.Join(dir, "images", "flowlens.tar")
+	if err := kube.BuildAgentImage(ctx, archive); err != nil {
+		return errors.Join(err, c.Close())
+	}
+	if err := c.InstallFlowlens(ctx, archive); err != nil {
+		return errors.Join(err, c.Close())
+	}
+	if sc == nil {
+		sc = scenario.DefaultScenario()
+	}
+	if err := c.ApplyScenario(ctx, sc); err != nil {
+		return errors.Join(err, c.Close())
+	}
+	st := c.State()
+	fmt.Fprintf(out, "cluster %s up (state in %s)\n", st.Prefix, dir)
+	fmt.Fprintf(out, "kubeconfig %s\n", c.Kubeconfig())
+	fmt.Fprintf(out, "apiserver netns %s (run kubectl there: ip netns exec %s kubectl --kubeconfig %s ...)\n", st.CPNetNS, st.CPNetNS, c.Kubeconfig())
+	for _, n := range st.Nodes {
+		fmt.Fprintf(out, "node %s netns %s ip %s podCIDR %s\n", n.Name, n.NetNS, n.IP, n.PodCIDR)
+	}
+	if !hold {
+		return nil
+	}
+	fmt.Fprintln(out, "holding; SIGINT or SIGTERM tears the cluster down")
+	<-ctx.Done()
+	return c.Close()
+}
+
+// downKubernetes takes down a cluster recorded in the state directory, and says whether there
+// was one.
+func downKubernetes(out io.Writer, log *slog.Logger, stateDir string) (bool, error) {
+	dir := kubeDir(stateDir)
+	if !kube.Exists(dir) {
+		return false, nil
+	}
+	c, err := kube.Attach(dir, log)
+	if err != nil {
+		return true, err
+	}
+	if err := c.Close(); err != nil {
+		return true, err
+	}
+	fmt.Fprintf(out, "cluster %s down\n", c.State().Prefix)
+	return true, nil
+}

@@ -1,0 +1,129 @@
+//go:build kubelab
+
+// The real-cluster tests run with `make test-kubernetes` (build tag kubelab):
+// they need the Kubernetes binaries, a long build the first time.
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flowlens/flowlens/lab/kube"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+// agentMetric reads one unlabelled metric from the node's agent, straight from its metrics port
+// in the node namespace (no apiserver needed).
+func (e *kubeEnv) agentMetric(t *testing.T, name string) string {
+	t.Helper()
+	n := e.c.Nodes()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	body, err := e.c.HTTPGetIn(ctx, n.NetNS, "http://"+n.IP+":9280/metrics")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// localStatus is `flowlens status` against the node's agent over its loopback, from inside the
+// node namespace: it works while the apiserver (and so port-forward) is down.
+func (e *kubeEnv) localStatus(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := e.c.ExecIn(ctx, e.c.Nodes()[0].NetNS, bins.cli, "status", "--server", "127.0.0.1:4280")
+	require.NoError(t, err, out)
+	return out
+}
+
+// testAPIOutage stops the apiserver for 30 s while a pod keeps connecting: capture goes on and
+// loses nothing, the agent reports degraded enrichment (status and metric) and recovers by itself.
+func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "ticker",
+		Labels: map[string]string{"app": "frontend"}, Args: []string{"send", "500ms", "tcp", backendIP + ":8080"}}, 2*time.Minute)
+	require.NoError(t, err)
+	e.waitFlow(t, "demo/ticker -> demo/backend:8080", 45*time.Second, podFlow("demo", "ticker", "demo", "backend", 8080))
+	require.Equal(t, "0", e.agentMetric(t, "flowlens_enrichment_degraded"))
+
+	stopped := time.Now()
+	require.NoError(t, e.c.StopAPIServer())
+	t.Cleanup(func() { _ = e.c.StartAPIServer(context.Background()) }) // never leave the cluster without one
+	require.Eventually(t, func() bool { return e.agentMetric(t, "flowlens_enrichment_degraded") == "1" },
+		30*time.Second, time.Second, "flowlens_enrichment_degraded never became 1")
+	assert.Regexp(t, `(?m)^Enrichment:.*degraded`, e.localStatus(t))
+	time.Sleep(time.Until(stopped.Add(30 * time.Second)))
+	restarted := time.Now()
+	require.NoError(t, e.c.StartAPIServer(ctx))
+	require.Eventually(t, func() bool { return e.agentMetric(t, "flowlens_enrichment_degraded") == "0" },
+		90*time.Second, time.Second, "enrichment did not recover after the apiserver returned")
+	st := e.localStatus(t)
+	assert.Regexp(t, `(?m)^Lost events:\s+none$`, st)
+	assert.NotRegexp(t, `(?m)^Enrichment:.*degraded`, st)
+
+	// Capture never stopped: the ticker's flows from inside the outage are there, still named.
+	during := 0
+	for _, f := range e.observe(t, 5000) {
+		ts := f.GetTime().AsTime()
+		if podFlow("demo", "ticker", "demo", "backend", 8080)(f) && ts.After(stopped.Add(5*time.Second)) && ts.Before(restarted) {
+			during++
+		}
+	}
+	assert.Positive(t, during, "no named ticker flow reported during the outage")
+
+	// Informers are back: a pod created now is named (the only apiserver was down, so nothing could
+	// be created during the outage itself).
+	late, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "latecomer", Labels: map[string]string{"app": "frontend"}}, 2*time.Minute)
+	require.NoError(t, err)
+	ok, out, err := e.c.Connect(ctx, "demo", "latecomer", "tcp", backendIP+":8080")
+	require.NoError(t, err, out)
+	require.True(t, ok, out)
+	f := e.waitFlow(t, "demo/latecomer -> demo/backend:8080", 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
+	assert.Equal(t, late.Status.PodIP, f.GetIp().GetSource())
+	require.NoError(t, e.cs.CoreV1().Pods("demo").Delete(ctx, "ticker", metav1.DeleteOptions{}))
+}
+
+// testAgentRestart deletes the agent pod: the DaemonSet's new pod attaches once per veth (the old
+// pod's programs are gone, none twice) and reports flows again.
+func testAgentRestart(t *testing.T, e *kubeEnv, backendIP string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=flowlens"}
+	pods, err := e.cs.CoreV1().Pods("flowlens").List(ctx, sel)
+	require.NoError(t, err)
+	require.Len(t, pods.Items, 1)
+	old := pods.Items[0]
+	require.NoError(t, e.cs.CoreV1().Pods("flowlens").Delete(ctx, old.Name, metav1.DeleteOptions{}))
+	require.Eventually(t, func() bool {
+		pods, err := e.cs.CoreV1().Pods("flowlens").List(ctx, sel)
+		return err == nil && len(pods.Items) == 1 && pods.Items[0].UID != old.UID && isReady(&pods.Items[0])
+	}, 2*time.Minute, time.Second, "no new Ready agent pod after deleting %s", old.Name)
+
+	ok, out, err := e.c.Connect(ctx, "demo", "frontend", "tcp", backendIP+":8080")
+	require.NoError(t, err, out)
+	require.True(t, ok, out)
+	restarted := time.Now()
+	e.waitFlow(t, "demo/frontend -> demo/backend:8080 after the restart", 45*time.Second, func(f *flowlensv1.Flow) bool {
+		return podFlow("demo", "frontend", "demo", "backend", 8080)(f) && f.GetTime().AsTime().After(restarted.Add(-2*time.Second))
+	})
+
+	// Debian 12's bpftool does not list TCX links; the agent's own count must match the veths.
+	n := e.c.Nodes()[0]
+	out, err = e.c.ExecIn(ctx, n.NetNS, "ip", "-o", "link", "show", "type", "veth")
+	require.NoError(t, err, out)
+	veths := len(strings.Split(strings.TrimSpace(out), "\n"))
+	assert.Regexp(t, fmt.Sprintf(`(?m)^Interfaces:\s+%d attached$`, veths), e.localStatus(t), "one attachment per pod veth")
+}
