@@ -8,9 +8,11 @@ LDFLAGS := -s -w -X github.com/flowlens/flowlens/internal/version.Version=$(VERS
 # Debian packages the build, the lab and the tests need: command -> package.
 DEB_CMDS := clang:clang llc:llvm bpftool:bpftool ip:iproute2 iptables:iptables ipset:ipset \
 	iperf3:iperf3 nc:netcat-openbsd tcpdump:tcpdump promtool:prometheus gcc:gcc \
-	chromium:chromium ping:iputils-ping jq:jq curl:curl \
-	containerd:containerd runc:runc podman:podman buildah:buildah nsenter:util-linux
-DEB_FILES := /usr/include/bpf/bpf_helpers.h:libbpf-dev /usr/lib/cni/bridge:containernetworking-plugins
+	chromium:chromium ping:iputils-ping jq:jq curl:curl
+DEB_FILES := /usr/include/bpf/bpf_helpers.h:libbpf-dev
+# Only the real-cluster lab and `make image` need these.
+DEB_CMDS_KUBE := containerd:containerd runc:runc podman:podman buildah:buildah nsenter:util-linux
+DEB_FILES_KUBE := /usr/lib/cni/bridge:containernetworking-plugins
 
 .DEFAULT_GOAL := help
 
@@ -39,6 +41,10 @@ deps: ## Install the Debian packages and kernel mounts flowlens needs (root), or
 	fi
 	@[ -r /sys/kernel/btf/vmlinux ] || { echo "deps: the kernel has no BTF (/sys/kernel/btf/vmlinux); flowlens needs CONFIG_DEBUG_INFO_BTF=y"; exit 1; }
 
+.PHONY: deps-kubernetes
+deps-kubernetes: ## deps, plus containerd, runc, podman, buildah and the CNI plugins for the real-cluster lab and make image.
+	@$(MAKE) --no-print-directory deps DEB_CMDS="$(DEB_CMDS) $(DEB_CMDS_KUBE)" DEB_FILES="$(DEB_FILES) $(DEB_FILES_KUBE)"
+
 ##@ Build
 .PHONY: generate
 generate: ## Regenerate the eBPF objects (bpf2go) and the gRPC/protobuf code (buf).
@@ -52,8 +58,8 @@ build: ## Build flowlens, flowlens-agent and flowlens-lab into bin/.
 IMAGE ?= ghcr.io/flowlens/flowlens:$(VERSION)
 IMAGE_ARCHIVE ?= $(BIN)/flowlens-image.tar
 .PHONY: image
-image: ## Build the agent image with podman, no Docker daemon (deploy/image/Containerfile.scratch), as an OCI archive in bin/.
-	@command -v podman >/dev/null || { echo "image: podman is not installed (make deps)"; exit 1; }
+image: deps-kubernetes ## Build the agent image with podman, no Docker daemon (deploy/image/Containerfile.scratch), as an OCI archive in bin/.
+	@command -v podman >/dev/null || { echo "image: podman is not installed (make deps-kubernetes)"; exit 1; }
 	@mkdir -p $(BIN)/image
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/image/ ./cmd/flowlens-agent ./cmd/flowlens
 	podman build --quiet -f deploy/image/Containerfile.scratch -t $(IMAGE) $(BIN)/image
@@ -86,7 +92,7 @@ test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, 
 	promtool test rules deploy/prometheus/tests/*.yaml
 
 .PHONY: test-kubernetes
-test-kubernetes: deps ## The real-cluster ring (build tag kubelab): etcd, apiserver, kubelet, containerd; a cold build of the Kubernetes binaries takes ~30 CPU-minutes, then they are cached.
+test-kubernetes: deps-kubernetes ## The real-cluster ring (build tag kubelab): etcd, apiserver, kubelet, containerd; a cold build of the Kubernetes binaries takes ~30 CPU-minutes, then they are cached.
 	$(GO) test -tags kubelab -count=1 -timeout 60m ./lab/kube/ ./e2e/ -run 'Kube|LeavesNothing'
 
 .PHONY: test-unit
