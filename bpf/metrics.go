@@ -1,23 +1,16 @@
 package bpf
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the kernel side's own; the flow table's read errors and
+// lost events are counted by package aggregate, which reads the table.
 type metrics struct {
 	attached prometheus.Gauge
-	// errors counts reads of the kernel side that failed. They are not
-	// losses: the entry stays in the flow table and the next flush retries
-	// it (an entry that is gone was evicted, which KERNEL_FLOW_TABLE counts).
-	errors *prometheus.CounterVec
 }
-
-// Kinds of errorsTotal.
-const (
-	errDecode   = "decode"   // a flow table entry that does not decode
-	errLookup   = "lookup"   // a dropped flow's entry could not be read
-	errCounters = "counters" // the kernel's created/lost counters could not be read
-	errIterate  = "iterate"  // a pass over the flow table ended early
-	errDelete   = "delete"   // an idle entry could not be deleted
-)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -25,21 +18,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "flowlens_attached_interfaces",
 			Help: "Pod interfaces the capture programs are attached to.",
 		}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "flowlens_errors_total",
-			Help: "Failed reads of the kernel's flow table and counters, by kind; the next flush retries them.",
-		}, []string{"kind"}),
-	}
-	for _, k := range []string{errDecode, errLookup, errCounters, errIterate, errDelete} {
-		m.errors.WithLabelValues(k)
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.attached, m.errors} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := reg.Register(m.attached); err != nil {
+		return nil, fmt.Errorf("register flowlens_attached_interfaces: %w", err)
 	}
 	return m, nil
 }
