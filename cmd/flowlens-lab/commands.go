@@ -204,11 +204,42 @@ func trafficCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return traffic.RunScenario(ctx, l, log)
+			// `flowlens-lab down` removes the state file; traffic must stop
+			// then instead of failing case after case against a gone lab.
+			ctx, stop := context.WithCancelCause(ctx)
+			defer stop(nil)
+			go stopWhenGone(ctx, statePath(*stateDir), stop)
+			if err := traffic.RunScenario(ctx, l, log); err != nil {
+				return err
+			}
+			if cause := context.Cause(ctx); errors.Is(cause, errLabDown) {
+				return cause
+			}
+			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")
 	return cmd
+}
+
+// errLabDown ends `flowlens-lab traffic` when the lab it drives is taken down.
+var errLabDown = errors.New("the lab was taken down (flowlens-lab down); traffic stopped")
+
+// stopWhenGone cancels ctx with errLabDown once the lab's state file is gone.
+func stopWhenGone(ctx context.Context, state string, stop context.CancelCauseFunc) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if _, err := os.Stat(state); errors.Is(err, os.ErrNotExist) {
+				stop(errLabDown)
+				return
+			}
+		}
+	}
 }
 
 func statusCmd(stateDir *string) *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowlens/flowlens/internal/testenv"
 
@@ -73,9 +74,22 @@ func TestUpTrafficDown(t *testing.T) {
 	_, err = runCLI(t, "traffic", "--state-dir", dir, "--duration", "500ms")
 	require.NoError(t, err)
 
+	// Traffic started before `down` stops by itself, naming why (issue 10).
+	trafficDone := make(chan error, 1)
+	go func() {
+		_, err := runCLI(t, "traffic", "--state-dir", dir, "--duration", "2m")
+		trafficDone <- err
+	}()
+	time.Sleep(time.Second)
 	out, err = runCLI(t, "down", "--state-dir", dir)
 	require.NoError(t, err)
 	assert.Contains(t, out, "lab "+prefix+" down")
+	select {
+	case err := <-trafficDone:
+		assert.ErrorContains(t, err, "taken down")
+	case <-time.After(30 * time.Second):
+		t.Fatal("flowlens-lab traffic went on after flowlens-lab down")
+	}
 	names, err := netns.List()
 	require.NoError(t, err)
 	for _, n := range names {
