@@ -44,13 +44,15 @@ cat "$STATE"/git/*.yaml >"$STATE/applied.yaml"
 
 named=()
 while read -r _ nc; do named+=(--named-cidr "$nc"); done < <(grep '^named-cidr ' "$STATE/up.txt")
+# The agents serve gRPC on lab addresses without TLS, inside the lab's
+# namespaces only: --grpc-insecure-listen says that is meant.
 for n in node1 node2; do
 	ns=$(node_field $n 4); ip=$(node_field $n 6)
 	ip netns exec "$ns" "$BIN/flowlens-agent" --node-name "$n" "${named[@]}" \
 		--cluster-file "$STATE/cluster.yaml" --policies "$STATE/git" --cluster-policies "$STATE/applied.yaml" \
 		--policy-reload-interval 1s --enforcer kube-router-v2.1 \
 		--flush-interval 2s --flow-log "$STATE/$n-flows.json" \
-		--grpc-address "$ip:4280" --metrics-address "$ip:9280" \
+		--grpc-address "$ip:4280" --grpc-insecure-listen --metrics-address "$ip:9280" \
 		--log-level warn 2>"$STATE/$n-agent.log" &
 	pids+=($!)
 done
