@@ -69,3 +69,7 @@ func (f *Filters) Lists() (allow, deny []*flowlensv1.FlowFilter, err error) { re
 // Nodes are the positive --node values: with --port-forward they choose the
 // agents to connect to.
 func (f *Filters) Nodes() []string { return f.f.nodes }
+
+// Ports are a flow's source and destination ports (0 for portless
+// protocols), as the printers show them.
+func Ports(fl *flowlensv1.Flow) (src, dst uint32) { return ports(fl) }

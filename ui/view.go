@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowlens/flowlens/observe"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -70,7 +71,7 @@ type lostView struct {
 }
 
 func newFlowView(fl *flowlensv1.Flow, n uint64) flowView {
-	sp, dp := ports(fl)
+	sp, dp := observe.Ports(fl)
 	v := flowView{
 		ID:         fl.GetUuid(),
 		Time:       fl.GetTime().AsTime(),
@@ -120,19 +121,6 @@ func portText(proto string, port uint32) string {
 		return proto
 	}
 	return strconv.FormatUint(uint64(port), 10) + "/" + proto
-}
-
-func ports(fl *flowlensv1.Flow) (src, dst uint32) {
-	l4 := fl.GetL4()
-	switch {
-	case l4.GetTcp() != nil:
-		return l4.GetTcp().GetSourcePort(), l4.GetTcp().GetDestinationPort()
-	case l4.GetUdp() != nil:
-		return l4.GetUdp().GetSourcePort(), l4.GetUdp().GetDestinationPort()
-	case l4.GetSctp() != nil:
-		return l4.GetSctp().GetSourcePort(), l4.GetSctp().GetDestinationPort()
-	}
-	return 0, 0
 }
 
 func protocol(fl *flowlensv1.Flow) string {
