@@ -3,13 +3,12 @@ package aggregate
 import (
 	"context"
 	"testing"
-
-	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/internal/testenv"
 	"github.com/flowlens/flowlens/lab/traffic"
 )
 

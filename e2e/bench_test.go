@@ -7,10 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
+	"github.com/flowlens/flowlens/internal/testenv"
 	"github.com/flowlens/flowlens/lab/scenario"
 	"github.com/flowlens/flowlens/lab/traffic"
 )

@@ -3,9 +3,9 @@ package lab
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/flowlens/flowlens/internal/testenv"
-	"time"
 )
 
 // BenchmarkUpClose prints how long building and removing a two-node lab takes (8 namespaces,

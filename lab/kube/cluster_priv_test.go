@@ -10,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 )
 
 // TestClusterUpLeavesNothing brings the whole one-node cluster up (until the node is Ready and

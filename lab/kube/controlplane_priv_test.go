@@ -10,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 )
 
 // TestControlPlaneLeavesNothing starts etcd and kube-apiserver in the control-plane namespace,

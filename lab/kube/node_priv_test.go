@@ -13,12 +13,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/flowlens/flowlens/internal/testenv"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowlens/flowlens/internal/testenv"
 )
 
 // TestContainerdNodeLeavesNothing brings up the network and one node's containerd (no Kubernetes
