@@ -168,16 +168,22 @@ func (a *agentProc) waitLost(source flowlensv1.LostEventSource, timeout time.Dur
 // lostMetric is flowlens_lost_events_total{source} as the agent exports it.
 func (a *agentProc) lostMetric(t *testing.T, source flowlensv1.LostEventSource) float64 {
 	t.Helper()
-	prefix := `flowlens_lost_events_total{source="` + source.String() + `"} `
+	return a.metric(t, `flowlens_lost_events_total{source="`+source.String()+`"}`)
+}
+
+// metric is the value of one series (name and labels as exposed) in the
+// agent's /metrics.
+func (a *agentProc) metric(t *testing.T, series string) float64 {
+	t.Helper()
 	for _, line := range strings.Split(a.metricsText(t), "\n") {
-		if strings.HasPrefix(line, prefix) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
 			var v float64
-			_, err := fmt.Sscan(strings.TrimPrefix(line, prefix), &v)
+			_, err := fmt.Sscan(rest, &v)
 			require.NoError(t, err)
 			return v
 		}
 	}
-	t.Fatalf("no %s series in the metrics", strings.TrimSpace(prefix))
+	t.Fatalf("no series %s in the metrics", series)
 	return 0
 }
 
