@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -45,6 +48,7 @@ func TestDropRingStorm(t *testing.T) {
 
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
 	stopped := true
+	waitStopped(t, a.cmd.Process.Pid)
 	defer func() {
 		if stopped {
 			_ = a.cmd.Process.Signal(syscall.SIGCONT)
@@ -102,6 +106,30 @@ func dropStorm(t *testing.T, a *agentProc, fe *scenario.Pod, db netip.Addr, base
 	assert.Empty(t, a.match(and(storm, verdict(flowlensv1.Verdict_FORWARDED))), "the policies reject the storm")
 	time.Sleep(1200 * time.Millisecond) // two flushes: the loss is read at each
 	return took
+}
+
+// waitStopped waits until every thread of pid is stopped: SIGSTOP reaches
+// a thread running on another CPU only when it next enters the kernel, and
+// the ring reader could take one more event meanwhile.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(stats) == 0 {
+			return false
+		}
+		for _, p := range stats {
+			raw, err := os.ReadFile(p)
+			if err != nil {
+				return false
+			}
+			// The state follows the parenthesised command name.
+			if i := bytes.LastIndexByte(raw, ')'); i < 0 || i+2 >= len(raw) || raw[i+2] != 'T' {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, time.Millisecond, "agent %d stopped", pid)
 }
 
 func distinctPorts(fs []*flowlensv1.Flow) map[uint32]bool {
