@@ -238,6 +238,7 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		{func(c *Config) { c.AcceptedMode = "maybe" }, "--accepted-mode"},
 		{func(c *Config) { c.Interfaces = []string{"veth["} }, "--interfaces"},
 		{func(c *Config) { c.FlowTableSize = 1 }, "--flow-table-size"},
+		{func(c *Config) { c.DropRingSize = 100000 }, "--drop-ring-size 100000: want a power of two"},
 		{func(c *Config) { c.WatchCIDRs = []string{"10.42.0.0/33"} }, "--watch-cidr"},
 		{func(c *Config) { c.FlushInterval = time.Millisecond }, "--flush-interval"},
 		{func(c *Config) { c.IdleTimeout = time.Second }, "--idle-timeout"},

@@ -48,6 +48,7 @@ type Config struct {
 	AcceptedMode  string
 	Interfaces    []string
 	FlowTableSize int
+	DropRingSize  int
 	WatchCIDRs    []string
 	FlushInterval time.Duration
 	IdleTimeout   time.Duration
@@ -92,6 +93,7 @@ func DefaultConfig() Config {
 		AcceptedMode:         string(bpf.AcceptedAuto),
 		Interfaces:           slices.Clone(bpf.DefaultInterfaces),
 		FlowTableSize:        bpf.DefaultFlowTableSize,
+		DropRingSize:         bpf.DefaultDropRingSize,
 		WatchCIDRs:           prefixStrings(bpf.DefaultWatchCIDRs),
 		FlushInterval:        bpf.DefaultFlushInterval,
 		IdleTimeout:          bpf.DefaultIdleTimeout,
@@ -134,6 +136,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AcceptedMode, "accepted-mode", c.AcceptedMode, "how packets are known to be past the policy layer: auto (netfilter BPF link after the filter table, else inference), netfilter, or inference (not dropped by the next flush)")
 	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) narrowing which pod veths (veth ports of a bridge such as cni0) are observed; default: all of them")
 	fs.IntVar(&c.FlowTableSize, "flow-table-size", c.FlowTableSize, "entries in the in-kernel flow table")
+	fs.IntVar(&c.DropRingSize, "drop-ring-size", c.DropRingSize, "bytes of the ring buffer that reports each flow's first drop at once (a power of two, at least a page); when full, the early report is counted as lost and the drop waits for the next flush")
 	fs.StringSliceVar(&c.WatchCIDRs, "watch-cidr", c.WatchCIDRs, "pod and service CIDRs whose drops are reported")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often kernel counters are reported as flow records")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "flows idle this long are removed from the kernel table")
@@ -261,6 +264,10 @@ func (c *Config) validateCapture() error {
 	if c.FlowTableSize < bpf.MinFlowTableSize || c.FlowTableSize > bpf.MaxFlowTableSize {
 		return fmt.Errorf("--flow-table-size %d: want %d..%d", c.FlowTableSize, bpf.MinFlowTableSize, bpf.MaxFlowTableSize)
 	}
+	if !bpf.ValidDropRingSize(c.DropRingSize) {
+		return fmt.Errorf("--drop-ring-size %d: want a power of two from the page size (%d) to %d bytes",
+			c.DropRingSize, os.Getpagesize(), bpf.MaxDropRingSize)
+	}
 	if _, err := c.WatchPrefixes(); err != nil {
 		return err
 	}
@@ -282,6 +289,7 @@ func (c *Config) captureConfig() bpf.Config {
 		Accepted:      bpf.AcceptedMode(c.AcceptedMode),
 		Interfaces:    c.Interfaces,
 		FlowTableSize: c.FlowTableSize,
+		DropRingSize:  c.DropRingSize,
 		WatchCIDRs:    watch,
 		FlushInterval: c.FlushInterval,
 		IdleTimeout:   c.IdleTimeout,

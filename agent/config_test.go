@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -22,6 +23,11 @@ func TestCaptureBoundsAgree(t *testing.T) {
 		{"table below min", func(c *Config) { c.FlowTableSize = bpf.MinFlowTableSize - 1 }, false},
 		{"table at max", func(c *Config) { c.FlowTableSize = bpf.MaxFlowTableSize }, true},
 		{"table above max", func(c *Config) { c.FlowTableSize = bpf.MaxFlowTableSize + 1 }, false},
+		{"drop ring one page", func(c *Config) { c.DropRingSize = os.Getpagesize() }, true},
+		{"drop ring below a page", func(c *Config) { c.DropRingSize = os.Getpagesize() / 2 }, false},
+		{"drop ring not a power of two", func(c *Config) { c.DropRingSize = 3 * os.Getpagesize() }, false},
+		{"drop ring at max", func(c *Config) { c.DropRingSize = bpf.MaxDropRingSize }, true},
+		{"drop ring above max", func(c *Config) { c.DropRingSize = bpf.MaxDropRingSize * 2 }, false},
 		{"flush at min", func(c *Config) { c.FlushInterval = bpf.MinFlushInterval }, true},
 		{"flush below min", func(c *Config) { c.FlushInterval = bpf.MinFlushInterval - time.Nanosecond }, false},
 		{"idle equals flush", func(c *Config) { c.IdleTimeout = c.FlushInterval }, true},
@@ -51,6 +57,7 @@ func TestDefaultConfigMatchesCapture(t *testing.T) {
 	cfg.NodeName = "n"
 	c := cfg.captureConfig()
 	assert.Equal(t, bpf.DefaultFlowTableSize, c.FlowTableSize)
+	assert.Equal(t, bpf.DefaultDropRingSize, c.DropRingSize)
 	assert.Equal(t, bpf.DefaultFlushInterval, c.FlushInterval)
 	assert.Equal(t, bpf.DefaultIdleTimeout, c.IdleTimeout)
 	assert.Equal(t, bpf.DefaultWatchCIDRs, c.WatchCIDRs)

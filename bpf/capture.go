@@ -129,6 +129,7 @@ func (c *Capture) load() error {
 	}
 	spec.Maps[flowlensMapFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
 	spec.Maps[flowlensMapCtFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
+	spec.Maps[flowlensMapDropEvents].MaxEntries = uint32(c.cfg.DropRingSize)
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

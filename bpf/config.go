@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path"
 	"time"
 )
@@ -45,6 +46,11 @@ type Config struct {
 	Interfaces []string
 	// FlowTableSize is the capacity of the in-kernel flow table. Default 65536.
 	FlowTableSize int
+	// DropRingSize is the size in bytes of the drop_events ring buffer that
+	// carries each flow's first drop to user space at once: a power of two,
+	// at least a page. A full ring loses only the early notice (counted as
+	// KERNEL_RING_BUFFER); the drop itself is in the flow table. Default 256 KiB.
+	DropRingSize int
 	// WatchCIDRs scope drop reporting: a drop is reported only when one end
 	// is in one of these or is a local pod. Default 10.42.0.0/16, 10.43.0.0/16.
 	WatchCIDRs []netip.Prefix
@@ -60,6 +66,7 @@ type Config struct {
 // Defaults. The agent's flags take theirs from here.
 const (
 	DefaultFlowTableSize = 65536
+	DefaultDropRingSize  = 256 << 10
 	DefaultFlushInterval = 5 * time.Second
 	DefaultIdleTimeout   = 60 * time.Second
 )
@@ -71,7 +78,15 @@ const (
 	MinFlowTableSize = 64
 	MaxFlowTableSize = 1 << 24
 	MinFlushInterval = 100 * time.Millisecond
+	// MaxDropRingSize bounds the locked kernel memory of the drop ring.
+	MaxDropRingSize = 1 << 28
 )
+
+// ValidDropRingSize reports whether n bytes can size the drop ring: the
+// kernel wants a power of two that is a multiple of the page size.
+func ValidDropRingSize(n int) bool {
+	return n >= os.Getpagesize() && n <= MaxDropRingSize && n&(n-1) == 0
+}
 
 // DefaultInterfaces and DefaultWatchCIDRs are K3s's defaults: CNI host veths,
 // the cluster CIDR and the service CIDR.
@@ -120,6 +135,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.FlowTableSize < MinFlowTableSize || cfg.FlowTableSize > MaxFlowTableSize {
 		return cfg, fmt.Errorf("flow table size %d: want %d..%d", cfg.FlowTableSize, MinFlowTableSize, MaxFlowTableSize)
+	}
+	if cfg.DropRingSize == 0 {
+		cfg.DropRingSize = DefaultDropRingSize
+	}
+	if !ValidDropRingSize(cfg.DropRingSize) {
+		return cfg, fmt.Errorf("drop ring size %d: want a power of two from the page size (%d) to %d bytes",
+			cfg.DropRingSize, os.Getpagesize(), MaxDropRingSize)
 	}
 	if len(cfg.WatchCIDRs) == 0 {
 		cfg.WatchCIDRs = DefaultWatchCIDRs

@@ -15,6 +15,7 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, AttachAuto, cfg.AttachMode)
 	assert.Equal(t, []string{"*"}, cfg.Interfaces)
 	assert.Equal(t, 65536, cfg.FlowTableSize)
+	assert.Equal(t, 256<<10, cfg.DropRingSize, "the size maps.h declares")
 	assert.Equal(t, DefaultWatchCIDRs, cfg.WatchCIDRs)
 	assert.Equal(t, 5*time.Second, cfg.FlushInterval)
 	assert.Equal(t, time.Minute, cfg.IdleTimeout)
@@ -29,6 +30,10 @@ func TestConfigInvalid(t *testing.T) {
 		{"mode", Config{AttachMode: "xdp"}, `attach mode "xdp"`},
 		{"glob", Config{Interfaces: []string{"veth["}}, `interface glob "veth["`},
 		{"table", Config{FlowTableSize: 3}, "flow table size 3"},
+		{"ring not a power of two", Config{DropRingSize: 3 * 4096}, "drop ring size 12288"},
+		{"ring below a page", Config{DropRingSize: 64}, "drop ring size 64"},
+		{"ring negative", Config{DropRingSize: -4096}, "drop ring size -4096"},
+		{"ring too large", Config{DropRingSize: MaxDropRingSize * 2}, "drop ring size"},
 		{"cidr", Config{WatchCIDRs: []netip.Prefix{{}}}, "watch CIDR"},
 		{"flush", Config{FlushInterval: time.Millisecond}, "flush interval 1ms"},
 		{"idle", Config{FlushInterval: time.Minute, IdleTimeout: time.Second}, "idle timeout 1s"},

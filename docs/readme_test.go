@@ -147,3 +147,19 @@ func flatten(prefix string, md protoreflect.MessageDescriptor, out map[string]bo
 		}
 	}
 }
+
+// The README's --print-raw-filters example shows what the command prints,
+// proto field names included (as -o json and the flow log write them).
+func TestReadmePrintRawFiltersOutput(t *testing.T) {
+	m := regexp.MustCompile("(?s)```sh\n\\$ (flowlens observe [^\n]*--print-raw-filters)\n(.*?)```").FindStringSubmatch(readme(t))
+	require.NotNil(t, m, "the README shows a --print-raw-filters example with its output")
+	var out, errOut bytes.Buffer
+	cmd := observe.NewObserveCommand(&out, &errOut)
+	cmd.SetArgs(args(t, m[1], "flowlens observe"))
+	require.NoError(t, cmd.Execute(), errOut.String())
+	assert.Equal(t, m[2], out.String())
+	fields := (&flowlensv1.FlowFilter{}).ProtoReflect().Descriptor().Fields()
+	for _, key := range regexp.MustCompile(`"(\w+)":`).FindAllStringSubmatch(out.String(), -1) {
+		assert.NotNil(t, fields.ByName(protoreflect.Name(key[1])), "%q is not a FlowFilter proto field name", key[1])
+	}
+}

@@ -167,12 +167,17 @@ func (a *agentProc) waitAttached(n int) {
 	a.t.Fatalf("agent on %s not attached to %d interfaces: %s\n%s", a.node.Name, n, last, a.errb.String())
 }
 
-func (a *agentProc) status() (*flowlensv1.ServerStatusResponse, error) {
-	conn, err := grpc.NewClient("passthrough:///127.0.0.1:4280",
+// dial connects to the agent's gRPC API from inside its node namespace.
+func (a *agentProc) dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///127.0.0.1:4280", append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return dialInNetNS(ctx, a.node.NetNS, addr)
-		}))
+		})}, opts...)...)
+}
+
+func (a *agentProc) status() (*flowlensv1.ServerStatusResponse, error) {
+	conn, err := a.dial()
 	if err != nil {
 		return nil, err
 	}

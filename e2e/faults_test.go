@@ -138,6 +138,55 @@ func (a *agentProc) metricsText(t *testing.T) string {
 	return string(body)
 }
 
+// statusLost is the loss the agent's status reports for source.
+func (a *agentProc) statusLost(source flowlensv1.LostEventSource) uint64 {
+	a.t.Helper()
+	st, err := a.status()
+	require.NoError(a.t, err)
+	for _, le := range st.GetLostEvents() {
+		if le.GetSource() == source {
+			return le.GetNumEventsLost()
+		}
+	}
+	return 0
+}
+
+// waitLost polls the status until it reports loss from source, and
+// returns it (0 when none came within timeout).
+func (a *agentProc) waitLost(source flowlensv1.LostEventSource, timeout time.Duration) uint64 {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		if n := a.statusLost(source); n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// lostMetric is flowlens_lost_events_total{source} as the agent exports it.
+func (a *agentProc) lostMetric(t *testing.T, source flowlensv1.LostEventSource) float64 {
+	t.Helper()
+	return a.metric(t, `flowlens_lost_events_total{source="`+source.String()+`"}`)
+}
+
+// metric is the value of one series (name and labels as exposed) in the
+// agent's /metrics.
+func (a *agentProc) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(a.metricsText(t), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			_, err := fmt.Sscan(rest, &v)
+			require.NoError(t, err)
+			return v
+		}
+	}
+	t.Fatalf("no series %s in the metrics", series)
+	return 0
+}
+
 // TestFlowTableFull opens more concurrent flows than --flow-table-size:
 // the loss is counted in the status and the metrics, and a flow that fits
 // afterwards is counted exactly.
@@ -163,27 +212,9 @@ func TestFlowTableFull(t *testing.T) {
 		}
 		return nil
 	}))
-	var kernelLost uint64
-	deadline := time.Now().Add(10 * time.Second)
-	for kernelLost == 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		st, err := a.status()
-		require.NoError(t, err)
-		for _, le := range st.GetLostEvents() {
-			if le.GetSource() == flowlensv1.LostEventSource_KERNEL_FLOW_TABLE {
-				kernelLost = le.GetNumEventsLost()
-			}
-		}
-	}
+	kernelLost := a.waitLost(flowlensv1.LostEventSource_KERNEL_FLOW_TABLE, 10*time.Second)
 	require.Positive(t, kernelLost, "flow table loss in the status")
-	metrics := a.metricsText(t)
-	var metricLost float64
-	for _, line := range strings.Split(metrics, "\n") {
-		if strings.HasPrefix(line, `flowlens_lost_events_total{source="KERNEL_FLOW_TABLE"} `) {
-			_, err := fmt.Sscan(strings.Fields(line)[1], &metricLost)
-			require.NoError(t, err)
-		}
-	}
+	metricLost := a.lostMetric(t, flowlensv1.LostEventSource_KERNEL_FLOW_TABLE)
 	assert.Positive(t, metricLost, "flow table loss in the metrics")
 	reported := len(a.match(func(f *flowlensv1.Flow) bool { return f.GetL4().GetUdp().GetDestinationPort() == 5353 }))
 

@@ -260,7 +260,8 @@ func printSorted(ctx context.Context, streams []recvFunc, print func(*flowlensv1
 }
 
 // printRawFilters writes the request's filters, one protojson FlowFilter per
-// line, in a YAML shape (as hubble observe --print-raw-filters does).
+// line, in a YAML shape (as hubble observe --print-raw-filters does). Field
+// names are the proto names, as in -o json and the flow log.
 func printRawFilters(w io.Writer, req *flowlensv1.GetFlowsRequest) error {
 	for _, list := range []struct {
 		name    string
@@ -271,7 +272,7 @@ func printRawFilters(w io.Writer, req *flowlensv1.GetFlowsRequest) error {
 		}
 		fmt.Fprintf(w, "%s:\n", list.name)
 		for _, f := range list.filters {
-			raw, err := protojson.Marshal(f)
+			raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(f)
 			if err != nil {
 				return fmt.Errorf("marshal filter: %w", err)
 			}

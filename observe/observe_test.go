@@ -221,7 +221,7 @@ func TestObserveEndToEnd(t *testing.T) {
 	// --print-raw-filters prints and exits without connecting.
 	out, _, err = runCmd(t, ctx, observeCmd(ctx, "--server", addr, "--to-namespace", "linkding", "--verdict", "DROPPED", "--not", "--port", "53", "--print-raw-filters"))
 	require.NoError(t, err)
-	assert.Equal(t, "allowlist:\n  - '{\"destinationNamespace\":[\"linkding\"],\"verdict\":[\"DROPPED\"]}'\ndenylist:\n  - '{\"port\":[53]}'\n", out)
+	assert.Equal(t, "allowlist:\n  - '{\"destination_namespace\":[\"linkding\"],\"verdict\":[\"DROPPED\"]}'\ndenylist:\n  - '{\"port\":[53]}'\n", out)
 	assert.Equal(t, before, lis.accepted.Load(), "nothing dialled for --print-raw-filters")
 
 	// status
