@@ -145,6 +145,12 @@ func Decode(name string, r io.Reader) (*Objects, error) {
 		if k.Name == "" {
 			return nil, fmt.Errorf("%s: %s: metadata.name is empty", prefix, short)
 		}
+		// A cluster dump always carries namespaces; without one the object
+		// could not be named or selected, and every later error about it
+		// would have no file to point at.
+		if k.Namespace == "" && short != "Namespace" && short != "Node" {
+			return nil, fmt.Errorf("%s: %s %s: metadata.namespace is empty", prefix, short, k.Name)
+		}
 		if prev, ok := o.Origins[k]; ok {
 			return nil, fmt.Errorf("%s: %s already defined at %s", prefix, k, prev)
 		}

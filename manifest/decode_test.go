@@ -79,6 +79,8 @@ items:
 		{name: "wrong item kind in typed list", in: `{"apiVersion":"v1","kind":"PodList","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"}}]}`, err: "f.yaml doc 0: item 0: v1/Namespace in a PodList"},
 		{name: "list item unknown field", in: "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: x}\n  extra: 1\n", err: `f.yaml doc 0: item 0: Namespace: unknown field "extra"`},
 		{name: "missing name", in: "apiVersion: v1\nkind: Namespace\nmetadata: {}\n", err: "f.yaml doc 0: Namespace: metadata.name is empty"},
+		{name: "list pod without namespace", in: "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: A0}\n", err: "f.yaml doc 0: item 0: Pod A0: metadata.namespace is empty"},
+		{name: "policy without namespace", in: "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}}\n", err: "f.yaml doc 0: NetworkPolicy x: metadata.namespace is empty"},
 		{name: "duplicate object", in: strings.ReplaceAll(policyDoc, "%s", "a") + "---\n" + strings.ReplaceAll(policyDoc, "%s", "a"), err: "f.yaml doc 1: NetworkPolicy linkding/a already defined at f.yaml doc 0"},
 		{name: "wrong apiVersion for kind", in: "apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: x}\n", err: `unknown kind "NetworkPolicy" (apiVersion "networking.k8s.io/v1beta1")`},
 	}
