@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/filter"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // query is a validated GetFlowsRequest.
@@ -25,28 +26,31 @@ type query struct {
 // the gRPC stream, or a counter in benchmarks. (The one sink is the
 // agent pipeline's: where annotated records go, this ring.)
 type clientStream interface {
-	record(e *entry) error
+	// record sends one record; e.nano is its time.
+	record(e *entry, ev *flowlensv1.GetFlowsResponse) error
 	lost(count uint64, first, last int64) error
 	// lastTime is the time of the last record sent, 0 if none.
 	lastTime() int64
 }
 
-// passes reports whether e belongs in the query's answer. Lost-events records
-// are never filtered by flow fields: a client must learn of loss whatever it
-// asked for.
-func (q *query) passes(e *entry) bool {
+// admit returns the record of e when it belongs in the query's answer, nil
+// otherwise. Lost-events records are never filtered by flow fields: a
+// client must learn of loss whatever it asked for. A compact flow is
+// rebuilt once here, for the filter and for sending.
+func (q *query) admit(e *entry) *flowlensv1.GetFlowsResponse {
 	if e.nano != 0 {
 		if q.since != 0 && e.nano < q.since {
-			return false
+			return nil
 		}
 		if q.until != 0 && e.nano > q.until {
-			return false
+			return nil
 		}
 	}
-	if fl := e.ev.GetFlow(); fl != nil {
-		return q.filter.Match(fl)
+	ev := e.response()
+	if fl := ev.GetFlow(); fl != nil && !q.filter.Match(fl) {
+		return nil
 	}
-	return true
+	return ev
 }
 
 // run answers q from r into out: the historical part first, then, with
@@ -73,7 +77,11 @@ func (r *Ring) run(ctx context.Context, q *query, out clientStream) error {
 
 // last sends the newest q.number passing flows below start, oldest first.
 func (r *Ring) last(q *query, start uint64, out clientStream) error {
-	var picked []*entry
+	type pick struct {
+		e  *entry
+		ev *flowlensv1.GetFlowsResponse
+	}
+	var picked []pick
 	var flows uint64
 	for seq := start; seq > r.oldest(start) && flows < q.number; {
 		seq--
@@ -81,16 +89,17 @@ func (r *Ring) last(q *query, start uint64, out clientStream) error {
 		if !ok {
 			break // overwritten while we scanned; everything older is gone too
 		}
-		if !q.passes(e) {
+		ev := q.admit(e)
+		if ev == nil {
 			continue
 		}
-		picked = append(picked, e)
-		if e.ev.GetFlow() != nil {
+		picked = append(picked, pick{e, ev})
+		if e.isFlow() {
 			flows++
 		}
 	}
 	for i := len(picked) - 1; i >= 0; i-- {
-		if err := out.record(picked[i]); err != nil {
+		if err := out.record(picked[i].e, picked[i].ev); err != nil {
 			return err
 		}
 	}
@@ -116,13 +125,14 @@ func (r *Ring) forward(ctx context.Context, q *query, seq, end uint64, out clien
 			continue
 		}
 		seq++
-		if !q.passes(e) {
+		ev := q.admit(e)
+		if ev == nil {
 			continue
 		}
-		if err := out.record(e); err != nil {
+		if err := out.record(e, ev); err != nil {
 			return seq, err
 		}
-		if e.ev.GetFlow() != nil {
+		if e.isFlow() {
 			flows++
 			if q.number > 0 && flows >= q.number {
 				return seq, nil
