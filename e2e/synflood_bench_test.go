@@ -104,7 +104,9 @@ func statCPU(b *testing.B, pid int) float64 {
 func (a *agentProc) scrape(b *testing.B) (dropped, lost float64) {
 	b.Helper()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dialInNetNS(ctx, a.node.NetNS, addr) }}}
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialInNetNS(ctx, a.node.NetNS, addr)
+		}}}
 	resp, err := client.Get("http://127.0.0.1:9280/metrics")
 	if err != nil {
 		b.Fatalf("scrape agent metrics: %v", err)
