@@ -89,14 +89,19 @@ func TestCompactRoundTrip(t *testing.T) {
 		{name: "lost events", whole: true, in: &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{
 			LostEvents: &flowlensv1.LostEvents{Source: flowlensv1.LostEventSource_AGENT_QUEUE, NumEventsLost: 3}}}},
 	}
+	// One expander for all cases: its scratch view must not carry a field
+	// from one flow into the next.
+	x := &expander{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			want := proto.Clone(tc.in)
+			want := proto.Clone(tc.in).(*flowlensv1.GetFlowsResponse)
 			c, ok := compactOf(tc.in)
 			require.Equal(t, !tc.whole, ok)
 			if ok {
-				got := c.response()
+				got := x.response(&c)
 				assert.True(t, proto.Equal(want, got), "got %v\nwant %v", got, want)
+				view := x.view(&c)
+				assert.True(t, proto.Equal(want.GetFlow(), view), "view %v\nwant %v", view, want.GetFlow())
 				assert.Same(t, tc.in.GetFlow().GetSource(), got.GetFlow().GetSource(), "endpoints are shared, not copied")
 			}
 			// Through the ring, both kinds come back as they went in.

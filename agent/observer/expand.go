@@ -8,12 +8,73 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// response rebuilds the record compactOf was given. Each call returns a new
-// message (the endpoints and nothing else are shared), so a reader may hand
-// it to gRPC while the writer goes on.
-func (c *compactFlow) response() *flowlensv1.GetFlowsResponse {
-	fl := &flowlensv1.Flow{
-		Time:             c.timestamp(hasTime, c.time),
+// expander rebuilds compact flows for one reader. It rebuilds each policy
+// explanation once and shares it between the records it returns (they are
+// read-only: gRPC marshals them), and it fills one scratch flow, reused,
+// for the filter: a scan of a full ring that matches little allocates
+// next to nothing. The zero value is ready; an expander is not safe for
+// concurrent use.
+type expander struct {
+	policies map[uniquePolicy]*flowlensv1.PolicyVerdict
+
+	// The scratch flow view returns, and its messages.
+	fl                        flowlensv1.Flow
+	ip                        flowlensv1.IP
+	counters                  flowlensv1.Counters
+	iface                     flowlensv1.Interface
+	time, firstSeen, lastSeen timestamppb.Timestamp
+}
+
+// maxPolicies bounds the rebuilt explanations an expander keeps.
+const maxPolicies = 4096
+
+func (x *expander) policy(h uniquePolicy) *flowlensv1.PolicyVerdict {
+	if h == (uniquePolicy{}) {
+		return nil
+	}
+	if p, ok := x.policies[h]; ok {
+		return p
+	}
+	if x.policies == nil || len(x.policies) >= maxPolicies {
+		x.policies = make(map[uniquePolicy]*flowlensv1.PolicyVerdict)
+	}
+	p := h.Value().proto()
+	x.policies[h] = p
+	return p
+}
+
+// response rebuilds the record compactOf was given. Each call returns new
+// messages except the endpoints and the policy explanation, which are
+// shared and must not be modified.
+func (x *expander) response(c *compactFlow) *flowlensv1.GetFlowsResponse {
+	fl := &flowlensv1.Flow{}
+	x.fill(c, fl, nil)
+	return &flowlensv1.GetFlowsResponse{
+		ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl},
+		NodeName:      value(c.respNode),
+		Time:          c.timestamp(hasRespTime, c.respTime, nil),
+	}
+}
+
+// view is c as a flow for the filter, valid until the next call.
+func (x *expander) view(c *compactFlow) *flowlensv1.Flow {
+	x.fill(c, &x.fl, x)
+	return &x.fl
+}
+
+// fill sets every field of fl from c; with scratch, the nested messages
+// that have no pointer to share are scratch's, not new ones.
+func (x *expander) fill(c *compactFlow, fl *flowlensv1.Flow, scratch *expander) {
+	var ip *flowlensv1.IP
+	var counters *flowlensv1.Counters
+	var iface *flowlensv1.Interface
+	var tm, first, last *timestamppb.Timestamp
+	if scratch != nil {
+		ip, counters, iface = &scratch.ip, &scratch.counters, &scratch.iface
+		tm, first, last = &scratch.time, &scratch.firstSeen, &scratch.lastSeen
+	}
+	*fl = flowlensv1.Flow{
+		Time:             c.timestamp(hasTime, c.time, tm),
 		NodeName:         value(c.node),
 		Verdict:          flowlensv1.Verdict(c.verdict),
 		DropReason:       value(c.dropReason),
@@ -23,17 +84,21 @@ func (c *compactFlow) response() *flowlensv1.GetFlowsResponse {
 		TrafficDirection: flowlensv1.TrafficDirection(c.direction),
 		IsReply:          c.isReply,
 		ObservationPoint: flowlensv1.ObservationPoint(c.obs),
+		Policy:           x.policy(c.policy),
 	}
 	if c.has&hasIP != 0 {
-		fl.Ip = &flowlensv1.IP{Source: value(c.src), Destination: value(c.dst),
+		fl.Ip = reuse(ip)
+		*fl.Ip = flowlensv1.IP{Source: value(c.src), Destination: value(c.dst),
 			IpVersion: flowlensv1.IPVersion(c.ipVersion), DestinationOriginal: value(c.dstOrig)}
 	}
 	if c.has&hasCounters != 0 {
-		fl.Counters = &flowlensv1.Counters{Packets: c.packets, Bytes: c.bytes,
-			FirstSeen: c.timestamp(hasFirstSeen, c.firstSeen), LastSeen: c.timestamp(hasLastSeen, c.lastSeen)}
+		fl.Counters = reuse(counters)
+		*fl.Counters = flowlensv1.Counters{Packets: c.packets, Bytes: c.bytes,
+			FirstSeen: c.timestamp(hasFirstSeen, c.firstSeen, first), LastSeen: c.timestamp(hasLastSeen, c.lastSeen, last)}
 	}
 	if c.has&hasInterface != 0 {
-		fl.Interface = &flowlensv1.Interface{Index: c.ifIndex, Name: value(c.ifName)}
+		fl.Interface = reuse(iface)
+		*fl.Interface = flowlensv1.Interface{Index: c.ifIndex, Name: value(c.ifName)}
 	}
 	if c.has&hasTCPFlags != 0 {
 		fl.TcpFlags = unpackFlags(c.tcpFlags)
@@ -45,21 +110,25 @@ func (c *compactFlow) response() *flowlensv1.GetFlowsResponse {
 		s := c.service.Value()
 		fl.DestinationService = &flowlensv1.Service{Namespace: s.namespace, Name: s.name, Port: s.port}
 	}
-	if c.policy != (uniquePolicy{}) {
-		fl.Policy = c.policy.Value().proto()
-	}
-	return &flowlensv1.GetFlowsResponse{
-		ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl},
-		NodeName:      value(c.respNode),
-		Time:          c.timestamp(hasRespTime, c.respTime),
-	}
 }
 
-func (c *compactFlow) timestamp(bit presence, nano int64) *timestamppb.Timestamp {
+// reuse returns m, or a new message when m is nil.
+func reuse[T any](m *T) *T {
+	if m == nil {
+		return new(T)
+	}
+	return m
+}
+
+// timestamp is the time at bit, in to (or a new message), nil when absent.
+func (c *compactFlow) timestamp(bit presence, nano int64, to *timestamppb.Timestamp) *timestamppb.Timestamp {
 	if c.has&bit == 0 {
 		return nil
 	}
-	return timestamppb.New(time.Unix(0, nano))
+	t := time.Unix(0, nano)
+	to = reuse(to)
+	*to = timestamppb.Timestamp{Seconds: t.Unix(), Nanos: int32(t.Nanosecond())}
+	return to
 }
 
 func (c *compactFlow) layer4() *flowlensv1.Layer4 {

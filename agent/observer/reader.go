@@ -20,6 +20,8 @@ type query struct {
 	// maxLag bounds how far a following client may fall behind the writer
 	// before its backlog is dropped and it is sent a lost-events record.
 	maxLag uint64
+	// x rebuilds compact flows for this query's reader.
+	x expander
 }
 
 // clientStream is one GetFlows client as a query writes to it, in order:
@@ -35,8 +37,9 @@ type clientStream interface {
 
 // admit returns the record of e when it belongs in the query's answer, nil
 // otherwise. Lost-events records are never filtered by flow fields: a
-// client must learn of loss whatever it asked for. A compact flow is
-// rebuilt once here, for the filter and for sending.
+// client must learn of loss whatever it asked for. The filter sees a
+// compact flow through the expander's scratch view; only a flow that
+// passes is rebuilt for sending.
 func (q *query) admit(e *entry) *flowlensv1.GetFlowsResponse {
 	if e.nano != 0 {
 		if q.since != 0 && e.nano < q.since {
@@ -46,11 +49,16 @@ func (q *query) admit(e *entry) *flowlensv1.GetFlowsResponse {
 			return nil
 		}
 	}
-	ev := e.response()
-	if fl := ev.GetFlow(); fl != nil && !q.filter.Match(fl) {
+	if e.ev != nil {
+		if fl := e.ev.GetFlow(); fl != nil && !q.filter.Match(fl) {
+			return nil
+		}
+		return e.ev
+	}
+	if q.filter != nil && !q.filter.Match(q.x.view(&e.fl)) {
 		return nil
 	}
-	return ev
+	return q.x.response(&e.fl)
 }
 
 // run answers q from r into out: the historical part first, then, with
@@ -148,6 +156,8 @@ func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out clientStream)
 	if maxLag == 0 || maxLag > uint64(len(r.slots)) {
 		maxLag = uint64(len(r.slots))
 	}
+	// The live part has no count limit; its expander lives as long as it.
+	live := &query{filter: q.filter, since: q.since, until: q.until}
 	for {
 		if err := r.wait(ctx, seq); err != nil {
 			return err
@@ -162,7 +172,7 @@ func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out clientStream)
 			continue
 		}
 		var err error
-		if seq, err = r.forward(ctx, &query{filter: q.filter, since: q.since, until: q.until}, seq, head, out); err != nil {
+		if seq, err = r.forward(ctx, live, seq, head, out); err != nil {
 			return err
 		}
 	}

@@ -25,12 +25,12 @@ type entry struct {
 }
 
 // response is the record as a client receives it; a compact flow is
-// rebuilt, so the caller owns the result (but not the endpoints in it).
-func (e *entry) response() *flowlensv1.GetFlowsResponse {
+// rebuilt by x (see expander.response for what is shared).
+func (e *entry) response(x *expander) *flowlensv1.GetFlowsResponse {
 	if e.ev != nil {
 		return e.ev
 	}
-	return e.fl.response()
+	return x.response(&e.fl)
 }
 
 // isFlow reports a flow record (not lost events).

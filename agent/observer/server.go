@@ -128,6 +128,9 @@ func (s *Server) parse(req *flowlensv1.GetFlowsRequest) (*query, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(req.GetAllowlist())+len(req.GetDenylist()) == 0 {
+		f = nil // nothing to match: flows need no view for it
+	}
 	q := &query{filter: f, number: req.GetNumber(), first: req.GetFirst(), follow: req.GetFollow(), maxLag: s.maxLag}
 	if q.first && q.follow {
 		return nil, errors.New("first and follow cannot be combined")
