@@ -19,11 +19,18 @@ import (
 // writes the TCP header on a raw socket and lets the kernel add the IP
 // header, so the packets carry the pod's real address and route.
 type SYNFlood struct {
-	From     Endpoint
+	From Endpoint
+	// To is the first destination port; Ports > 1 spreads the SYNs over
+	// that many ports from there, so that more SYNs than there are source
+	// ports are still each a flow of its own.
 	To       netip.AddrPort
+	Ports    int
 	Rate     int // SYNs per second
 	Duration time.Duration
 }
+
+// sourcePorts is how many source ports the flood cycles through.
+const sourcePorts = 65536 - 1024
 
 // FloodResult is what a flood sent.
 type FloodResult struct {
@@ -52,18 +59,21 @@ func (f SYNFlood) Run(ctx context.Context) (FloodResult, error) {
 	defer unix.Close(fd)
 	to := &unix.SockaddrInet4{Addr: f.To.Addr().As4()}
 	seg := make([]byte, 20)
+	ports := max(f.Ports, 1)
 	start := time.Now()
 	end := start.Add(f.Duration)
-	for port := 0; ; {
+	for n := 0; ; {
 		now := time.Now()
 		if now.After(end) || ctx.Err() != nil {
 			break
 		}
-		// Send what the rate owes so far, then yield a little.
+		// Send what the rate owes so far (at most a millisecond's worth
+		// when the machine cannot keep up), then yield a little.
 		owed := int64(now.Sub(start).Seconds()*float64(f.Rate)) - int64(res.Sent+res.Refused)
-		for range max(owed, 0) {
-			synSegment(seg, f.From.IP, f.To, uint16(1024+port%64512), uint32(port))
-			port++
+		for range min(max(owed, 0), int64(f.Rate/1000+1)) {
+			dst := netip.AddrPortFrom(f.To.Addr(), f.To.Port()+uint16(n/sourcePorts%ports))
+			synSegment(seg, f.From.IP, dst, uint16(1024+n%sourcePorts), uint32(n))
+			n++
 			if err := unix.Sendto(fd, seg, unix.MSG_DONTWAIT, to); err != nil {
 				if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) {
 					res.Refused++
