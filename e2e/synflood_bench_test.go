@@ -102,9 +102,9 @@ func statCPU(b *testing.B, pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ
 }
 
-// scrape reads the agent's metrics: packets counted DROPPED and flow
-// records counted lost (flow table and agent queue), each summed over
-// their labels.
+// scrape reads the agent's metrics: packets of the demo namespace's pods
+// counted DROPPED by netfilter, and flow records counted lost (flow table
+// and agent queue), each summed over their labels.
 func (a *agentProc) scrape(b *testing.B) (dropped, lost float64) {
 	b.Helper()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
@@ -129,7 +129,8 @@ func (a *agentProc) scrape(b *testing.B) (dropped, lost float64) {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(line, "flowlens_packets_total{") && strings.Contains(line, `verdict="DROPPED"`):
+		case strings.HasPrefix(line, "flowlens_packets_total{") && strings.Contains(line, `verdict="DROPPED"`) &&
+			strings.Contains(line, `drop_reason="NETFILTER_DROP"`) && strings.Contains(line, `namespace="demo"`):
 			dropped += v
 		case strings.HasPrefix(line, "flowlens_lost_events_total{") &&
 			(strings.Contains(line, `source="KERNEL_FLOW_TABLE"`) || strings.Contains(line, `source="AGENT_QUEUE"`)):
