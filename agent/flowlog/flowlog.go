@@ -83,10 +83,12 @@ func (w *Writer) Write(fl *flowlensv1.Flow) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var err error
-	w.line, err = w.opts.MarshalAppend(w.line[:0], fl)
-	if err != nil {
-		return fmt.Errorf("encode flow: %w", err)
+	var ok bool
+	if w.line, ok = appendFlow(w.line[:0], fl); !ok {
+		var err error
+		if w.line, err = w.opts.MarshalAppend(w.line[:0], fl); err != nil {
+			return fmt.Errorf("encode flow: %w", err)
+		}
 	}
 	w.line = append(w.line, '\n')
 	if _, err := w.buf.Write(w.line); err != nil {

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/filter"
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // query is a validated GetFlowsRequest.
@@ -19,34 +20,45 @@ type query struct {
 	// maxLag bounds how far a following client may fall behind the writer
 	// before its backlog is dropped and it is sent a lost-events record.
 	maxLag uint64
+	// x rebuilds compact flows for this query's reader.
+	x expander
 }
 
 // clientStream is one GetFlows client as a query writes to it, in order:
 // the gRPC stream, or a counter in benchmarks. (The one sink is the
 // agent pipeline's: where annotated records go, this ring.)
 type clientStream interface {
-	record(e *entry) error
+	// record sends one record; e.nano is its time.
+	record(e *entry, ev *flowlensv1.GetFlowsResponse) error
 	lost(count uint64, first, last int64) error
 	// lastTime is the time of the last record sent, 0 if none.
 	lastTime() int64
 }
 
-// passes reports whether e belongs in the query's answer. Lost-events records
-// are never filtered by flow fields: a client must learn of loss whatever it
-// asked for.
-func (q *query) passes(e *entry) bool {
+// admit returns the record of e when it belongs in the query's answer, nil
+// otherwise. Lost-events records are never filtered by flow fields: a
+// client must learn of loss whatever it asked for. The filter sees a
+// compact flow through the expander's scratch view; only a flow that
+// passes is rebuilt for sending.
+func (q *query) admit(e *entry) *flowlensv1.GetFlowsResponse {
 	if e.nano != 0 {
 		if q.since != 0 && e.nano < q.since {
-			return false
+			return nil
 		}
 		if q.until != 0 && e.nano > q.until {
-			return false
+			return nil
 		}
 	}
-	if fl := e.ev.GetFlow(); fl != nil {
-		return q.filter.Match(fl)
+	if e.ev != nil {
+		if fl := e.ev.GetFlow(); fl != nil && !q.filter.Match(fl) {
+			return nil
+		}
+		return e.ev
 	}
-	return true
+	if q.filter != nil && !q.filter.Match(q.x.view(&e.fl)) {
+		return nil
+	}
+	return q.x.response(&e.fl)
 }
 
 // run answers q from r into out: the historical part first, then, with
@@ -73,7 +85,11 @@ func (r *Ring) run(ctx context.Context, q *query, out clientStream) error {
 
 // last sends the newest q.number passing flows below start, oldest first.
 func (r *Ring) last(q *query, start uint64, out clientStream) error {
-	var picked []*entry
+	type pick struct {
+		e  *entry
+		ev *flowlensv1.GetFlowsResponse
+	}
+	var picked []pick
 	var flows uint64
 	for seq := start; seq > r.oldest(start) && flows < q.number; {
 		seq--
@@ -81,16 +97,17 @@ func (r *Ring) last(q *query, start uint64, out clientStream) error {
 		if !ok {
 			break // overwritten while we scanned; everything older is gone too
 		}
-		if !q.passes(e) {
+		ev := q.admit(e)
+		if ev == nil {
 			continue
 		}
-		picked = append(picked, e)
-		if e.ev.GetFlow() != nil {
+		picked = append(picked, pick{e, ev})
+		if e.isFlow() {
 			flows++
 		}
 	}
 	for i := len(picked) - 1; i >= 0; i-- {
-		if err := out.record(picked[i]); err != nil {
+		if err := out.record(picked[i].e, picked[i].ev); err != nil {
 			return err
 		}
 	}
@@ -116,13 +133,14 @@ func (r *Ring) forward(ctx context.Context, q *query, seq, end uint64, out clien
 			continue
 		}
 		seq++
-		if !q.passes(e) {
+		ev := q.admit(e)
+		if ev == nil {
 			continue
 		}
-		if err := out.record(e); err != nil {
+		if err := out.record(e, ev); err != nil {
 			return seq, err
 		}
-		if e.ev.GetFlow() != nil {
+		if e.isFlow() {
 			flows++
 			if q.number > 0 && flows >= q.number {
 				return seq, nil
@@ -138,6 +156,8 @@ func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out clientStream)
 	if maxLag == 0 || maxLag > uint64(len(r.slots)) {
 		maxLag = uint64(len(r.slots))
 	}
+	// The live part has no count limit; its expander lives as long as it.
+	live := &query{filter: q.filter, since: q.since, until: q.until}
 	for {
 		if err := r.wait(ctx, seq); err != nil {
 			return err
@@ -152,7 +172,7 @@ func (r *Ring) tail(ctx context.Context, q *query, seq uint64, out clientStream)
 			continue
 		}
 		var err error
-		if seq, err = r.forward(ctx, &query{filter: q.filter, since: q.since, until: q.until}, seq, head, out); err != nil {
+		if seq, err = r.forward(ctx, live, seq, head, out); err != nil {
 			return err
 		}
 	}

@@ -17,9 +17,24 @@ const DefaultRingCapacity = 65536
 // reader holding one never races the writer.
 type entry struct {
 	seq  uint64
-	ev   *flowlensv1.GetFlowsResponse
 	nano int64 // event time in Unix nanoseconds, 0 when unknown
+	// ev is a record kept whole: lost events, and the rare flow compactOf
+	// cannot carry exactly. Otherwise the record is fl.
+	ev *flowlensv1.GetFlowsResponse
+	fl compactFlow
 }
+
+// response is the record as a client receives it; a compact flow is
+// rebuilt by x (see expander.response for what is shared).
+func (e *entry) response(x *expander) *flowlensv1.GetFlowsResponse {
+	if e.ev != nil {
+		return e.ev
+	}
+	return x.response(&e.fl)
+}
+
+// isFlow reports a flow record (not lost events).
+func (e *entry) isFlow() bool { return e.ev == nil || e.ev.GetFlow() != nil }
 
 // Ring is the recent-flow store. Every record gets a sequence number; a
 // reader remembers the next sequence it wants and resumes from it, so moving
@@ -52,15 +67,22 @@ func NewRing(capacity int) *Ring {
 	return &Ring{slots: make([]atomic.Pointer[entry], capacity), wake: make(chan struct{})}
 }
 
-// Write publishes ev (a flow or a lost-events record). The ring takes
-// ownership: ev must not be modified afterwards. Write never blocks on
-// readers; it is safe to call from several goroutines, though the pipeline
-// normally calls it from one.
+// Write publishes ev (a flow or a lost-events record). The ring keeps
+// flows in compact form and lost events as they are: ev must not be
+// modified afterwards, and the endpoints of a flow are kept by reference
+// (they are the enrichment cache's shared, read-only messages). Write never
+// blocks on readers; it is safe to call from several goroutines, though the
+// pipeline normally calls it from one.
 func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) {
 	if ev == nil {
 		return
 	}
-	e := &entry{ev: ev, nano: eventNano(ev)}
+	e := &entry{nano: eventNano(ev)}
+	if fl, ok := compactOf(ev); ok {
+		e.fl = fl
+	} else {
+		e.ev = ev
+	}
 	r.mu.Lock()
 	seq := r.head.Load()
 	e.seq = seq

@@ -22,8 +22,8 @@ type fakeSink struct {
 	onRecord func()
 }
 
-func (s *fakeSink) record(e *entry) error {
-	s.got = append(s.got, int(e.ev.GetFlow().GetCounters().GetPackets()))
+func (s *fakeSink) record(e *entry, ev *flowlensv1.GetFlowsResponse) error {
+	s.got = append(s.got, int(ev.GetFlow().GetCounters().GetPackets()))
 	s.lastNano = e.nano
 	if s.onRecord != nil {
 		s.onRecord()
@@ -112,9 +112,9 @@ type countStream struct {
 	skipped atomic.Uint64
 }
 
-func (s *countStream) record(*entry) error             { s.n.Add(1); return nil }
-func (s *countStream) lost(n uint64, _, _ int64) error { s.skipped.Add(n); return nil }
-func (s *countStream) lastTime() int64                 { return 0 }
+func (s *countStream) record(*entry, *flowlensv1.GetFlowsResponse) error { s.n.Add(1); return nil }
+func (s *countStream) lost(n uint64, _, _ int64) error                   { s.skipped.Add(n); return nil }
+func (s *countStream) lastTime() int64                                   { return 0 }
 
 // BenchmarkRingWrite measures flows/second through Ring.Write while 1 or 10
 // followers tail the ring, and how many flows the followers had to skip.

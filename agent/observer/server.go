@@ -128,6 +128,9 @@ func (s *Server) parse(req *flowlensv1.GetFlowsRequest) (*query, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(req.GetAllowlist())+len(req.GetDenylist()) == 0 {
+		f = nil // nothing to match: flows need no view for it
+	}
 	q := &query{filter: f, number: req.GetNumber(), first: req.GetFirst(), follow: req.GetFollow(), maxLag: s.maxLag}
 	if q.first && q.follow {
 		return nil, errors.New("first and follow cannot be combined")
@@ -162,12 +165,11 @@ type grpcStream struct {
 
 func (o *grpcStream) lastTime() int64 { return o.lastNano }
 
-func (o *grpcStream) record(e *entry) error {
+func (o *grpcStream) record(e *entry, ev *flowlensv1.GetFlowsResponse) error {
 	o.lastNano = e.nano
-	ev := e.ev
 	if ev.GetNodeName() == "" || ev.GetTime() == nil {
-		// The ring's record is shared with other readers: send a copy that
-		// shares the (read-only) payload.
+		// A record kept whole is shared with other readers: send a copy
+		// that shares the (read-only) payload.
 		cp := &flowlensv1.GetFlowsResponse{ResponseTypes: ev.GetResponseTypes(), NodeName: ev.GetNodeName(), Time: ev.GetTime()}
 		if cp.NodeName == "" {
 			cp.NodeName = o.srv.nodeName

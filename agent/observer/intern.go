@@ -1,0 +1,130 @@
+package observer
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"unique"
+
+	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
+)
+
+type (
+	uniqueService = unique.Handle[serviceKey]
+	uniquePolicy  = unique.Handle[policyKey]
+)
+
+// policyKey is a PolicyVerdict by value. The flows of one connection carry
+// the same explanation interval after interval, so a full ring holds few
+// distinct ones; unique keeps each once and forgets it when the last flow
+// naming it is overwritten.
+type policyKey struct {
+	verdict, mismatch                         int32
+	egress, ingress                           sideKey
+	summary, source, enforcer, enforcerReason string
+}
+
+type sideKey struct {
+	present, isolated, allowed, applicable bool
+	// isolatedBy and allowedBy are packed with packRefs.
+	isolatedBy, allowedBy string
+}
+
+func policyKeyOf(p *flowlensv1.PolicyVerdict) policyKey {
+	return policyKey{
+		verdict: int32(p.Verdict), mismatch: int32(p.Mismatch),
+		egress: sideKeyOf(p.Egress), ingress: sideKeyOf(p.Ingress),
+		summary: p.Summary, source: p.Source, enforcer: p.Enforcer, enforcerReason: p.EnforcerReason,
+	}
+}
+
+func sideKeyOf(s *flowlensv1.PolicySide) sideKey {
+	if s == nil {
+		return sideKey{}
+	}
+	return sideKey{present: true, isolated: s.Isolated, allowed: s.Allowed, applicable: s.Applicable,
+		isolatedBy: packRefs(s.IsolatedBy), allowedBy: packRefs(s.AllowedBy)}
+}
+
+func (k policyKey) proto() *flowlensv1.PolicyVerdict {
+	return &flowlensv1.PolicyVerdict{
+		Verdict: flowlensv1.IntendedVerdict(k.verdict), Mismatch: flowlensv1.Mismatch(k.mismatch),
+		Egress: k.egress.proto(), Ingress: k.ingress.proto(),
+		Summary: k.summary, Source: k.source, Enforcer: k.enforcer, EnforcerReason: k.enforcerReason,
+	}
+}
+
+func (s sideKey) proto() *flowlensv1.PolicySide {
+	if !s.present {
+		return nil
+	}
+	return &flowlensv1.PolicySide{Isolated: s.isolated, Allowed: s.allowed, Applicable: s.applicable,
+		IsolatedBy: unpackRefs(s.isolatedBy), AllowedBy: unpackRefs(s.allowedBy)}
+}
+
+// packRefs encodes refs as length-prefixed namespace and name and a varint
+// rule each, so any strings survive.
+func packRefs(refs []*flowlensv1.PolicyRef) string {
+	if len(refs) == 0 {
+		return ""
+	}
+	var b []byte
+	for _, r := range refs {
+		b = binary.AppendUvarint(b, uint64(len(r.GetNamespace())))
+		b = append(b, r.GetNamespace()...)
+		b = binary.AppendUvarint(b, uint64(len(r.GetName())))
+		b = append(b, r.GetName()...)
+		b = binary.AppendVarint(b, int64(r.GetRule()))
+	}
+	return string(b)
+}
+
+func unpackRefs(s string) []*flowlensv1.PolicyRef {
+	if s == "" {
+		return nil
+	}
+	b := []byte(s)
+	var out []*flowlensv1.PolicyRef
+	next := func() string {
+		n, w := binary.Uvarint(b)
+		v := string(b[w : w+int(n)])
+		b = b[w+int(n):]
+		return v
+	}
+	for len(b) > 0 {
+		r := &flowlensv1.PolicyRef{Namespace: next(), Name: next()}
+		rule, w := binary.Varint(b)
+		b = b[w:]
+		r.Rule = int32(rule)
+		out = append(out, r)
+	}
+	return out
+}
+
+// parseUUID packs a UUID in its canonical lowercase form; any other
+// spelling would not come back the same.
+func parseUUID(s string) ([16]byte, bool) {
+	var u [16]byte
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	for _, seg := range [...]struct{ from, to, at int }{{0, 8, 0}, {9, 13, 4}, {14, 18, 6}, {19, 23, 8}, {24, 36, 10}} {
+		if _, err := hex.Decode(u[seg.at:], []byte(s[seg.from:seg.to])); err != nil {
+			return u, false
+		}
+	}
+	return u, formatUUID(u) == s
+}
+
+func formatUUID(u [16]byte) string {
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], u[10:])
+	return string(b[:])
+}
