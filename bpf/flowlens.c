@@ -189,6 +189,65 @@ static __always_inline int parse_l3(void *src, bool kern, __u32 off, __u16 eth_p
 	return -1;
 }
 
+/* The IPv4 header as it lies in a packet, for direct access: word loads
+ * (the JITs of the architectures built for load unaligned words). */
+struct iphdr_pkt {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+/* TCP's header up to its flags: the largest L4 prefix the key needs. */
+#define L4_PREFIX 14
+
+/* Parses a tc packet. The common case, an IPv4 header without options
+ * followed by at least L4_PREFIX bytes, all in the linear part, takes one
+ * bounds check and word loads; everything else the general parser. */
+static __always_inline int parse_tc(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr_pkt *ip = data + ETH_HLEN;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || (void *)(ip + 1) + L4_PREFIX > end || ip->ver_ihl != 0x45 ||
+	    (ip->frag_off & bpf_htons(0x1fff)))
+		return parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), pi);
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u64 *k = (__u64 *)&pi->key;
+	/* saddr and daddr v4-mapped (::ffff:a.b.c.d), 8 bytes at a time. */
+	k[0] = 0;
+	k[1] = (__u64)ip->saddr << 32 | bpf_htonl(0xffff);
+	k[2] = 0;
+	k[3] = (__u64)ip->daddr << 32 | bpf_htonl(0xffff);
+	k[4] = 0;
+	pi->key.family = FAMILY_IPV4;
+	pi->key.proto = ip->protocol;
+	pi->tcp_flags = 0;
+	switch (ip->protocol) {
+	case IPPROTO_TCP:
+		pi->tcp_flags = l4[13];
+		/* fall through */
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		pi->key.sport = (__u16)l4[0] << 8 | l4[1];
+		pi->key.dport = (__u16)l4[2] << 8 | l4[3];
+		break;
+	case IPPROTO_ICMP:
+		pi->key.dport = (__u16)l4[0] << 8 | l4[1];
+		if (icmp_has_id(IPPROTO_ICMP, l4[0]))
+			pi->key.sport = (__u16)l4[4] << 8 | l4[5];
+		break;
+	}
+	return 0;
+}
+
 static __always_inline void reverse_key(const struct flow_key *k, struct flow_key *r)
 {
 	__builtin_memcpy(r, k, sizeof(*r));
@@ -303,7 +362,7 @@ int tc_from_pod(struct __sk_buff *skb)
 	hs->ifindex = skb->ifindex;
 	hs->len = 0;
 	struct pkt_info pi;
-	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
+	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
 
 	bool created = false;
@@ -340,7 +399,7 @@ int tc_to_pod(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC; /* entered on a pod veth: counted there */
 
 	struct pkt_info pi;
-	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
+	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
 
 	struct addr_key src;
