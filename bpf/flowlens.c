@@ -304,18 +304,10 @@ static __always_inline __u32 nf_epoch(__u64 now)
 	return now >> NF_EPOCH_SHIFT;
 }
 
-/* count adds a packet to its flow and returns the flow (NULL when the
- * table has no room); *created tells whether this packet created it. */
-static __always_inline struct flow_stats *count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered,
-						bool *created, __u64 *nowp)
+/* add counts a packet into its flow. */
+static __always_inline void add(struct flow_stats *st, struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs,
+				bool delivered, __u64 now)
 {
-	/* The coarse clock (a tick's resolution) is a plain read, the precise
-	 * one a clocksource read on every packet; flow times need no better. */
-	__u64 now = bpf_ktime_get_coarse_ns();
-	*nowp = now;
-	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, created);
-	if (!st)
-		return NULL;
 	__sync_fetch_and_add(&st->pkts, segs);
 	__sync_fetch_and_add(&st->bytes, bytes);
 	if (delivered) {
@@ -329,6 +321,20 @@ static __always_inline struct flow_stats *count(struct pkt_info *pi, __u64 bytes
 		st->obs = obs; /* created by kfree_skb before the veth saw it */
 	if (st->ifindex != ifindex)
 		st->ifindex = ifindex;
+}
+
+/* count adds a packet to its flow and returns the flow (NULL when the
+ * table has no room); *created tells whether this packet created it. */
+static __always_inline struct flow_stats *count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered,
+						bool *created, __u64 *nowp)
+{
+	/* The coarse clock (a tick's resolution) is a plain read, the precise
+	 * one a clocksource read on every packet; flow times need no better. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	*nowp = now;
+	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, created);
+	if (st)
+		add(st, pi, bytes, segs, ifindex, obs, delivered, now);
 	return st;
 }
 
@@ -402,6 +408,16 @@ int tc_to_pod(struct __sk_buff *skb)
 	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
 
+	/* A flow counted here in this epoch: what the lookups below decided
+	 * for it still holds, so this one lookup is all. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
+	if (st && st->to_epoch == nf_epoch(now) && st->obs == OBS_TO_POD && st->ifindex == skb->ifindex) {
+		add(st, &pi, len, segs, skb->ifindex, OBS_TO_POD, true, now);
+		return TC_ACT_UNSPEC;
+	}
+
 	struct addr_key src;
 	__builtin_memcpy(src.addr, pi.key.saddr, 16);
 	if (bpf_map_lookup_elem(&local_pods, &src))
@@ -429,9 +445,12 @@ int tc_to_pod(struct __sk_buff *skb)
 		__builtin_memcpy(&pi.key, backend, sizeof(pi.key));
 
 	bool created = false;
-	__u64 now;
-	struct flow_stats *st = count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_TO_POD, true, &created, &now);
-	if (backend && st && !st->is_reply)
+	st = count(&pi, len, segs, skb->ifindex, OBS_TO_POD, true, &created, &now);
+	if (!st)
+		return TC_ACT_UNSPEC;
+	if (!backend)
+		st->to_epoch = nf_epoch(now); /* this key is the packet's: see above */
+	else if (!st->is_reply)
 		st->is_reply = 1;
 	return TC_ACT_UNSPEC;
 }

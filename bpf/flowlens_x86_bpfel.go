@@ -55,8 +55,9 @@ type flowlensFlowStats struct {
 	DropPkts    uint64
 	DropBytes   uint64
 	DropIfindex uint32
+	ToEpoch     uint32
 	XlatDport   uint16
-	Pad         [2]uint8
+	Pad         [6]uint8
 	XlatDaddr   [16]uint8
 }
 

@@ -61,10 +61,14 @@ struct flow_stats {
 	__u64 drop_pkts; /* freed with a drop reason (kfree_skb) */
 	__u64 drop_bytes;
 	__u32 drop_ifindex; /* skb->dev of the last drop */
+	/* Internal: the epoch in which tc_to_pod last decided, from its other
+	 * maps, that this flow is counted at its veth (obs OBS_TO_POD, ifindex):
+	 * until it ends, a packet of the flow takes that lookup alone. */
+	__u32 to_epoch;
 	/* Where conntrack sent this direction after a DNAT (a ClusterIP's
 	 * backend), when xlat is 1. Set by nf_accept and kfree_skb. */
 	__u16 xlat_dport;
-	__u8 pad[2];
+	__u8 pad[6];
 	__u8 xlat_daddr[16];
 };
 
