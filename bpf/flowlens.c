@@ -207,6 +207,13 @@ struct iphdr_pkt {
 /* TCP's header up to its flags: the largest L4 prefix the key needs. */
 #define L4_PREFIX 14
 
+/* parse_tc_slow is parse_tc's general case, not inlined so the common
+ * case's code stays short. */
+static __noinline int parse_tc_slow(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	return parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), pi);
+}
+
 /* Parses a tc packet. The common case, an IPv4 header without options
  * followed by at least L4_PREFIX bytes, all in the linear part, takes one
  * bounds check and word loads; everything else the general parser. */
@@ -217,7 +224,7 @@ static __always_inline int parse_tc(struct __sk_buff *skb, struct pkt_info *pi)
 	struct iphdr_pkt *ip = data + ETH_HLEN;
 	if (skb->protocol != bpf_htons(ETH_P_IP) || (void *)(ip + 1) + L4_PREFIX > end || ip->ver_ihl != 0x45 ||
 	    (ip->frag_off & bpf_htons(0x1fff)))
-		return parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), pi);
+		return parse_tc_slow(skb, pi);
 
 	__u8 *l4 = (__u8 *)(ip + 1);
 	__u64 *k = (__u64 *)&pi->key;
@@ -271,13 +278,10 @@ static __always_inline void reverse_key(const struct flow_key *k, struct flow_ke
 	r->dport = k->sport;
 }
 
-static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now, bool *created)
+/* flow_create inserts a flow's entry. Not inlined: the packets of known
+ * flows never run it, and it keeps their path short in the program's code. */
+static __noinline int flow_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now)
 {
-	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
-	if (st)
-		return st;
-	*created = true;
-
 	struct flow_stats init;
 	__builtin_memset(&init, 0, sizeof(init));
 	init.first_ns = now;
@@ -292,6 +296,16 @@ static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *ke
 		init.is_reply = 1;
 	if (bpf_map_update_elem(&flows, key, &init, BPF_NOEXIST) == 0)
 		__sync_fetch_and_add(&flows_created, 1);
+	return 0;
+}
+
+static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now, bool *created)
+{
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
+	if (st)
+		return st;
+	*created = true;
+	flow_create(key, obs, ifindex, now);
 	return bpf_map_lookup_elem(&flows, key);
 }
 
