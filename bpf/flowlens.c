@@ -16,9 +16,10 @@
  *    another node's backend is counted under the backend's key.
  * 3. nf_accept (netfilter link after the filter table on FORWARD, INPUT and
  *    OUTPUT) marks packets of known flows as past policy. Keys come from the
- *    skb's conntrack entry, which holds the tuples as each side sent them;
- *    established packets of a connection already matched take a fast path
- *    (ct_flows).
+ *    skb's conntrack entry, which holds the tuples as each side sent them.
+ *    That is decided once per flow, entry and epoch (about a second): the
+ *    packet tc_from_pod just counted returns after one comparison (hot),
+ *    other packets of a matched entry after two lookups (ct_flows).
  * 4. kfree_skb (tp_btf) counts packets the kernel freed with a drop reason in
  *    this network namespace, for pod and service addresses, and tells user
  *    space of a flow's first drop through the drop_events ring buffer.
