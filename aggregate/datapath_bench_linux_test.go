@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkDatapathOverhead measures pod-to-pod throughput through the bridge with the capture
-// attached, as a ratio to without (the lab's harness, lab/traffic). It runs once whatever b.N is;
-// e2e's BenchmarkDatapath prices the whole agent the same way.
+// attached, as a ratio to without: the median over five interleaved pairs (the lab's harness,
+// lab/traffic). It runs once whatever b.N is; e2e's BenchmarkDatapath prices the whole agent
+// the same way.
 func BenchmarkDatapathOverhead(b *testing.B) {
 	requireRoot(b)
 	testenv.Tool(b, "iperf3", "iperf3")
@@ -41,7 +42,7 @@ func BenchmarkDatapathOverhead(b *testing.B) {
 		}
 		return func() error { cancel(); return <-done }, nil
 	}
-	f, err := traffic.Overhead{From: end(tn.pods[0]), To: end(tn.pods[1]), Rounds: 2, Seconds: 2, Attach: attach}.Run(context.Background())
+	f, err := traffic.Overhead{From: end(tn.pods[0]), To: end(tn.pods[1]), Rounds: 5, Seconds: 2, Attach: attach}.Run(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}

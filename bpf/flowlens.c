@@ -16,9 +16,10 @@
  *    another node's backend is counted under the backend's key.
  * 3. nf_accept (netfilter link after the filter table on FORWARD, INPUT and
  *    OUTPUT) marks packets of known flows as past policy. Keys come from the
- *    skb's conntrack entry, which holds the tuples as each side sent them;
- *    established packets of a connection already matched take a fast path
- *    (ct_flows).
+ *    skb's conntrack entry, which holds the tuples as each side sent them.
+ *    That is decided once per flow, entry and epoch (about a second): the
+ *    packet tc_from_pod just counted returns after one comparison (hot),
+ *    other packets of a matched entry after two lookups (ct_flows).
  * 4. kfree_skb (tp_btf) counts packets the kernel freed with a drop reason in
  *    this network namespace, for pod and service addresses, and tells user
  *    space of a flow's first drop through the drop_events ring buffer.
@@ -189,6 +190,72 @@ static __always_inline int parse_l3(void *src, bool kern, __u32 off, __u16 eth_p
 	return -1;
 }
 
+/* The IPv4 header as it lies in a packet, for direct access: word loads
+ * (the JITs of the architectures built for load unaligned words). */
+struct iphdr_pkt {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+/* TCP's header up to its flags: the largest L4 prefix the key needs. */
+#define L4_PREFIX 14
+
+/* parse_tc_slow is parse_tc's general case, not inlined so the common
+ * case's code stays short. */
+static __noinline int parse_tc_slow(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	return parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), pi);
+}
+
+/* Parses a tc packet. The common case, an IPv4 header without options
+ * followed by at least L4_PREFIX bytes, all in the linear part, takes one
+ * bounds check and word loads; everything else the general parser. */
+static __always_inline int parse_tc(struct __sk_buff *skb, struct pkt_info *pi)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr_pkt *ip = data + ETH_HLEN;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || (void *)(ip + 1) + L4_PREFIX > end || ip->ver_ihl != 0x45 ||
+	    (ip->frag_off & bpf_htons(0x1fff)))
+		return parse_tc_slow(skb, pi);
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u64 *k = (__u64 *)&pi->key;
+	/* saddr and daddr v4-mapped (::ffff:a.b.c.d), 8 bytes at a time. */
+	k[0] = 0;
+	k[1] = (__u64)ip->saddr << 32 | bpf_htonl(0xffff);
+	k[2] = 0;
+	k[3] = (__u64)ip->daddr << 32 | bpf_htonl(0xffff);
+	k[4] = 0;
+	pi->key.family = FAMILY_IPV4;
+	pi->key.proto = ip->protocol;
+	pi->tcp_flags = 0;
+	switch (ip->protocol) {
+	case IPPROTO_TCP:
+		pi->tcp_flags = l4[13];
+		/* fall through */
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		pi->key.sport = (__u16)l4[0] << 8 | l4[1];
+		pi->key.dport = (__u16)l4[2] << 8 | l4[3];
+		break;
+	case IPPROTO_ICMP:
+		pi->key.dport = (__u16)l4[0] << 8 | l4[1];
+		if (icmp_has_id(IPPROTO_ICMP, l4[0]))
+			pi->key.sport = (__u16)l4[4] << 8 | l4[5];
+		break;
+	}
+	return 0;
+}
+
 static __always_inline void reverse_key(const struct flow_key *k, struct flow_key *r)
 {
 	__builtin_memcpy(r, k, sizeof(*r));
@@ -212,13 +279,10 @@ static __always_inline void reverse_key(const struct flow_key *k, struct flow_ke
 	r->dport = k->sport;
 }
 
-static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now, bool *created)
+/* flow_create inserts a flow's entry. Not inlined: the packets of known
+ * flows never run it, and it keeps their path short in the program's code. */
+static __noinline int flow_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now)
 {
-	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
-	if (st)
-		return st;
-	*created = true;
-
 	struct flow_stats init;
 	__builtin_memset(&init, 0, sizeof(init));
 	init.first_ns = now;
@@ -233,21 +297,32 @@ static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *ke
 		init.is_reply = 1;
 	if (bpf_map_update_elem(&flows, key, &init, BPF_NOEXIST) == 0)
 		__sync_fetch_and_add(&flows_created, 1);
+	return 0;
+}
+
+static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 now, bool *created)
+{
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
+	if (st)
+		return st;
+	*created = true;
+	flow_create(key, obs, ifindex, now);
 	return bpf_map_lookup_elem(&flows, key);
 }
 
-/* count adds a packet to its flow and reports whether the flow is new;
- * *past is set when the flow was already seen past policy. */
-static __always_inline bool count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered, bool *past)
+/* The epoch nf_accept's per-flow decisions hold for (about a second).
+ * Netfilter programs have only the precise clock, tc_from_pod uses the
+ * coarse one: they differ by less than a tick, which at an epoch's end
+ * costs at most one more full pass in nf_accept. */
+static __always_inline __u32 nf_epoch(__u64 now)
 {
-	/* The coarse clock (a tick's resolution) is a plain read, the precise
-	 * one a clocksource read on every packet; flow times need no better. */
-	__u64 now = bpf_ktime_get_coarse_ns();
-	bool created = false;
-	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, &created);
-	if (!st)
-		return created;
-	*past = st->fwd_pkts != 0;
+	return now >> NF_EPOCH_SHIFT;
+}
+
+/* add counts a packet into its flow. */
+static __always_inline void add(struct flow_stats *st, struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs,
+				bool delivered, __u64 now)
+{
 	__sync_fetch_and_add(&st->pkts, segs);
 	__sync_fetch_and_add(&st->bytes, bytes);
 	if (delivered) {
@@ -261,7 +336,21 @@ static __always_inline bool count(struct pkt_info *pi, __u64 bytes, __u64 segs, 
 		st->obs = obs; /* created by kfree_skb before the veth saw it */
 	if (st->ifindex != ifindex)
 		st->ifindex = ifindex;
-	return created;
+}
+
+/* count adds a packet to its flow and returns the flow (NULL when the
+ * table has no room); *created tells whether this packet created it. */
+static __always_inline struct flow_stats *count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered,
+						bool *created, __u64 *nowp)
+{
+	/* The coarse clock (a tick's resolution) is a plain read, the precise
+	 * one a clocksource read on every packet; flow times need no better. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	*nowp = now;
+	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, created);
+	if (st)
+		add(st, pi, bytes, segs, ifindex, obs, delivered, now);
+	return st;
 }
 
 static __always_inline __u64 tc_segs(struct __sk_buff *skb)
@@ -289,22 +378,27 @@ int tc_from_pod(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
-	if (hs) {
-		hs->ifindex = skb->ifindex;
-		hs->skip_len = 0;
-	}
+	if (!hs)
+		return TC_ACT_UNSPEC; /* never: a one-slot array */
+	hs->ifindex = skb->ifindex;
+	hs->len = 0;
 	struct pkt_info pi;
-	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
+	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
 
+	bool created = false;
+	__u64 now, len = tc_l3_len(skb);
+	struct flow_stats *st = count(&pi, len, tc_segs(skb), skb->ifindex, OBS_FROM_POD, false, &created, &now);
+	/* nf_accept matched this flow (to its conntrack entry, if any) in this
+	 * epoch: tell it which entry, so for this packet (next on this CPU) it
+	 * returns before any lookup. */
+	if (st && st->nf_epoch == nf_epoch(now) && st->fwd_pkts) {
+		hs->ct = st->nf_ct;
+		hs->len = len;
+	}
 	/* Learn the pod's address on the first packet of each of its flows:
 	 * often enough to follow an IP moving to another veth, and no lookup
 	 * on the packets in between. */
-	bool past = false;
-	__u64 len = tc_l3_len(skb);
-	bool created = count(&pi, len, tc_segs(skb), skb->ifindex, OBS_FROM_POD, false, &past);
-	if (past && hs && len)
-		hs->skip_len = len;
 	if (created) {
 		struct addr_key pod;
 		__builtin_memcpy(pod.addr, pi.key.saddr, 16);
@@ -326,8 +420,18 @@ int tc_to_pod(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC; /* entered on a pod veth: counted there */
 
 	struct pkt_info pi;
-	if (parse_l3(skb, false, ETH_HLEN, bpf_ntohs(skb->protocol), &pi) < 0)
+	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
+
+	/* A flow counted here in this epoch: what the lookups below decided
+	 * for it still holds, so this one lookup is all. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
+	if (st && st->to_epoch == nf_epoch(now) && st->obs == OBS_TO_POD && st->ifindex == skb->ifindex) {
+		add(st, &pi, len, segs, skb->ifindex, OBS_TO_POD, true, now);
+		return TC_ACT_UNSPEC;
+	}
 
 	struct addr_key src;
 	__builtin_memcpy(src.addr, pi.key.saddr, 16);
@@ -355,13 +459,14 @@ int tc_to_pod(struct __sk_buff *skb)
 	if (backend)
 		__builtin_memcpy(&pi.key, backend, sizeof(pi.key));
 
-	bool past = false;
-	count(&pi, tc_l3_len(skb), tc_segs(skb), skb->ifindex, OBS_TO_POD, true, &past);
-	if (backend) {
-		struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
-		if (st && !st->is_reply)
-			st->is_reply = 1;
-	}
+	bool created = false;
+	st = count(&pi, len, segs, skb->ifindex, OBS_TO_POD, true, &created, &now);
+	if (!st)
+		return TC_ACT_UNSPEC;
+	if (!backend)
+		st->to_epoch = nf_epoch(now); /* this key is the packet's: see above */
+	else if (!st->is_reply)
+		st->is_reply = 1;
 	return TC_ACT_UNSPEC;
 }
 
@@ -490,6 +595,27 @@ static __always_inline __u64 kskb_segs(struct sk_buff *skb)
 	return segs ? segs : 1;
 }
 
+/* Names what nf_accept learns a packet's flow from: its conntrack entry's
+ * direction (the nf_conn pointer, | CT_TAG_REPLY for the reply direction;
+ * NEW packets are keyed as ESTABLISHED ones of the same direction), or 0
+ * without an entry (the headers alone). RELATED packets, keyed from their
+ * headers but carrying another connection's entry, get CT_TAG_NOCACHE:
+ * never cached, they always take the full path. */
+#define CT_TAG_REPLY 1
+#define CT_TAG_NOCACHE 2
+static __always_inline __u64 ct_tag(unsigned long nfct)
+{
+	unsigned long ct = nfct & ~NFCT_INFOMASK;
+	__u8 info = nfct & NFCT_INFOMASK;
+	if (!ct)
+		return 0;
+	if (info == IP_CT_ESTABLISHED || info == IP_CT_NEW)
+		return ct;
+	if (info == IP_CT_ESTABLISHED_REPLY)
+		return ct | CT_TAG_REPLY;
+	return ct | CT_TAG_NOCACHE;
+}
+
 SEC("netfilter")
 int nf_accept(struct bpf_nf_ctx *ctx)
 {
@@ -498,35 +624,29 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 	struct nf_conn *ct;
 	__u8 ctinfo;
 
-	/* Fast path: an established packet of a connection already matched to
-	 * its flow. User space needs fwd_pkts only as "seen past policy", so
-	 * once it is set there is nothing to add. */
-	/* ctx->skb is a trusted kernel pointer: a direct (CO-RE) load, no
+	/* ctx->skb is a trusted kernel pointer: direct (CO-RE) loads, no
 	 * probe-read helper call on the per-packet path. */
 	unsigned long nfct = skb->_nfct;
-	__u8 info = nfct & NFCT_INFOMASK;
-	__u64 ctkey = 0;
-	if ((nfct & ~NFCT_INFOMASK) &&
-	    (info == IP_CT_ESTABLISHED || info == IP_CT_ESTABLISHED_REPLY)) {
-		/* tc_from_pod counted this very packet of a flow already past
-		 * policy (see hot): nothing to add. */
-		__u32 zero = 0;
-		struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
-		if (hs && hs->skip_len) {
-			bool same = hs->skip_len == skb->len && hs->ifindex == skb->skb_iif;
-			hs->skip_len = 0;
-			if (same)
-				return NF_ACCEPT;
-		}
-		ctkey = ((__u64)(nfct & ~NFCT_INFOMASK) << 1) | (info == IP_CT_ESTABLISHED_REPLY);
-		struct flow_key *known = bpf_map_lookup_elem(&ct_flows, &ctkey);
+	__u64 tag = ct_tag(nfct);
+
+	/* tc_from_pod counted this very packet, of a flow this program matched
+	 * to the same conntrack entry in this epoch (see hot): nothing to add. */
+	__u32 zero = 0;
+	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+	if (hs && hs->len) {
+		bool same = hs->ct == tag && hs->len == skb->len && hs->ifindex == skb->skb_iif;
+		hs->len = 0;
+		if (same)
+			return NF_ACCEPT;
+	}
+	/* Another packet of a connection already matched in this epoch. The
+	 * flow may have been pruned while idle and counted anew at a veth
+	 * (nf_ct is 0 then): that takes the full path, to confirm it again. */
+	if (tag && !(tag & CT_TAG_NOCACHE)) {
+		struct flow_key *known = bpf_map_lookup_elem(&ct_flows, &tag);
 		if (known) {
 			struct flow_stats *kst = bpf_map_lookup_elem(&flows, known);
-			/* The flow may have been pruned while idle and counted
-			 * anew at the veth: confirm it again. */
-			if (kst && !kst->fwd_pkts)
-				__sync_fetch_and_add(&kst->fwd_pkts, kskb_segs(skb));
-			if (kst)
+			if (kst && kst->nf_ct == tag && kst->nf_epoch == nf_epoch(bpf_ktime_get_ns()))
 				return NF_ACCEPT;
 		}
 	}
@@ -544,10 +664,14 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 	__u64 segs = kskb_segs(skb);
 	__sync_fetch_and_add(&st->fwd_pkts, segs);
 	__sync_fetch_and_add(&st->fwd_bytes, BPF_CORE_READ(skb, len));
-	if (ct && (ctinfo == IP_CT_NEW || ctinfo == IP_CT_ESTABLISHED || ctinfo == IP_CT_ESTABLISHED_REPLY)) {
-		/* NEW packets are keyed as ESTABLISHED ones of the same direction. */
-		__u64 k = ((__u64)ct << 1) | (ctinfo == IP_CT_ESTABLISHED_REPLY);
-		bpf_map_update_elem(&ct_flows, &k, &pi.key, BPF_ANY);
+	if (!(tag & CT_TAG_NOCACHE)) {
+		/* What follows decides the same for every packet of this entry
+		 * and direction (or, without an entry, of this flow) until the
+		 * epoch ends. */
+		if (tag)
+			bpf_map_update_elem(&ct_flows, &tag, &pi.key, BPF_ANY);
+		st->nf_ct = tag;
+		st->nf_epoch = nf_epoch(bpf_ktime_get_ns());
 	}
 	if (!ct || st->obs != OBS_FROM_POD)
 		return NF_ACCEPT;

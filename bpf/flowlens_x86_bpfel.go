@@ -38,31 +38,34 @@ type flowlensFlowKey struct {
 
 type flowlensFlowStats struct {
 	_           structs.HostLayout
-	FirstNs     uint64
-	LastNs      uint64
 	Pkts        uint64
 	Bytes       uint64
+	LastNs      uint64
 	FwdPkts     uint64
-	FwdBytes    uint64
-	DropPkts    uint64
-	DropBytes   uint64
+	NfCt        uint64
+	NfEpoch     uint32
 	Ifindex     uint32
-	DropIfindex uint32
-	DropReason  uint32
 	TcpFlags    uint8
 	Obs         uint8
 	IsReply     uint8
-	Pad         uint8
-	XlatDaddr   [16]uint8
-	XlatDport   uint16
 	Xlat        uint8
-	Pad2        [5]uint8
+	DropReason  uint32
+	FirstNs     uint64
+	FwdBytes    uint64
+	DropPkts    uint64
+	DropBytes   uint64
+	DropIfindex uint32
+	ToEpoch     uint32
+	XlatDport   uint16
+	Pad         [6]uint8
+	XlatDaddr   [16]uint8
 }
 
 type flowlensHotSlot struct {
 	_       structs.HostLayout
+	Ct      uint64
 	Ifindex uint32
-	SkipLen uint32
+	Len     uint32
 }
 
 type flowlensLpmKey struct {

@@ -52,13 +52,14 @@ struct {
 	__type(value, __u8);
 } nat_counted SEC(".maps");
 
-/* Connections nf_accept has already matched to a flow: (nf_conn pointer
- * << 1 | reply direction) -> that direction's flow key. An ESTABLISHED
- * packet of such a connection costs one read of skb->_nfct and two hash
- * lookups instead of rebuilding the key from the conntrack tuple (five
- * kernel reads). A reused nf_conn pointer is safe: a new connection's first
- * packet is NEW, which always takes the full path and overwrites the entry.
- * Written and read by nf_accept; max_entries follows the flow table. */
+/* Connections nf_accept has already matched to a flow: ct_tag (nf_conn
+ * pointer | reply direction) -> that direction's flow key. A packet of such
+ * a connection, in the epoch the flow records (flow_stats.nf_ct/nf_epoch),
+ * costs one read of skb->_nfct and two hash lookups instead of rebuilding
+ * the key from the conntrack tuple (five kernel reads). A reused nf_conn
+ * pointer is matched again in the next epoch at the latest, and one that
+ * now names another flow fails the nf_ct check at once. Written and read by
+ * nf_accept; max_entries follows the flow table. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -84,14 +85,16 @@ struct {
  * netfilter hooks and the destination veth's egress in one softirq):
  * - ifindex: a pod veth tc_from_pod runs on. tc_to_pod skips a packet that
  *   entered on it (counted there) without the pod_ifs lookup.
- * - skip_len: set to the packet's IP length when its flow was already seen
- *   past policy; nf_accept, finding the same packet (same ingress veth and
- *   length, an established connection), has nothing to add and returns
- *   before any lookup. One-shot: nf_accept clears it.
+ * - ct, len: when nf_accept matched the packet's flow in this epoch (to
+ *   its conntrack entry, flow_stats.nf_ct, or to none), that entry's tag
+ *   and the packet's IP length. nf_accept, finding a packet of the same
+ *   entry and direction, ingress veth and length, has nothing to add and
+ *   returns before any lookup. One-shot: nf_accept clears len.
  * Internal to the programs (not in types.h: user space never reads it). */
 struct hot_slot {
+	__u64 ct;
 	__u32 ifindex;
-	__u32 skip_len;
+	__u32 len;
 };
 
 struct {

@@ -25,9 +25,21 @@ import (
 // reference: its ns/run is subtracted from every run, and its run count is the packet count.
 // net-ns/packet is the sum over programs of (ns/run - reference) x runs/packet. Compare
 // figures within one run only: other load on the machine moves them all.
+//
+// bare is the node as the bridge alone makes it: no conntrack, so nf_accept keys packets from
+// their headers. conntrack adds one FORWARD rule that matches on conntrack state, as every K3s
+// node has (kube-router's rules, kube-proxy's NAT): nf_accept then keys from the entry.
 func BenchmarkProgramCost(b *testing.B) {
 	requireRoot(b)
 	testenv.Tool(b, "iperf3", "iperf3")
+	b.Run("bare", func(b *testing.B) { programCost(b, false) })
+	b.Run("conntrack", func(b *testing.B) {
+		testenv.Tool(b, "iptables", "iptables")
+		programCost(b, true)
+	})
+}
+
+func programCost(b *testing.B, conntrack bool) {
 	br := newBridge(b, 2)
 	node := br.Node.NetNS
 	var c *Capture
@@ -43,6 +55,11 @@ func BenchmarkProgramCost(b *testing.B) {
 	go func() { done <- c.Watch(ctx, make(chan FlowKey, 1024)) }()
 	b.Cleanup(func() { cancel(); require.NoError(b, <-done) })
 	require.Eventually(b, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
+	if conntrack {
+		_, err := netns.Run(context.Background(), node, "", "iptables", "-A", "FORWARD",
+			"-m", "conntrack", "--ctstate", "NEW,ESTABLISHED,RELATED", "-j", "ACCEPT")
+		require.NoError(b, err)
+	}
 
 	ref := emptyProgram(b, ebpf.SchedCLS, -1)
 	refNF := emptyProgram(b, ebpf.Netfilter, 1)
@@ -81,8 +98,12 @@ func BenchmarkProgramCost(b *testing.B) {
 	if _, err := traffic.Iperf(context.Background(), from, to, true, 3); err != nil {
 		b.Fatal(err)
 	}
-	after := readStats(b, progs)
+	reportCost(b, before, readStats(b, progs))
+}
 
+// reportCost reports each program's ns/run and runs/packet between two reads of the
+// statistics, the references, and the net total.
+func reportCost(b *testing.B, before, after map[string]ebpf.ProgramStats) {
 	d := func(name string) (ns, runs float64) {
 		return float64(after[name].Runtime - before[name].Runtime), float64(after[name].RunCount - before[name].RunCount)
 	}

@@ -34,29 +34,42 @@ struct flow_key {
 	__u8 pad[2];
 };
 
-/* Cumulative counters of one flow_key; user space computes deltas. */
+/* flow_stats.nf_epoch is the coarse clock >> this: about a second. */
+#define NF_EPOCH_SHIFT 30
+
+/* Cumulative counters of one flow_key; user space computes deltas. The
+ * fields written per packet come first, so a packet touches few cache lines. */
 struct flow_stats {
-	__u64 first_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
-	__u64 last_ns;
 	__u64 pkts; /* counted at the veth (obs) */
 	__u64 bytes;
+	__u64 last_ns;  /* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC) */
 	__u64 fwd_pkts; /* seen past the policy layer (netfilter link or delivery) */
+	/* Internal to the programs: the conntrack entry nf_accept last matched
+	 * to this flow (pointer | 1 for its reply direction) and the epoch
+	 * (coarse clock >> NF_EPOCH_SHIFT) it did so in. Until the epoch ends,
+	 * nf_accept has nothing to learn from another packet of that entry. */
+	__u64 nf_ct;
+	__u32 nf_epoch;
+	__u32 ifindex;  /* veth the packets were counted on */
+	__u8 tcp_flags; /* OR of the flags seen */
+	__u8 obs;       /* enum flow_obs */
+	__u8 is_reply;  /* 1 when this is the responder's direction */
+	__u8 xlat;      /* 1 when xlat_daddr/xlat_dport are set */
+	__u32 drop_reason;  /* enum skb_drop_reason of the last drop */
+	__u64 first_ns;
 	__u64 fwd_bytes;
 	__u64 drop_pkts; /* freed with a drop reason (kfree_skb) */
 	__u64 drop_bytes;
-	__u32 ifindex;      /* veth the packets were counted on */
 	__u32 drop_ifindex; /* skb->dev of the last drop */
-	__u32 drop_reason;  /* enum skb_drop_reason of the last drop */
-	__u8 tcp_flags;     /* OR of the flags seen */
-	__u8 obs;           /* enum flow_obs */
-	__u8 is_reply;      /* 1 when this is the responder's direction */
-	__u8 pad;
+	/* Internal: the epoch in which tc_to_pod last decided, from its other
+	 * maps, that this flow is counted at its veth (obs OBS_TO_POD, ifindex):
+	 * until it ends, a packet of the flow takes that lookup alone. */
+	__u32 to_epoch;
 	/* Where conntrack sent this direction after a DNAT (a ClusterIP's
 	 * backend), when xlat is 1. Set by nf_accept and kfree_skb. */
-	__u8 xlat_daddr[16];
 	__u16 xlat_dport;
-	__u8 xlat;
-	__u8 pad2[5];
+	__u8 pad[6];
+	__u8 xlat_daddr[16];
 };
 
 /* Pushed to drop_events when a flow's drop_pkts goes from 0 to 1. */

@@ -3,26 +3,32 @@ package traffic
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // Overhead prices what Attach starts on the datapath between From and To.
 type Overhead struct {
 	From, To Endpoint
-	Rounds   int // 0 = 3
+	Rounds   int // interleaved pairs; 0 = 3
 	Seconds  int // per measurement; 0 = 3
 	// Attach starts what is measured and returns what stops it; the "with" measurements of a
 	// round run between the two.
 	Attach func() (detach func() error, err error)
 }
 
-// Figures are the averages over the rounds: [0] without, [1] with.
+// Figures are the means over the rounds ([0] without, [1] with) and each round's ratio.
 type Figures struct {
 	TCP, UDP [2]float64 // bits/s, received packets/s
+	// TCPRatios and UDPRatios are with/without of each round's pair, in round order. The
+	// median of them is the figure: one disturbed measurement moves it least.
+	TCPRatios, UDPRatios []float64
 	// PacketsWith is how many packets the "with" measurements sent in all.
 	PacketsWith float64
 }
 
-// Run measures TCP and UDP without, then with, once per round.
+// Run measures TCP and UDP without and with, as one interleaved pair per round: the two
+// sides of a pair run back to back, and every other round runs "with" first, so a drift of
+// the machine's load during the run weighs on both sides alike.
 func (o Overhead) Run(ctx context.Context) (Figures, error) {
 	rounds, secs := o.Rounds, o.Seconds
 	if rounds <= 0 {
@@ -32,12 +38,13 @@ func (o Overhead) Run(ctx context.Context) (Figures, error) {
 		secs = 3
 	}
 	var f Figures
-	measure := func(side int) error {
+	measure := func(side int, rate *[2]float64) error {
 		for _, udp := range []bool{false, true} {
 			r, err := Iperf(ctx, o.From, o.To, udp, secs)
 			if err != nil {
 				return err
 			}
+			rate[btoi(udp)] = r.Rate
 			if udp {
 				f.UDP[side] += r.Rate / float64(rounds)
 			} else {
@@ -49,31 +56,62 @@ func (o Overhead) Run(ctx context.Context) (Figures, error) {
 		}
 		return nil
 	}
-	for range rounds {
-		if err := measure(0); err != nil {
-			return f, err
-		}
+	with := func(rate *[2]float64) error {
 		detach, err := o.Attach()
 		if err != nil {
-			return f, fmt.Errorf("attach: %w", err)
+			return fmt.Errorf("attach: %w", err)
 		}
-		err = measure(1)
+		err = measure(1, rate)
 		if derr := detach(); derr != nil && err == nil {
 			err = fmt.Errorf("detach: %w", derr)
 		}
-		if err != nil {
-			return f, err
+		return err
+	}
+	for round := range rounds {
+		var off, on [2]float64 // [0] TCP, [1] UDP
+		steps := []func() error{func() error { return measure(0, &off) }, func() error { return with(&on) }}
+		if round%2 == 1 {
+			slices.Reverse(steps)
 		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return f, err
+			}
+		}
+		f.TCPRatios = append(f.TCPRatios, on[0]/off[0])
+		f.UDPRatios = append(f.UDPRatios, on[1]/off[1])
 	}
 	return f, nil
 }
 
-// Report prints the figures as benchmark metrics (b is a *testing.B).
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Median is the middle of xs (the mean of the two middle ones for an even count), 0 for none.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	m := len(s) / 2
+	if len(s)%2 == 0 {
+		return (s[m-1] + s[m]) / 2
+	}
+	return s[m]
+}
+
+// Report prints the figures as benchmark metrics (b is a *testing.B): the ratios are the
+// medians over the rounds' pairs, the rates the means.
 func (f Figures) Report(b interface{ ReportMetric(float64, string) }) {
 	b.ReportMetric(f.TCP[0]/1e9, "tcp-Gbit/s-without")
 	b.ReportMetric(f.TCP[1]/1e9, "tcp-Gbit/s-with")
-	b.ReportMetric(f.TCP[1]/f.TCP[0], "tcp-ratio")
+	b.ReportMetric(Median(f.TCPRatios), "tcp-ratio")
 	b.ReportMetric(f.UDP[0], "udp64-pps-without")
 	b.ReportMetric(f.UDP[1], "udp64-pps-with")
-	b.ReportMetric(f.UDP[1]/f.UDP[0], "udp64-ratio")
+	b.ReportMetric(Median(f.UDPRatios), "udp64-ratio")
+	b.ReportMetric(float64(len(f.TCPRatios)), "pairs")
 }
