@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,9 +28,8 @@ func TestSingleNodeCapture(t *testing.T) {
 	} {
 		t.Run("attach-mode="+tc.attach+",accepted-mode="+tc.accepted, func(t *testing.T) {
 			l := startLab(t, 1)
-			before := bpfLinks(t)
 			a := startAgent(t, l, "node1", "--attach-mode", tc.attach, "--accepted-mode", tc.accepted)
-			during := bpfLinks(t)
+			during := ownedLinks(t, a.cmd.Process.Pid)
 			st, err := a.status()
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantVeth, st.GetAttachModes()["veth"], "attach mode in status")
@@ -45,9 +47,6 @@ func TestSingleNodeCapture(t *testing.T) {
 			after := bpfLinks(t)
 			created := 0
 			for id, desc := range during {
-				if _, old := before[id]; old {
-					continue
-				}
 				created++
 				if _, still := after[id]; still {
 					t.Errorf("BPF link left behind after the agent stopped: %s", desc)
@@ -202,6 +201,32 @@ func bpfLinks(t *testing.T) map[string]string {
 		links[id] += " " + strings.TrimSpace(line)
 	}
 	return links
+}
+
+// ownedLinks returns the BPF links held open by process pid, by ID, with
+// bpftool's description: read from the process's own fd table, so that
+// links other programs on the machine create meanwhile are never mistaken
+// for the agent's.
+func ownedLinks(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	all := bpfLinks(t)
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err, "listing the agent's fds")
+	owned := map[string]string{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if id, ok := strings.CutPrefix(line, "link_id:"); ok {
+				id = strings.TrimSpace(id)
+				owned[id] = all[id]
+			}
+		}
+	}
+	return owned
 }
 
 func run(t *testing.T, argv ...string) string {
