@@ -131,6 +131,15 @@ func dumpKubeLogs(t *testing.T, c *kube.Cluster) {
 		}
 		t.Logf("--- %s (%s)\n%s", p.Name, p.Log, b)
 	}
+	// The agents' own logs, from the kubelet's pod log directory (no apiserver needed).
+	for _, n := range c.Nodes() {
+		logs, _ := filepath.Glob(filepath.Join(n.Dir, "pod-logs", "flowlens_*", "*", "*.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				t.Logf("--- agent %s\n%s", l, b[max(0, len(b)-4000):])
+			}
+		}
+	}
 	if out, err := c.Kubectl(context.Background(), "get", "pods", "-A", "-o", "wide"); err == nil {
 		t.Logf("--- pods\n%s", out)
 	}

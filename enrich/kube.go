@@ -150,6 +150,7 @@ func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *
 	}
 	factory.StartWithContext(ctx)
 	go k.janitor(ctx)
+	go k.probe(ctx, versionProbe(client), probeEvery, probeTimeout)
 	return k, nil
 }
 

@@ -393,3 +393,33 @@ func TestKubeAPIStopped(t *testing.T) {
 	require.Eventually(t, func() bool { return !k.Status().Degraded }, 20*time.Second, 20*time.Millisecond, "recovers when a watch is accepted")
 	assert.Equal(t, 0.0, testutil.ToFloat64(k.health.degraded))
 }
+
+// TestKubeAPIProbe is an API server that stops answering without closing
+// anything (a partition): only the probe notices, by its timeout.
+func TestKubeAPIProbe(t *testing.T) {
+	cs := fake.NewClientset(pod("a", "web", []string{"10.42.0.50"}))
+	k, _ := startKubeWith(t, cs, Config{}, true)
+	var silent atomic.Bool
+	silent.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go k.probe(ctx, func(ctx context.Context) error {
+		if silent.Load() {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}, 10*time.Millisecond, 50*time.Millisecond)
+
+	eventually(t, func() bool { return k.Status().Degraded }, "degraded while the API server is silent")
+	assert.Contains(t, k.Status().Reason, "apiserver: context deadline exceeded")
+	assert.Equal(t, "web", k.Lookup(addr("10.42.0.50"), time.Now()).Name, "last known names stay")
+	silent.Store(false)
+	eventually(t, func() bool { return !k.Status().Degraded }, "recovers when the API server answers")
+	assert.Equal(t, 0.0, testutil.ToFloat64(k.health.degraded))
+
+	// The real probe asks for /version; on a fake clientset its discovery answers.
+	refused := errors.New("connection refused")
+	cs.PrependReactor("get", "version", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, refused })
+	assert.ErrorIs(t, versionProbe(cs)(ctx), refused)
+}
