@@ -77,7 +77,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				return fmt.Errorf("--scenario %q: want default or homelab", scenarioName)
 			}
 			if k8s {
-				return upKubernetes(cmd.Context(), cmd.OutOrStdout(), log, *stateDir, prefix, cfg.Scenario, hold)
+				return upKubernetes(cmd.Context(), cmd.OutOrStdout(), log, *stateDir, prefix, krBin, nodes, cfg.Scenario, hold)
 			}
 			if enforcer == lab.EnforcerKubeRouter {
 				cfg.KubeRouterDir = *stateDir
@@ -194,15 +194,18 @@ func trafficCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 		Short: "Run the scenario's traffic cases every ~2 s (allowed, rejected, UDP burst, cross-node, ClusterIP)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := attach(log, *stateDir)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			if duration > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
+			}
+			if found, err := kubeTraffic(ctx, log, *stateDir); found {
+				return err
+			}
+			l, err := attach(log, *stateDir)
+			if err != nil {
+				return err
 			}
 			// `flowlens-lab down` removes the state file; traffic must stop
 			// then instead of failing case after case against a gone lab.
