@@ -59,8 +59,8 @@ func kubeRouterBin(t *testing.T) string {
 }
 
 // startHomelab brings the homelab up under kube-router; the agent's --policies is the example's
-// network-policies folder, the intent as written in Git.
-func startHomelab(t *testing.T) *testLab {
+// network-policies folder, the intent as written in Git. opts adjust the lab's config.
+func startHomelab(t *testing.T, opts ...func(*lab.Config)) *testLab {
 	t.Helper()
 	requireRoot(t)
 	bin := kubeRouterBin(t)
@@ -71,7 +71,11 @@ func startHomelab(t *testing.T) *testLab {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Prefix: netns.NewPrefix(), Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true})
+	cfg := lab.Config{Prefix: netns.NewPrefix(), Scenario: sc, Enforcer: lab.EnforcerKubeRouter, KubeRouterBin: bin, External: true}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	l, err := lab.Up(ctx, cfg)
 	require.NoError(t, err)
 	t.Logf("homelab up with kube-router in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {

@@ -78,21 +78,31 @@ drift() {
 	sleep 3
 }
 
-# ping_own_pod: node1 pings linkding-0, which it runs, through linkding's default deny;
-# kube-router (and the spec) always let a pod's own node in, and the agent's profile says so
-# instead of calling it a mismatch.
-ping_own_pod() {
-	local ip
-	ip=$(awk '/name: linkding-0$/ { f = 1 } f && /podIP:/ { print $2; exit }' "$STATE/cluster.yaml")
-	ip netns exec "$N1" ping -c 2 -i 0.3 -W 1 "$ip" >>"$LOG" 2>&1 || true
+# ping_across: linkding pings homepage. Both namespaces deny everything by default and no policy
+# allows ICMP between them, but K3s >= 1.33's kube-router accepts echo requests before any
+# policy (the lab installs those rules, --k3s-icmp): the kernel forwards the ping, and the agents'
+# default profile (k3s-kube-router) classifies it ENFORCER_ALLOW, with the reason, instead of
+# raising a mismatch nobody could fix with a policy.
+ping_across() {
+	local ns ip
+	ns=$(lab_pod linkding/linkding-0 5)
+	ip=$(lab_pod homepage/homepage-0 7)
+	ip netns exec "$ns" ping -c 2 -i 0.3 -W 1 "$ip" >>"$LOG" 2>&1 || echo "demo: the ping was not answered (see $LOG)"
 	sleep 3 # a flush
-	ip netns exec "$N1" "$BIN/flowlens" observe --server "$IP1:4280" --color always --protocol icmpv4 --to-ip "$ip" --last 1
+	ip netns exec "$N1" "$BIN/flowlens" observe --server "$IP1:4280" --color always --protocol icmpv4 \
+		--from-pod linkding/linkding-0 --to-pod homepage/homepage-0 --last 1
 }
+
+# lab_pod POD FIELD: from `flowlens-lab status`'s "pod NS/NAME MARK netns NETNS ip IP ..." lines.
+lab_pod() { "$BIN/flowlens-lab" status --state-dir "$STATE" | awk -v p="$1" -v f="$2" '$1 == "pod" && $2 == p { print $f }'; }
 
 show_prometheus() {
 	sleep 4 # two scrapes and an evaluation after the last flush
 	echo "alerts (GET /api/v1/alerts):"
 	curl_prom /api/v1/alerts | jq -r '.data.alerts[] | "  \(.state | ascii_upcase) \(.labels.alertname) \(.labels.mismatch // "") \(.labels.source_namespace // .labels.namespace // "") -> \(.labels.destination_namespace // "")"'
+	echo "explained by the enforcer profile (ENFORCER_ALLOW: counted, not alerted):"
+	curl_prom "/api/v1/query?query=$(urlenc 'sum by (source_namespace, destination_namespace) (flowlens_policy_mismatches_total{mismatch="ENFORCER_ALLOW"}) > 0')" |
+		jq -r '.data.result[] | "  \(.metric.source_namespace) -> \(.metric.destination_namespace)\t\(.value[1]) flow records"'
 	echo "drop rate per namespace (the FlowlensDropRateHigh ratio):"
 	curl_prom "/api/v1/query?query=$(urlenc "$DROP_RATE_EXPR")" |
 		jq -r '.data.result[] | "  \(.metric.namespace)\t\((.value[1] | tonumber) * 100 | floor)%"' | sort

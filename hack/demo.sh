@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # make demo: the homelab on two K3s-like nodes (network namespaces, flannel VXLAN), its ten
-# policy files enforced by the real kube-router, one flowlens agent per node judging every flow
+# policy files enforced by the real kube-router (v2.1.0 plus K3s >= 1.33's ICMP accepts, see
+# lab/rules/k3sicmp.go), one flowlens agent per node judging every flow
 # against the git folder, and Debian's prometheus scraping both agents with the shipped rules.
 # Partway through, the cluster drifts from git (someone edits a policy on the cluster; a change
 # merged in git is not applied yet): the live view shows the mismatches, `flowlens status` the
-# drift, Prometheus the alert. Ends with a per-namespace summary; removes everything it made.
+# drift, Prometheus the alert. A ping between two default-deny namespaces, which K3s's
+# kube-router accepts anyway, is shown classified (ENFORCER_ALLOW), not alarmed. Ends with a
+# per-namespace summary; removes everything it made.
 # DEMO_PHASE (default 20s): how long each phase drives traffic.
 # DEMO_LOG (default /tmp/flowlens-demo-traffic.log): where the lab's traffic log goes.
 # DEMO_KEEP_FLOWS: a directory to copy the agents' flow logs to (the e2e test reads them).
@@ -27,10 +30,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 : >"$LOG"
 
-section "building the lab: homelab on 2 nodes, NetworkPolicy enforced by the real kube-router v2.1"
+section "building the lab: homelab on 2 nodes, NetworkPolicy enforced by the real kube-router (v2.1 with K3s 1.33's ICMP accepts)"
 (cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
 # --hold keeps the kube-router controllers running, so the drift below is a real policy change.
-"$BIN/flowlens-lab" up --nodes 2 --scenario homelab --enforcer kube-router --hold \
+"$BIN/flowlens-lab" up --nodes 2 --scenario homelab --enforcer kube-router --k3s-icmp --hold \
 	--kube-router-bin "$BIN/flowlens-kube-router" --state-dir "$STATE" >"$STATE/up.txt" 2>>"$LOG" &
 pids+=($!)
 wait_for 600 grep -q '^holding' "$STATE/up.txt" || { echo "demo: the lab did not come up; see $LOG"; exit 1; }
@@ -50,7 +53,7 @@ for n in node1 node2; do
 	ns=$(node_field $n 4); ip=$(node_field $n 6)
 	ip netns exec "$ns" "$BIN/flowlens-agent" --node-name "$n" "${named[@]}" \
 		--cluster-file "$STATE/cluster.yaml" --policies "$STATE/git" --cluster-policies "$STATE/applied.yaml" \
-		--policy-reload-interval 1s --enforcer kube-router-v2.1 \
+		--policy-reload-interval 1s \
 		--flush-interval 2s --flow-log "$STATE/$n-flows.json" \
 		--grpc-address "$ip:4280" --grpc-insecure-listen --metrics-address "$ip:9280" \
 		--log-level warn 2>"$STATE/$n-agent.log" &
@@ -72,8 +75,8 @@ stop_observers
 
 section "drift"
 drift
-section "a node pings its own pod (classified by the enforcer profile, no alarm)"
-ping_own_pod
+section "linkding pings homepage through their default deny: K3s's kube-router accepts ICMP (classified, no alarm)"
+ping_across
 section "live: mismatches between git and the cluster, on both nodes"
 observe_bg --mismatch=any
 "$BIN/flowlens-lab" traffic --state-dir "$STATE" --duration "$PHASE" >>"$LOG" 2>&1
@@ -91,5 +94,6 @@ if [ -n "${DEMO_KEEP_FLOWS:-}" ]; then
 	cp "$STATE"/node?-flows.json "$DEMO_KEEP_FLOWS/"
 	curl_prom "/api/v1/query?query=$(urlenc "$MISMATCH_EXPR")" >"$DEMO_KEEP_FLOWS/alert-expr.json" || true
 	curl_prom "/api/v1/alerts" >"$DEMO_KEEP_FLOWS/alerts.json" || true
+	curl_prom "/api/v1/query?query=flowlens_policy_mismatches_total" >"$DEMO_KEEP_FLOWS/mismatches.json" || true
 fi
 echo "traffic log: $LOG"

@@ -23,6 +23,9 @@ func resolveEnforcer(cfg *Config) error {
 	switch cfg.Enforcer {
 	case "", EnforcerHand:
 		cfg.Enforcer = EnforcerHand
+		if cfg.KubeRouterK3sICMP {
+			return fmt.Errorf("K3s ICMP accepts: only with enforcer %s (the hand rules have K3s's KUBE-NWPLCY-COMMON already)", EnforcerKubeRouter)
+		}
 		if len(cfg.Scenario.Rules) == 0 && len(cfg.Scenario.Policies) > 0 {
 			return fmt.Errorf("scenario %q has NetworkPolicies but no hand-written rules (no TargetOf/PeerOf data): run it with enforcer %q",
 				cfg.Scenario.Name, EnforcerKubeRouter)

@@ -31,6 +31,9 @@ type Config struct {
 	// KubeRouterDir holds kube-router's cluster and policy files; "" = a temporary directory
 	// removed by Close.
 	KubeRouterDir string
+	// KubeRouterK3sICMP adds K3s >= 1.33's ICMP accepts (echo request, destination unreachable,
+	// time exceeded, before any policy) to the kube-router v2.1.0 nodes: rules.K3sICMP.
+	KubeRouterK3sICMP bool
 
 	// External adds <prefix>-ext, the world outside the cluster (lab/outside): the scenario's
 	// outside peers, joined to every node by its own veth.
@@ -72,7 +75,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		nextIP:   map[int]int{},
 	}
 	if cfg.Enforcer == EnforcerKubeRouter {
-		l.enf = &enforcer.KubeRouter{Bin: cfg.KubeRouterBin, Dir: cfg.KubeRouterDir, Log: l.log}
+		l.enf = &enforcer.KubeRouter{Bin: cfg.KubeRouterBin, Dir: cfg.KubeRouterDir, Log: l.log, K3sICMP: cfg.KubeRouterK3sICMP}
 	}
 	defer func() {
 		if err != nil {

@@ -43,6 +43,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 		scenarioName string
 		enforcer     string
 		krBin        string
+		k3sICMP      bool
 		k8s          bool
 	)
 	cmd := &cobra.Command{
@@ -59,7 +60,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 			if err := os.MkdirAll(*stateDir, 0o755); err != nil {
 				return fmt.Errorf("--state-dir: %w", err)
 			}
-			cfg := lab.Config{Prefix: prefix, Nodes: nodes, Log: log, Enforcer: enforcer, KubeRouterBin: krBin}
+			cfg := lab.Config{Prefix: prefix, Nodes: nodes, Log: log, Enforcer: enforcer, KubeRouterBin: krBin, KubeRouterK3sICMP: k3sICMP}
 			switch scenarioName {
 			case "default":
 			case "homelab":
@@ -77,6 +78,9 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				return fmt.Errorf("--scenario %q: want default or homelab", scenarioName)
 			}
 			if k8s {
+				if k3sICMP {
+					return fmt.Errorf("--k3s-icmp: only with --enforcer %s, not --kubernetes", lab.EnforcerKubeRouter)
+				}
 				return upKubernetes(cmd.Context(), cmd.OutOrStdout(), log, *stateDir, prefix, krBin, nodes, cfg.Scenario, hold)
 			}
 			if enforcer == lab.EnforcerKubeRouter {
@@ -116,6 +120,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	cmd.Flags().StringVar(&scenarioName, "scenario", "default", "default or homelab (examples/homelab; needs --enforcer kube-router)")
 	cmd.Flags().StringVar(&enforcer, "enforcer", lab.EnforcerHand, "hand (lab-written rules) or kube-router (the real controller, test-only)")
 	cmd.Flags().BoolVar(&k8s, "kubernetes", false, "a real cluster (etcd, apiserver, kubelet, containerd, kube-proxy; package lab/kube) with flowlens installed from deploy/base")
+	cmd.Flags().BoolVar(&k3sICMP, "k3s-icmp", false, "with --enforcer kube-router: accept ICMP echo, unreachable and time-exceeded before any policy, as K3s >= 1.33's kube-router does")
 	cmd.Flags().StringVar(&krBin, "kube-router-bin", "", "flowlens-kube-router binary for --enforcer kube-router (default $"+lab.EnvKubeRouterBin+")")
 	return cmd
 }

@@ -38,6 +38,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"down", "--state-dir", dir}, "nothing to take down"},
 		{[]string{"traffic", "--state-dir", dir}, "read lab state"},
 		{[]string{"down", "--state-dir", dir, "--prefix", "BAD!"}, "prefix"},
+		{[]string{"up", "--k3s-icmp", "--state-dir", dir}, "only with enforcer kube-router"},
+		{[]string{"up", "--k3s-icmp", "--kubernetes", "--state-dir", dir}, "--k3s-icmp: only with --enforcer kube-router"},
 	} {
 		t.Run(strings.Join(tc.args[:1], " "), func(t *testing.T) {
 			_, err := runCLI(t, tc.args...)

@@ -18,6 +18,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/rules"
 	"github.com/flowlens/flowlens/lab/scenario"
 )
 
@@ -35,6 +36,10 @@ type KubeRouter struct {
 	// Stop.
 	Dir string
 	Log *slog.Logger // nil = discard
+	// K3sICMP makes each node accept ICMP echo request, destination unreachable and time
+	// exceeded before any policy, as K3s >= 1.33's kube-router fork does (rules.K3sICMP); the
+	// v2.1.0 controller alone lets the policies decide ping.
+	K3sICMP bool
 
 	ownDir bool // Dir was created by Start and is removed by Stop
 	procs  []*krProc
@@ -103,6 +108,12 @@ func (k *KubeRouter) Start(ctx context.Context, c Cluster) error {
 		pf := filepath.Join(k.Dir, "kube-router-"+n.Name+"-policies.yaml")
 		if err := scenario.WriteFile(pf, func(w io.Writer) error { return scenario.WritePolicies(w, c.Scenario) }); err != nil {
 			return err
+		}
+		if k.K3sICMP {
+			// Before kube-router starts: its first sync then keeps the rules ahead of its pod jumps.
+			if _, err := netns.Run(ctx, n.NetNS, rules.K3sICMP(n.PodCIDR), "iptables-restore", "--noflush"); err != nil {
+				return fmt.Errorf("K3s ICMP rules on %s: %w", n.Name, err)
+			}
 		}
 		p := &krProc{node: n, policyFile: pf, lines: make(chan string, 16), exited: make(chan struct{})}
 		p.cmd = exec.Command("ip", "netns", "exec", n.NetNS, k.Bin,

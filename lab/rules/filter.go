@@ -165,9 +165,7 @@ func Filter(in Input) string {
 	add(`-A KUBE-NWPLCY-DEFAULT -m comment --comment "rule to mark traffic matching a network policy" -j MARK --set-xmark %s`, markMatched)
 	add(`-A KUBE-NWPLCY-COMMON -m comment --comment "rule to drop invalid state for pod" -m conntrack --ctstate INVALID -j DROP`)
 	add(`-A KUBE-NWPLCY-COMMON -m comment --comment "rule for stateful firewall for pod" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`)
-	add(`-A KUBE-NWPLCY-COMMON -p icmp -m comment --comment "allow icmp echo requests" -m icmp --icmp-type 8 -j ACCEPT`)
-	add(`-A KUBE-NWPLCY-COMMON -p icmp -m comment --comment "allow icmp destination unreachable messages" -m icmp --icmp-type 3 -j ACCEPT`)
-	add(`-A KUBE-NWPLCY-COMMON -p icmp -m comment --comment "allow icmp time exceeded messages" -m icmp --icmp-type 11 -j ACCEPT`)
+	lines = append(lines, icmpAcceptRules("KUBE-NWPLCY-COMMON")...)
 
 	for _, r := range in.Rules {
 		chain := policyChainName(r.Namespace, r.Name, in.SyncVersion)

@@ -158,3 +158,32 @@ func TestNATShape(t *testing.T) {
 	one := NAT(defaultInput(t, 1, 1))
 	assert.NotContains(t, one, "10.42.1.10", "a one-node lab has no node2 backend")
 }
+
+// K3sICMP's script: kube-router's three top-level chains declared (so kube-router keeps them),
+// the fork's three ICMP accepts after an INVALID return, and jumps for the node's pods only.
+func TestK3sICMPScript(t *testing.T) {
+	script := K3sICMP(netip.MustParsePrefix("10.42.1.0/24"))
+	assert.Equal(t, `*filter
+:KUBE-ROUTER-INPUT - [0:0]
+:KUBE-ROUTER-FORWARD - [0:0]
+:KUBE-ROUTER-OUTPUT - [0:0]
+:FLOWLENS-K3S-ICMP - [0:0]
+-A FLOWLENS-K3S-ICMP -m comment --comment "K3s drops invalid state first: leave it to the pod chain" -m conntrack --ctstate INVALID -j RETURN
+-A FLOWLENS-K3S-ICMP -p icmp -m comment --comment "allow icmp echo requests" -m icmp --icmp-type 8 -j ACCEPT
+-A FLOWLENS-K3S-ICMP -p icmp -m comment --comment "allow icmp destination unreachable messages" -m icmp --icmp-type 3 -j ACCEPT
+-A FLOWLENS-K3S-ICMP -p icmp -m comment --comment "allow icmp time exceeded messages" -m icmp --icmp-type 11 -j ACCEPT
+-A KUBE-ROUTER-INPUT -s 10.42.1.0/24 -m comment --comment "K3s >= 1.33 KUBE-NWPLCY-COMMON ICMP accepts, before the pod chains" -j FLOWLENS-K3S-ICMP
+-A KUBE-ROUTER-FORWARD -s 10.42.1.0/24 -m comment --comment "K3s >= 1.33 KUBE-NWPLCY-COMMON ICMP accepts, before the pod chains" -j FLOWLENS-K3S-ICMP
+-A KUBE-ROUTER-FORWARD -d 10.42.1.0/24 -m comment --comment "K3s >= 1.33 KUBE-NWPLCY-COMMON ICMP accepts, before the pod chains" -j FLOWLENS-K3S-ICMP
+-A KUBE-ROUTER-OUTPUT -s 10.42.1.0/24 -m comment --comment "K3s >= 1.33 KUBE-NWPLCY-COMMON ICMP accepts, before the pod chains" -j FLOWLENS-K3S-ICMP
+-A KUBE-ROUTER-OUTPUT -d 10.42.1.0/24 -m comment --comment "K3s >= 1.33 KUBE-NWPLCY-COMMON ICMP accepts, before the pod chains" -j FLOWLENS-K3S-ICMP
+COMMIT
+`, script)
+	// The same accepts as the hand enforcer's KUBE-NWPLCY-COMMON, rule for rule.
+	filter := Filter(defaultInput(t, 1, 1))
+	for _, r := range icmpAcceptRules(K3sICMPChain) {
+		assert.Contains(t, filter, strings.Replace(r, K3sICMPChain, "KUBE-NWPLCY-COMMON", 1)+"\n")
+	}
+	assert.False(t, strings.HasPrefix(K3sICMPChain, "KUBE-NWPLCY-") || strings.HasPrefix(K3sICMPChain, "KUBE-POD-FW-"),
+		"kube-router deletes chains with its prefixes")
+}
