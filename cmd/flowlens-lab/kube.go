@@ -19,8 +19,15 @@ func kubeDir(stateDir string) string { return filepath.Join(stateDir, "kubernete
 
 // upKubernetes brings up the real cluster (package lab/kube), installs flowlens from deploy/base,
 // makes the scenario's namespaces, pods, Services and NetworkPolicies real, and records the
-// cluster for down. With hold it tears it down when ctx ends.
-func upKubernetes(ctx context.Context, out io.Writer, log *slog.Logger, stateDir, prefix, krBin string, nodes int, sc *scenario.Scenario, hold bool) error {
+// cluster for down. With hold it tears it down when ctx ends. k3sICMP gives kube-router's nodes
+// K3s >= 1.33's ICMP accepts.
+func upKubernetes(ctx context.Context, out io.Writer, log *slog.Logger, stateDir, prefix, krBin string, nodes int, sc *scenario.Scenario, hold, k3sICMP bool) error {
+	if krBin == "" {
+		krBin = os.Getenv(lab.EnvKubeRouterBin)
+	}
+	if k3sICMP && krBin == "" {
+		return fmt.Errorf("--k3s-icmp: only with kube-router (--kube-router-bin or $%s)", lab.EnvKubeRouterBin)
+	}
 	dir := kubeDir(stateDir)
 	if kube.Exists(dir) {
 		return fmt.Errorf("%s holds a cluster already (run down first)", dir)
@@ -45,15 +52,20 @@ func upKubernetes(ctx context.Context, out io.Writer, log *slog.Logger, stateDir
 	if err := c.ApplyScenario(ctx, sc); err != nil {
 		return errors.Join(err, c.Close())
 	}
-	if krBin == "" {
-		krBin = os.Getenv(lab.EnvKubeRouterBin)
-	}
 	enforcer := "none: the scenario's NetworkPolicies are not enforced (give --kube-router-bin)"
 	if krBin != "" {
+		if k3sICMP {
+			if err := c.AcceptK3sICMP(ctx); err != nil {
+				return errors.Join(err, c.Close())
+			}
+		}
 		if err := c.StartKubeRouter(ctx, krBin); err != nil {
 			return errors.Join(err, c.Close())
 		}
 		enforcer = "kube-router v2.1 on every node"
+		if k3sICMP {
+			enforcer += ", with K3s 1.33's ICMP accepts"
+		}
 	}
 	if err := c.Save(); err != nil { // now with the scenario, for traffic
 		return errors.Join(err, c.Close())
