@@ -21,22 +21,9 @@ for pair in $(sed -n 's/^DEB_CMDS_KUBE := //p; s/^DEB_FILES_KUBE := //p' Makefil
 	esac
 done
 [ -z "$missing" ] || { echo "demo: DEMO_CLUSTER=kubernetes needs$missing (make deps-kubernetes)"; exit 1; }
-BIN=$(cd "${BIN:-bin}" && pwd)
-PHASE=${DEMO_PHASE:-20s}
-LOG=${DEMO_LOG:-/tmp/flowlens-demo-traffic.log}
-STATE=$(mktemp -d /tmp/flowlens-kdemo.XXXXXX)
 . hack/demo-lib.sh
 . hack/demo-kube-lib.sh
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	"$BIN/flowlens-lab" down --state-dir "$STATE" >/dev/null 2>&1 || true
-	rm -rf "$STATE"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-: >"$LOG"
+demo_start
 
 section "building the real cluster: homelab on 2 nodes, NetworkPolicy enforced by kube-router v2.1 (K3s 1.33's ICMP accepts) against the API server"
 (cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)

@@ -9,6 +9,25 @@ MISMATCH_EXPR=$(awk '/alert: FlowlensPolicyMismatch/ { f = 1 } f && /expr:/ { su
 	deploy/prometheus/flowlens-rules.yaml)
 DROP_RATE_EXPR='sum by (namespace) (rate(flowlens_packets_total{verdict="DROPPED",drop_reason="NETFILTER_DROP"}[10m])) / sum by (namespace) (rate(flowlens_packets_total[10m]))'
 
+# demo_start sets what both demos share (BIN, PHASE, LOG, STATE, pids) and a clean exit, also on
+# failure or Ctrl-C: the processes in pids end, `flowlens-lab down` takes the lab away, STATE goes.
+demo_start() {
+	BIN=$(cd "${BIN:-bin}" && pwd)
+	PHASE=${DEMO_PHASE:-20s}
+	LOG=${DEMO_LOG:-/tmp/flowlens-demo-traffic.log}
+	STATE=$(mktemp -d /tmp/flowlens-demo.XXXXXX)
+	pids=()
+	trap demo_cleanup EXIT
+	trap 'exit 130' INT TERM
+	: >"$LOG"
+}
+demo_cleanup() {
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	"$BIN/flowlens-lab" down --state-dir "$STATE" >/dev/null 2>&1 || true
+	rm -rf "$STATE"
+}
+
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 # wait_for N CMD...: run CMD every 0.2 s, at most N times, until it succeeds.

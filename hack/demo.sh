@@ -20,21 +20,8 @@ kubernetes) exec ./hack/demo-kube.sh ;;
 *) echo "demo: DEMO_CLUSTER=$DEMO_CLUSTER: want netns (the default) or kubernetes"; exit 1 ;;
 esac
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces, iptables, BPF)"; exit 1; }
-BIN=$(cd "${BIN:-bin}" && pwd)
-PHASE=${DEMO_PHASE:-20s}
-LOG=${DEMO_LOG:-/tmp/flowlens-demo-traffic.log}
-STATE=$(mktemp -d /tmp/flowlens-demo.XXXXXX)
 . hack/demo-lib.sh
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	"$BIN/flowlens-lab" down --state-dir "$STATE" >/dev/null 2>&1 || true
-	rm -rf "$STATE"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-: >"$LOG"
+demo_start
 
 section "building the lab: homelab on 2 nodes, NetworkPolicy enforced by the real kube-router (v2.1 with K3s 1.33's ICMP accepts)"
 (cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
