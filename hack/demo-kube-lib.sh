@@ -33,25 +33,32 @@ agents_loaded() {
 	done
 }
 
-# write_cases: the scenario's pod-to-pod cases the demo drives, with the pods' addresses: those
-# into the database namespace (the drift's subject) and every denied one. (All of them, one
-# `kubectl exec` each, take over a minute a round.)
+# write_cases: the scenario's pod-to-pod cases the demo drives, with the pods' addresses: in
+# cases.tsv those into the database namespace (the drift's subject) and every denied one, in
+# database.tsv the first alone. (All of them, one `kubectl exec` each, take over a minute a round.)
 write_cases() {
 	kc get pods -A -o json >"$STATE/pods.json"
-	jq -r --slurpfile p "$STATE/pods.json" '
-		($p[0].items | map({key: "\(.metadata.namespace)/\(.metadata.name)", value: .status.podIP}) | from_entries) as $ip |
-		.scenario.cases[] | select((.service // "") == "" and (.allowed == false or ((.to // "") | startswith("database/")))) |
-		[.name, .from, $ip[.to], (.protocol | ascii_downcase), .port, .allowed] | @tsv' \
-		"$STATE/kubernetes/kube-state.json" >"$STATE/cases.tsv"
+	cases_where '.allowed == false or ((.to // "") | startswith("database/"))' >"$STATE/cases.tsv"
+	cases_where '(.to // "") | startswith("database/")' >"$STATE/database.tsv"
 }
 
-# pod_traffic DURATION: rounds of the cases, from the pods (labpod through kubectl exec, six at a
-# time), until DURATION (seconds, "20s") has passed; at least one round.
+# cases_where JQ-CONDITION: the scenario's cases to a pod that meet it, as pod_round reads them.
+cases_where() {
+	jq -r --slurpfile p "$STATE/pods.json" '
+		($p[0].items | map({key: "\(.metadata.namespace)/\(.metadata.name)", value: .status.podIP}) | from_entries) as $ip |
+		.scenario.cases[] | select((.service // "") == "" and ('"$1"')) |
+		[.name, .from, $ip[.to], (.protocol | ascii_downcase), .port, .allowed] | @tsv' \
+		"$STATE/kubernetes/kube-state.json"
+}
+
+# pod_traffic DURATION CASES: rounds of the cases in the file CASES, from the pods (labpod through
+# kubectl exec, six at a time), until DURATION (seconds, "20s") has passed; at least two rounds,
+# so that Prometheus sees each mismatch counter rise (the alert takes an increase()).
 pod_traffic() {
 	local end=$((SECONDS + ${1%s})) round=0
-	while [ "$round" = 0 ] || [ "$SECONDS" -lt "$end" ]; do
+	while [ "$round" -lt 2 ] || [ "$SECONDS" -lt "$end" ]; do
 		round=$((round + 1))
-		pod_round "$round"
+		pod_round "$round" "$2"
 	done
 }
 
@@ -68,7 +75,7 @@ pod_round() {
 			wait "${running[@]}"
 			running=()
 		fi
-	done <"$STATE/cases.tsv"
+	done <"$2"
 	[ "${#running[@]}" = 0 ] || wait "${running[@]}"
 }
 

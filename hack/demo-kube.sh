@@ -29,7 +29,7 @@ section "building the real cluster: homelab on 2 nodes, NetworkPolicy enforced b
 (cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
 "$BIN/flowlens-lab" up --kubernetes --nodes 2 --scenario homelab --k3s-icmp \
 	--kube-router-bin "$BIN/flowlens-kube-router" --state-dir "$STATE" >"$STATE/up.txt" 2>>"$LOG" ||
-	{ echo "demo: the cluster did not come up; see $LOG"; exit 1; }
+	{ echo "demo: the cluster did not come up ($LOG):"; tail -n 30 "$LOG"; exit 1; }
 KCFG=$(awk '$1 == "kubeconfig" { print $2 }' "$STATE/up.txt")
 CP=$(awk '$1 == "apiserver" { print $3 }' "$STATE/up.txt")
 KUBECTL=$(jq -r .binDir "$STATE/kubernetes/kube-state.json")/kubectl
@@ -54,7 +54,7 @@ flowlens_at all status
 section "live: flows the kernel dropped, on both nodes (traffic between the pods: $LOG)"
 write_cases
 observe_bg --verdict DROPPED
-pod_traffic "$PHASE"
+pod_traffic "$PHASE" "$STATE/cases.tsv"
 sleep 3
 stop_observers
 
@@ -64,7 +64,7 @@ section "linkding pings homepage through their default deny: K3s's kube-router a
 ping_across
 section "live: mismatches between git and the cluster, on both nodes"
 observe_bg --mismatch=any
-pod_traffic "$PHASE"
+pod_traffic "$PHASE" "$STATE/database.tsv"
 sleep 3
 stop_observers
 

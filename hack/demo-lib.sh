@@ -97,6 +97,8 @@ without_app() { sed "/^                  - $1\$/d" "examples/homelab/network-pol
 # git_drift: in git, commafeed's database access is revoked.
 git_drift() { without_app commafeed >"$STATE/git/$DRIFT_FILE"; }
 
+# (hack/demo.sh's: the netns lab's kube-router reads the applied set from files; demo-kube.sh's
+# kube_drift goes through the API server.)
 drift() {
 	echo "$DRIFT_STORY"
 	git_drift
