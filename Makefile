@@ -81,7 +81,7 @@ check-generated: ## Fail when committed generated code differs from what the sou
 
 ##@ Run
 .PHONY: demo
-demo: deps build ## Build the lab (two K3s-like nodes in netns), run the agent on node1 and show flows with names and verdicts.
+demo: deps build ## Build the lab (two K3s-like nodes in netns), run the agents and show the drift story; DEMO_CLUSTER=kubernetes: on the real-cluster lab.
 	./hack/demo.sh
 
 ##@ Test

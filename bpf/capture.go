@@ -107,7 +107,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Capture, err
 		return nil, fmt.Errorf("stat network namespace: %w", err)
 	}
 	c.nsIno = st.Ino
-	if c.nl, err = netlink.NewHandleAt(c.ns); err != nil {
+	// This locked thread is in c.ns: a plain handle's sockets are opened
+	// there. NewHandleAt would setns(2) into it, and setns needs
+	// CAP_SYS_ADMIN even for the namespace a thread is already in.
+	if c.nl, err = netlink.NewHandle(); err != nil {
 		c.ns.Close()
 		return nil, fmt.Errorf("open netlink in network namespace: %w", err)
 	}

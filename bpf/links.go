@@ -3,6 +3,7 @@ package bpf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"time"
@@ -63,7 +64,7 @@ func (c *Capture) watchLinks(ctx context.Context) {
 	// thread is never unlocked: it ends with this goroutine rather than
 	// going back to the pool in another namespace.
 	runtime.LockOSThread()
-	if err := netns.Set(c.ns); err != nil {
+	if err := c.enterNS(); err != nil {
 		c.log.Error("enter capture network namespace: no interface will be attached", "err", err)
 		return
 	}
@@ -83,8 +84,9 @@ func (c *Capture) followLinks(ctx context.Context, retry <-chan time.Time) {
 	updates := make(chan netlink.LinkUpdate, linkUpdateBuffer)
 	done := make(chan struct{})
 	defer close(done) // closes the subscription's socket
+	// No Namespace: this thread is in c.ns (watchLinks), and naming one
+	// makes netlink setns(2) into it, which needs CAP_SYS_ADMIN.
 	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		Namespace: &c.ns,
 		ErrorCallback: func(err error) {
 			if ctx.Err() == nil { // the socket errors out as it is closed
 				c.log.Warn("netlink link subscription", "err", err)
@@ -255,4 +257,19 @@ func (c *Capture) markPodIf(ifindex int, on bool) {
 func (c *Capture) updateAttachedStatus() {
 	c.metrics.attached.Set(float64(len(c.attached)))
 	c.setStatus(StatusInterfaces, strconv.Itoa(len(c.attached)))
+}
+
+// enterNS moves the calling (locked) thread into the capture's network
+// namespace unless it is there already: the agent runs in the node's, and
+// setns(2) needs CAP_SYS_ADMIN, which the DaemonSet does not grant.
+func (c *Capture) enterNS() error {
+	cur, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("get network namespace: %w", err)
+	}
+	defer cur.Close()
+	if cur.Equal(c.ns) {
+		return nil
+	}
+	return netns.Set(c.ns)
 }

@@ -34,20 +34,36 @@ func TestDemoDriftScenario(t *testing.T) {
 		_, err := exec.LookPath(cmd)
 		require.NoError(t, err, "%s is needed (make deps)", cmd)
 	}
+	keep, out := runDemo(t, 8*time.Minute)
+	checkDemo(t, keep, out, filepath.Join(keep, "node1-flows.json"), filepath.Join(keep, "node2-flows.json"))
+}
+
+// runDemo runs hack/demo.sh with env (DEMO_CLUSTER, say) and short phases, and returns the
+// directory it kept its flows and Prometheus's answers in, and what it printed.
+func runDemo(t *testing.T, timeout time.Duration, env ...string) (string, string) {
+	t.Helper()
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+"/", "../cmd/flowlens-agent", "../cmd/flowlens", "../cmd/flowlens-lab")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	keep := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	demo := exec.CommandContext(ctx, "../hack/demo.sh")
-	demo.Env = append(os.Environ(), "BIN="+bin, "DEMO_PHASE=12s", "DEMO_KEEP_FLOWS="+keep, "DEMO_LOG="+filepath.Join(keep, "traffic.log"))
+	demo.Env = append(append(os.Environ(), "BIN="+bin, "DEMO_PHASE=12s", "DEMO_KEEP_FLOWS="+keep, "DEMO_LOG="+filepath.Join(keep, "traffic.log")), env...)
 	var stdout bytes.Buffer
 	demo.Stdout, demo.Stderr = &stdout, &stdout
+	start := time.Now()
 	require.NoError(t, demo.Run(), "%s", stdout.String())
+	t.Logf("the demo ran in %s", time.Since(start).Round(time.Second))
+	return keep, stdout.String()
+}
 
-	flows := readFlowLogs(t, filepath.Join(keep, "node1-flows.json"), filepath.Join(keep, "node2-flows.json"))
+// checkDemo checks what a demo run showed and kept (runDemo), with the flows of flowLogs: the
+// intended mismatches by name and direction, the classified ping, the alert and the summary.
+func checkDemo(t *testing.T, keep, out string, flowLogs ...string) {
+	t.Helper()
+	flows := readFlowLogs(t, flowLogs...)
 	require.NotEmpty(t, flows)
 
 	// Exactly the intended mismatches, each by name and direction (initiator to responder).
@@ -125,7 +141,7 @@ func TestDemoDriftScenario(t *testing.T) {
 	}
 	assert.Equal(t, series, alerted)
 
-	checkSummary(t, stdout.String(), flows)
+	checkSummary(t, out, flows)
 }
 
 // checkPingCounted: in Prometheus's flowlens_policy_mismatches_total, linkding -> homepage is

@@ -131,6 +131,15 @@ func dumpKubeLogs(t *testing.T, c *kube.Cluster) {
 		}
 		t.Logf("--- %s (%s)\n%s", p.Name, p.Log, b)
 	}
+	// The agents' own logs, from the kubelet's pod log directory (no apiserver needed).
+	for _, n := range c.Nodes() {
+		logs, _ := filepath.Glob(filepath.Join(n.Dir, "pod-logs", "flowlens_*", "*", "*.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				t.Logf("--- agent %s\n%s", l, b[max(0, len(b)-4000):])
+			}
+		}
+	}
 	if out, err := c.Kubectl(context.Background(), "get", "pods", "-A", "-o", "wide"); err == nil {
 		t.Logf("--- pods\n%s", out)
 	}
@@ -165,15 +174,27 @@ func (e *kubeEnv) observe(t *testing.T, n int, extra ...string) []*flowlensv1.Fl
 // waitFlow polls observe until a flow matches, and returns it.
 func (e *kubeEnv) waitFlow(t *testing.T, what string, timeout time.Duration, match func(*flowlensv1.Flow) bool) *flowlensv1.Flow {
 	t.Helper()
+	f, _ := e.findFlow(t, timeout, match)
+	if f == nil {
+		t.Fatalf("no flow %s within %s", what, timeout)
+	}
+	return f
+}
+
+// findFlow polls observe until a flow matches or timeout passes; it returns the match (nil at
+// the timeout) and the flows observe printed last.
+func (e *kubeEnv) findFlow(t *testing.T, timeout time.Duration, match func(*flowlensv1.Flow) bool) (*flowlensv1.Flow, []*flowlensv1.Flow) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		for _, f := range e.observe(t, 2000) {
+		flows := e.observe(t, 2000)
+		for _, f := range flows {
 			if match(f) {
-				return f
+				return f, flows
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no flow %s within %s", what, timeout)
+			return nil, flows
 		}
 		time.Sleep(2 * time.Second)
 	}

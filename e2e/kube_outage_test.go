@@ -9,15 +9,18 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vishvananda/netlink"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flowlens/flowlens/lab/kube"
+	"github.com/flowlens/flowlens/lab/netns"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -96,19 +99,24 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 	require.NoError(t, e.cs.CoreV1().Pods("demo").Delete(ctx, "ticker", metav1.DeleteOptions{}))
 }
 
-// testAgentRestart deletes the agent pod: the DaemonSet's new pod attaches once per veth (the old
-// pod's programs are gone, none twice) and reports flows again.
+// testAgentRestart deletes the agent pod: the DaemonSet's new pod attaches once per pod veth (the
+// old pod's programs are gone, none twice) and reports flows again.
 func testAgentRestart(t *testing.T, e *kubeEnv, backendIP string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	before := e.vethAttachments(t)
+	require.NotEmpty(t, before)
+	for veth, progs := range before {
+		require.Equal(t, []string{"TCXIngress", "TCXEgress"}, progs, "%s before the restart", veth)
+	}
 	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=flowlens"}
 	pods, err := e.cs.CoreV1().Pods("flowlens").List(ctx, sel)
 	require.NoError(t, err)
-	require.Len(t, pods.Items, 1)
+	require.Len(t, pods.Items, len(e.c.Nodes()))
 	old := pods.Items[0]
 	require.NoError(t, e.cs.CoreV1().Pods("flowlens").Delete(ctx, old.Name, metav1.DeleteOptions{}))
 	require.Eventually(t, func() bool {
-		pods, err := e.cs.CoreV1().Pods("flowlens").List(ctx, sel)
+		pods, err := e.cs.CoreV1().Pods("flowlens").List(ctx, metav1.ListOptions{LabelSelector: sel.LabelSelector, FieldSelector: "spec.nodeName=" + old.Spec.NodeName})
 		return err == nil && len(pods.Items) == 1 && pods.Items[0].UID != old.UID && isReady(&pods.Items[0])
 	}, 2*time.Minute, time.Second, "no new Ready agent pod after deleting %s", old.Name)
 
@@ -119,11 +127,46 @@ func testAgentRestart(t *testing.T, e *kubeEnv, backendIP string) {
 	e.waitFlow(t, "demo/frontend -> demo/backend:8080 after the restart", 45*time.Second, func(f *flowlensv1.Flow) bool {
 		return podFlow("demo", "frontend", "demo", "backend", 8080)(f) && f.GetTime().AsTime().After(restarted.Add(-2*time.Second))
 	})
+	// The old pod detached on its way out; the new one attached each veth once. (A pod deleted
+	// just before, such as the outage's ticker, may take its veth with it meanwhile.)
+	after := e.vethAttachments(t)
+	require.NotEmpty(t, after)
+	for veth, progs := range after {
+		assert.Equal(t, []string{"TCXIngress", "TCXEgress"}, progs, "%s after the restart", veth)
+	}
+	assert.Regexp(t, fmt.Sprintf(`(?m)^Interfaces:\s+%d attached$`, len(after)), e.localStatus(t), "one attachment per pod veth")
+}
 
-	// Debian 12's bpftool does not list TCX links; the agent's own count must match the veths.
-	n := e.c.Nodes()[0]
-	out, err = e.c.ExecIn(ctx, n.NetNS, "ip", "-o", "link", "show", "type", "veth")
-	require.NoError(t, err, out)
-	veths := len(strings.Split(strings.TrimSpace(out), "\n"))
-	assert.Regexp(t, fmt.Sprintf(`(?m)^Interfaces:\s+%d attached$`, veths), e.localStatus(t), "one attachment per pod veth")
+// vethAttachments lists, per pod veth of the first node (the ports of cni0; the node's uplink is a
+// veth too), the TCX programs the kernel reports on it (Debian 12's bpftool does not list TCX).
+func (e *kubeEnv) vethAttachments(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	require.NoError(t, netns.Do(e.c.Nodes()[0].NetNS, func() error {
+		br, err := netlink.LinkByName("cni0")
+		if err != nil {
+			return fmt.Errorf("find cni0: %w", err)
+		}
+		links, err := netlink.LinkList()
+		if err != nil {
+			return fmt.Errorf("list links: %w", err)
+		}
+		for _, l := range links {
+			if l.Type() != "veth" || l.Attrs().MasterIndex != br.Attrs().Index {
+				continue
+			}
+			out[l.Attrs().Name] = []string{}
+			for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				res, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: at})
+				if err != nil {
+					return fmt.Errorf("query %s %s: %w", l.Attrs().Name, at, err)
+				}
+				for range res.Programs {
+					out[l.Attrs().Name] = append(out[l.Attrs().Name], at.String())
+				}
+			}
+		}
+		return nil
+	}))
+	return out
 }

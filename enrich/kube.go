@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -149,6 +150,7 @@ func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *
 	}
 	factory.StartWithContext(ctx)
 	go k.janitor(ctx)
+	go k.probe(ctx, versionProbe(client), probeEvery, probeTimeout)
 	return k, nil
 }
 
@@ -162,25 +164,22 @@ func BridgeKlog(log *slog.Logger) {
 	klogOnce.Do(func() { klog.SetSlogLogger(log.With("component", "client-go")) })
 }
 
-// newInformer builds the informer over list/watch calls that report success
-// to health: client-go has a hook for errors (the watch error handler) but
-// none for recovery, and names must come back when the watch does.
+// newInformer builds the informer over list/watch calls that report to
+// health themselves. client-go has no hook for recovery, and its watch error
+// handler never hears of a watch call refused by a stopped API server: the
+// reflector retries "connection refused" in a backoff loop of its own
+// (isWatchErrorRetriable), so an outage that starts with a closed watch would
+// never degrade enrichment.
 func (k *Kube) newInformer(lw listWatch) func(kubernetes.Interface, time.Duration) cache.SharedIndexInformer {
 	return func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
 		w := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				obj, err := lw.list(ctx, o)
-				if err == nil {
-					k.recovered(lw.resource)
-				}
-				return obj, err
+				return obj, k.called(ctx, lw.resource, err)
 			},
 			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				w, err := lw.watch(ctx, o)
-				if err == nil {
-					k.recovered(lw.resource)
-				}
-				return w, err
+				return w, k.called(ctx, lw.resource, err)
 			},
 		}
 		return cache.NewSharedIndexInformerWithOptions(
@@ -189,17 +188,35 @@ func (k *Kube) newInformer(lw listWatch) func(kubernetes.Interface, time.Duratio
 	}
 }
 
-func (k *Kube) recovered(resource string) {
-	if k.health.ok(resource) {
-		k.log.Info("kubernetes API reachable again, enrichment recovering", "resource", resource)
+// called records the outcome of a list or watch call. A failure comes back
+// marked, so the watch error handler, which sees it again when the reflector
+// gives up on it, does not count it twice.
+func (k *Kube) called(ctx context.Context, resource string, err error) error {
+	if err == nil {
+		if k.health.ok(resource) {
+			k.log.Info("kubernetes API reachable again, enrichment recovering", "resource", resource)
+		}
+		return nil
 	}
+	k.failed(ctx, resource, err)
+	return &recordedError{err}
 }
+
+// recordedError is a list/watch error health has already counted.
+type recordedError struct{ error }
+
+func (e *recordedError) Unwrap() error { return e.error }
 
 func (k *Kube) watchErrorHandler(resource string) cache.WatchErrorHandlerWithContext {
 	return func(ctx context.Context, _ *cache.Reflector, err error) {
-		if ctx.Err() != nil || benign(err) {
-			return
+		if _, seen := errors.AsType[*recordedError](err); !seen {
+			k.failed(ctx, resource, err)
 		}
+	}
+}
+
+func (k *Kube) failed(ctx context.Context, resource string, err error) {
+	if ctx.Err() == nil && !benign(err) {
 		if k.health.fail(resource, err) {
 			k.log.Warn("kubernetes API list/watch failing, enrichment degraded (flows keep flowing with last known names)",
 				"resource", resource, "err", err)

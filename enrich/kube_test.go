@@ -3,8 +3,12 @@ package enrich
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -343,4 +347,79 @@ func TestKubeAPIError(t *testing.T) {
 	assert.Empty(t, k.Status().Reason)
 	assert.Equal(t, 0.0, testutil.ToFloat64(k.health.degraded))
 	eventually(t, func() bool { return k.Lookup(addr("10.42.0.50"), time.Now()).Name == "web" }, "names return")
+}
+
+// TestKubeAPIStopped is an API server that stops: its open watch ends cleanly
+// and every new watch is refused. The reflector retries refused watches in a
+// loop of its own, without its error handler; enrichment must still report
+// degraded, and recover when the watch is accepted again.
+func TestKubeAPIStopped(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		down    bool
+		current *watch.FakeWatcher
+	)
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	cs := fake.NewClientset(pod("a", "web", []string{"10.42.0.50"}))
+	cs.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return true, nil, refused
+		}
+		current = watch.NewFake()
+		return true, current, nil
+	})
+	k, _ := startKubeWith(t, cs, Config{}, true)
+	require.False(t, k.Status().Degraded)
+	// A watch that ends within a second is an error the handler sees; an
+	// API server stopping under a long-lived watch ends it cleanly.
+	time.Sleep(1100 * time.Millisecond)
+	mu.Lock()
+	down = true
+	current.Stop()
+	mu.Unlock()
+
+	eventually(t, func() bool { return k.Status().Degraded }, "degraded while every watch is refused")
+	assert.Contains(t, k.Status().Reason, "pods: ")
+	assert.Contains(t, k.Status().Reason, "connection refused")
+	assert.Equal(t, 1.0, testutil.ToFloat64(k.health.degraded))
+	assert.Equal(t, "web", k.Lookup(addr("10.42.0.50"), time.Now()).Name, "last known names stay")
+
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	// the reflector backs off (0.8s, 1.6s, ...) between refused watches
+	require.Eventually(t, func() bool { return !k.Status().Degraded }, 20*time.Second, 20*time.Millisecond, "recovers when a watch is accepted")
+	assert.Equal(t, 0.0, testutil.ToFloat64(k.health.degraded))
+}
+
+// TestKubeAPIProbe is an API server that stops answering without closing
+// anything (a partition): only the probe notices, by its timeout.
+func TestKubeAPIProbe(t *testing.T) {
+	cs := fake.NewClientset(pod("a", "web", []string{"10.42.0.50"}))
+	k, _ := startKubeWith(t, cs, Config{}, true)
+	var silent atomic.Bool
+	silent.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go k.probe(ctx, func(ctx context.Context) error {
+		if silent.Load() {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}, 10*time.Millisecond, 50*time.Millisecond)
+
+	eventually(t, func() bool { return k.Status().Degraded }, "degraded while the API server is silent")
+	assert.Contains(t, k.Status().Reason, "apiserver: context deadline exceeded")
+	assert.Equal(t, "web", k.Lookup(addr("10.42.0.50"), time.Now()).Name, "last known names stay")
+	silent.Store(false)
+	eventually(t, func() bool { return !k.Status().Degraded }, "recovers when the API server answers")
+	assert.Equal(t, 0.0, testutil.ToFloat64(k.health.degraded))
+
+	// The real probe asks for /version; on a fake clientset its discovery answers.
+	refused := errors.New("connection refused")
+	cs.PrependReactor("get", "version", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, refused })
+	assert.ErrorIs(t, versionProbe(cs)(ctx), refused)
 }

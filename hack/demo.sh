@@ -11,24 +11,17 @@
 # DEMO_PHASE (default 20s): how long each phase drives traffic.
 # DEMO_LOG (default /tmp/flowlens-demo-traffic.log): where the lab's traffic log goes.
 # DEMO_KEEP_FLOWS: a directory to copy the agents' flow logs to (the e2e test reads them).
+# DEMO_CLUSTER=kubernetes: the same story on the real-cluster lab instead (hack/demo-kube.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case ${DEMO_CLUSTER:-netns} in
+netns) ;;
+kubernetes) exec ./hack/demo-kube.sh ;;
+*) echo "demo: DEMO_CLUSTER=$DEMO_CLUSTER: want netns (the default) or kubernetes"; exit 1 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (network namespaces, iptables, BPF)"; exit 1; }
-BIN=$(cd "${BIN:-bin}" && pwd)
-PHASE=${DEMO_PHASE:-20s}
-LOG=${DEMO_LOG:-/tmp/flowlens-demo-traffic.log}
-STATE=$(mktemp -d /tmp/flowlens-demo.XXXXXX)
 . hack/demo-lib.sh
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	"$BIN/flowlens-lab" down --state-dir "$STATE" >/dev/null 2>&1 || true
-	rm -rf "$STATE"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-: >"$LOG"
+demo_start
 
 section "building the lab: homelab on 2 nodes, NetworkPolicy enforced by the real kube-router (v2.1 with K3s 1.33's ICMP accepts)"
 (cd lab/kuberouter && go build -o "$BIN/flowlens-kube-router" ./cmd/flowlens-kube-router)
@@ -39,6 +32,11 @@ pids+=($!)
 wait_for 600 grep -q '^holding' "$STATE/up.txt" || { echo "demo: the lab did not come up; see $LOG"; exit 1; }
 N1=$(node_field node1 4); N2=$(node_field node2 4)
 IP1=$(node_field node1 6); IP2=$(node_field node2 6)
+PROM_NS=$N1 TARGETS=("$IP1:4280" "$IP2:4280")
+cli_for() { CLI=(ip netns exec "$N1" "$BIN/flowlens") CLI_TAIL=(--server "$1"); }
+# lab_pod POD FIELD: from `flowlens-lab status`'s "pod NS/NAME MARK netns NETNS ip IP ..." lines.
+lab_pod() { "$BIN/flowlens-lab" status --state-dir "$STATE" | awk -v p="$1" -v f="$2" '$1 == "pod" && $2 == p { print $f }'; }
+ping_from() { ip netns exec "$(lab_pod "$1" 5)" ping -c 2 -i 0.3 -W 1 "$(lab_pod "$2" 7)"; }
 
 # git: the folder the agents judge by; applied: what the cluster (kube-router) enforces.
 mkdir -p "$STATE/git"
@@ -64,7 +62,7 @@ for n in node1 node2; do
 	wait_for 100 sh -c "ip netns exec '$N1' '$BIN/flowlens' status --server '$ip:4280' 2>/dev/null | grep -q '(ok:'" ||
 		{ echo "demo: agent on $n not ready:"; cat "$STATE/$n-agent.log"; exit 1; }
 done
-start_prometheus
+start_prometheus "$IP1:9280" "$IP2:9280"
 section "agents running; flowlens status on node1"
 ip netns exec "$N1" "$BIN/flowlens" status --server "$IP1:4280"
 
@@ -89,11 +87,5 @@ section "Prometheus (127.0.0.1:9090 in node1's namespace): alerts and drop rate 
 show_prometheus
 section "summary: flow records per source -> destination namespace (both nodes)"
 summary "$STATE/node1-flows.json" "$STATE/node2-flows.json"
-if [ -n "${DEMO_KEEP_FLOWS:-}" ]; then
-	mkdir -p "$DEMO_KEEP_FLOWS"
-	cp "$STATE"/node?-flows.json "$DEMO_KEEP_FLOWS/"
-	curl_prom "/api/v1/query?query=$(urlenc "$MISMATCH_EXPR")" >"$DEMO_KEEP_FLOWS/alert-expr.json" || true
-	curl_prom "/api/v1/alerts" >"$DEMO_KEEP_FLOWS/alerts.json" || true
-	curl_prom "/api/v1/query?query=flowlens_policy_mismatches_total" >"$DEMO_KEEP_FLOWS/mismatches.json" || true
-fi
+keep_results "$STATE"/node?-flows.json
 echo "traffic log: $LOG"

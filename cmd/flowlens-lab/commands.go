@@ -78,10 +78,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 				return fmt.Errorf("--scenario %q: want default or homelab", scenarioName)
 			}
 			if k8s {
-				if k3sICMP {
-					return fmt.Errorf("--k3s-icmp: only with --enforcer %s, not --kubernetes", lab.EnforcerKubeRouter)
-				}
-				return upKubernetes(cmd.Context(), cmd.OutOrStdout(), log, *stateDir, prefix, cfg.Scenario, hold)
+				return upKubernetes(cmd.Context(), cmd.OutOrStdout(), log, *stateDir, prefix, krBin, nodes, cfg.Scenario, hold, k3sICMP)
 			}
 			if enforcer == lab.EnforcerKubeRouter {
 				cfg.KubeRouterDir = *stateDir
@@ -120,7 +117,7 @@ func upCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 	cmd.Flags().StringVar(&scenarioName, "scenario", "default", "default or homelab (examples/homelab; needs --enforcer kube-router)")
 	cmd.Flags().StringVar(&enforcer, "enforcer", lab.EnforcerHand, "hand (lab-written rules) or kube-router (the real controller, test-only)")
 	cmd.Flags().BoolVar(&k8s, "kubernetes", false, "a real cluster (etcd, apiserver, kubelet, containerd, kube-proxy; package lab/kube) with flowlens installed from deploy/base")
-	cmd.Flags().BoolVar(&k3sICMP, "k3s-icmp", false, "with --enforcer kube-router: accept ICMP echo, unreachable and time-exceeded before any policy, as K3s >= 1.33's kube-router does")
+	cmd.Flags().BoolVar(&k3sICMP, "k3s-icmp", false, "with --enforcer kube-router (or --kubernetes with --kube-router-bin): accept ICMP echo, unreachable and time-exceeded before any policy, as K3s >= 1.33's kube-router does")
 	cmd.Flags().StringVar(&krBin, "kube-router-bin", "", "flowlens-kube-router binary for --enforcer kube-router (default $"+lab.EnvKubeRouterBin+")")
 	return cmd
 }
@@ -199,15 +196,18 @@ func trafficCmd(log *slog.Logger, stateDir *string) *cobra.Command {
 		Short: "Run the scenario's traffic cases every ~2 s (allowed, rejected, UDP burst, cross-node, ClusterIP)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := attach(log, *stateDir)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
 			if duration > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
+			}
+			if found, err := kubeTraffic(ctx, log, *stateDir); found {
+				return err
+			}
+			l, err := attach(log, *stateDir)
+			if err != nil {
+				return err
 			}
 			// `flowlens-lab down` removes the state file; traffic must stop
 			// then instead of failing case after case against a gone lab.

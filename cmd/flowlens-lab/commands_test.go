@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowlens/flowlens/lab"
 	"github.com/flowlens/flowlens/lab/netns"
 )
 
@@ -30,6 +31,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 
 func TestFlagErrors(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv(lab.EnvKubeRouterBin, "") // --k3s-icmp --kubernetes must find no kube-router
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -39,7 +41,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"traffic", "--state-dir", dir}, "read lab state"},
 		{[]string{"down", "--state-dir", dir, "--prefix", "BAD!"}, "prefix"},
 		{[]string{"up", "--k3s-icmp", "--state-dir", dir}, "only with enforcer kube-router"},
-		{[]string{"up", "--k3s-icmp", "--kubernetes", "--state-dir", dir}, "--k3s-icmp: only with --enforcer kube-router"},
+		{[]string{"up", "--k3s-icmp", "--kubernetes", "--state-dir", dir}, "--k3s-icmp: only with kube-router (--kube-router-bin"},
 	} {
 		t.Run(strings.Join(tc.args[:1], " "), func(t *testing.T) {
 			_, err := runCLI(t, tc.args...)

@@ -13,12 +13,15 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	labnetns "github.com/flowlens/flowlens/lab/netns"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 // Config says what cluster to build.
 type Config struct {
 	Prefix string // "" = "fk" + 4 random hex digits; every netns name starts with Prefix+"-"
-	Nodes  int    // 1 (0 means 1)
+	Nodes  int    // 1 or 2 (0 means 1); two are joined over Flannel-style VXLAN
 	// Dir holds everything the cluster writes: certificates, kubeconfig, etcd data, containerd
 	// and kubelet state, logs. Created if missing; Close removes what the cluster put there.
 	Dir string
@@ -40,6 +43,8 @@ type State struct {
 	Nodes      []NodeState `json:"nodes"`
 	Procs      []*Proc     `json:"procs"` // started, in order
 	BinDir     string      `json:"binDir"`
+	// Scenario is what ApplyScenario made real, for `flowlens-lab traffic`.
+	Scenario *scenario.Scenario `json:"scenario,omitempty"`
 }
 
 // Cluster is a running lab cluster. Its methods are safe for concurrent use.
@@ -52,7 +57,8 @@ type Cluster struct {
 
 var prefixRe = regexp.MustCompile(`^[a-z][a-z0-9]{1,11}$`)
 
-const stateFile = "kube-state.json"
+// StateFile is the file Save writes in the cluster directory.
+const StateFile = "kube-state.json"
 
 // Up builds the cluster: namespaces, certificates, etcd, apiserver, controller-manager,
 // scheduler, and per node containerd, kubelet and kube-proxy, then waits until every node is
@@ -69,8 +75,8 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 1
 	}
-	if cfg.Nodes != 1 {
-		return nil, fmt.Errorf("nodes %d: the real-cluster lab runs one node", cfg.Nodes)
+	if cfg.Nodes != 1 && cfg.Nodes != 2 {
+		return nil, fmt.Errorf("nodes %d: want 1 or 2", cfg.Nodes)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -146,6 +152,10 @@ func (c *Cluster) buildNetwork(ctx context.Context, nodes int) error {
 		if err := attachNode(c.st.CPNetNS, n.NetNS, i); err != nil {
 			return err
 		}
+	}
+	if nodes == 2 {
+		// Pod to pod across nodes goes over flannel.1 as on K3s, not through the control plane.
+		return labnetns.JoinVTEPs(c.st.Nodes[0].vtepNode(), c.st.Nodes[1].vtepNode())
 	}
 	return nil
 }
@@ -259,7 +269,7 @@ func (c *Cluster) Save() error {
 	if err != nil {
 		return fmt.Errorf("encode cluster state: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(c.st.Dir, stateFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(c.st.Dir, StateFile), b, 0o644); err != nil {
 		return fmt.Errorf("write cluster state: %w", err)
 	}
 	return nil
@@ -267,7 +277,7 @@ func (c *Cluster) Save() error {
 
 // Attach finds a cluster that Save recorded in dir; Close on it takes the cluster down.
 func Attach(dir string, log *slog.Logger) (*Cluster, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {
 		return nil, fmt.Errorf("read cluster state: %w", err)
 	}
@@ -286,6 +296,6 @@ func Attach(dir string, log *slog.Logger) (*Cluster, error) {
 
 // Exists reports whether dir holds a saved cluster.
 func Exists(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, stateFile))
+	_, err := os.Stat(filepath.Join(dir, StateFile))
 	return err == nil
 }

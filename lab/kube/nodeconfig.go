@@ -3,8 +3,11 @@ package kube
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+
+	labnetns "github.com/flowlens/flowlens/lab/netns"
 )
 
 // NodeState is one lab node: its namespace, address and the directories its containerd and
@@ -16,6 +19,11 @@ type NodeState struct {
 	IP      string `json:"ip"`
 	PodCIDR string `json:"podCIDR"`
 	Dir     string `json:"dir"`
+}
+
+// vtepNode is the node as lab/netns's VXLAN set-up takes it; its addressing is the same.
+func (n NodeState) vtepNode() *labnetns.Node {
+	return &labnetns.Node{Name: n.Name, NetNS: n.NetNS, IP: netip.MustParseAddr(n.IP), Index: n.Index}
 }
 
 func (n NodeState) containerdSock() string {

@@ -16,23 +16,21 @@ import (
 
 // ApplyScenario makes a lab scenario real through the API server: its namespaces, its pods
 // (labpod serving every declared and extra port; addresses come from the CNI, not the
-// scenario), its Services (with the scenario's ClusterIP) and its NetworkPolicies. Pods of nodes
-// the cluster does not have are left out.
+// scenario), its Services (with the scenario's ClusterIP) and its NetworkPolicies. Pods and
+// cases of nodes the cluster does not have are left out; Scenario returns what is left.
 func (c *Cluster) ApplyScenario(ctx context.Context, sc *scenario.Scenario) error {
 	cs, err := c.Clientset()
 	if err != nil {
 		return err
 	}
 	nodes := c.Nodes()
+	sc = sc.WithNodes(len(nodes))
 	for _, ns := range sc.Namespaces {
 		if err := CreateNamespace(ctx, cs, ns, map[string]string{"kubernetes.io/metadata.name": ns}); err != nil {
 			return err
 		}
 	}
 	for _, p := range sc.Pods {
-		if p.Node > len(nodes) {
-			continue
-		}
 		lp := LabPod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Node: nodes[p.Node-1].Name}
 		for _, port := range append(append([]scenario.Port(nil), p.Ports...), p.Listen...) {
 			if strings.EqualFold(port.Protocol, "UDP") {
@@ -57,6 +55,9 @@ func (c *Cluster) ApplyScenario(ctx context.Context, sc *scenario.Scenario) erro
 			return fmt.Errorf("create networkpolicy %s/%s: %w", p.Namespace, p.Name, err)
 		}
 	}
+	c.mu.Lock()
+	c.st.Scenario = sc
+	c.mu.Unlock()
 	return nil
 }
 

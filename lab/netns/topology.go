@@ -231,9 +231,45 @@ func JoinNodes(a, b *Node) error {
 		h *netlink.Handle
 		n *Node
 	}{{ha, a}, {hb, b}} {
-		if err := addVTEP(side.h, side.n); err != nil {
-			return err
+		eth0, err := side.h.LinkByName("eth0")
+		if err != nil {
+			return fmt.Errorf("find uplink in %s: %w", side.n.NetNS, err)
 		}
+		if err := side.h.AddrAdd(eth0, IPNet(side.n.IP, UplinkCIDR.Bits())); err != nil {
+			return fmt.Errorf("address uplink in %s: %w", side.n.NetNS, err)
+		}
+		if err := side.h.LinkSetUp(eth0); err != nil {
+			return fmt.Errorf("set uplink up in %s: %w", side.n.NetNS, err)
+		}
+	}
+	return joinVTEPs(ha, hb, a, b)
+}
+
+// JoinVTEPs links two nodes whose uplinks (eth0, addressed with their IPs) already reach each
+// other, with flannel.1 as JoinNodes makes it: the real-cluster lab's nodes share a segment with
+// the control plane.
+func JoinVTEPs(a, b *Node) error {
+	ha, nsa, err := Handle(a.NetNS)
+	if err != nil {
+		return err
+	}
+	defer nsa.Close()
+	defer ha.Close()
+	hb, nsb, err := Handle(b.NetNS)
+	if err != nil {
+		return err
+	}
+	defer nsb.Close()
+	defer hb.Close()
+	return joinVTEPs(ha, hb, a, b)
+}
+
+func joinVTEPs(ha, hb *netlink.Handle, a, b *Node) error {
+	if err := addVTEP(ha, a); err != nil {
+		return err
+	}
+	if err := addVTEP(hb, b); err != nil {
+		return err
 	}
 	if err := peerVTEP(ha, a, b); err != nil {
 		return err
@@ -245,12 +281,6 @@ func addVTEP(h *netlink.Handle, n *Node) error {
 	eth0, err := h.LinkByName("eth0")
 	if err != nil {
 		return fmt.Errorf("find uplink in %s: %w", n.NetNS, err)
-	}
-	if err := h.AddrAdd(eth0, IPNet(n.IP, UplinkCIDR.Bits())); err != nil {
-		return fmt.Errorf("address uplink in %s: %w", n.NetNS, err)
-	}
-	if err := h.LinkSetUp(eth0); err != nil {
-		return fmt.Errorf("set uplink up in %s: %w", n.NetNS, err)
 	}
 	vx := &netlink.Vxlan{
 		LinkAttrs:    netlink.LinkAttrs{Name: "flannel.1", MTU: PodMTU},

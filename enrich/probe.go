@@ -1,0 +1,51 @@
+package enrich
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+)
+
+// Probe timings: how often the API server is asked for its version, and how
+// long an answer may take before it counts as unreachable.
+const (
+	probeEvery   = 5 * time.Second
+	probeTimeout = 5 * time.Second
+)
+
+// probeResource is the health entry of the probe, next to the watched resources.
+const probeResource = "apiserver"
+
+// versionProbe asks the API server for /version, which every client may read
+// (system:public-info-viewer), within ctx. A fake clientset has no REST
+// client: its discovery answers (and its reactors can fail) instead.
+func versionProbe(client kubernetes.Interface) func(context.Context) error {
+	if rc := client.Discovery().RESTClient(); rc != nil {
+		return func(ctx context.Context) error { return rc.Get().AbsPath("/version").Do(ctx).Error() }
+	}
+	return func(context.Context) error {
+		_, err := client.Discovery().ServerVersion()
+		return err
+	}
+}
+
+// probe marks enrichment degraded while the API server does not answer. The
+// informers alone are not enough: a watch on a connection that went silent
+// (a partition, no RST) only ends at its timeout, minutes later, and until
+// then nothing the reflector does reports an error.
+func (k *Kube) probe(ctx context.Context, call func(context.Context) error, every, timeout time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		err := call(pctx)
+		cancel()
+		_ = k.called(ctx, probeResource, err)
+	}
+}
