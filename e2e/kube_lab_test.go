@@ -58,7 +58,6 @@ func testLabTraffic(t *testing.T, cli, kr string, nodes int) {
 	prefixes.list = append(prefixes.list, prefix)
 	prefixes.Unlock()
 	stateDir := t.TempDir()
-	cniBefore := cniNetNS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
@@ -73,13 +72,15 @@ func testLabTraffic(t *testing.T, cli, kr string, nodes int) {
 		c, err := kube.Attach(dir, nil)
 		require.NoError(t, err)
 		st := c.State()
+		podNS, err := c.PodNetNS(context.Background())
+		assert.NoError(t, err)
 		if t.Failed() {
 			dumpKubeLogs(t, c)
 		}
 		msg, err := exec.Command(cli, "down", "--state-dir", stateDir).CombinedOutput()
 		require.NoError(t, err, "%s", msg)
 		assert.Contains(t, string(msg), "cluster "+prefix+" down")
-		assertClusterGone(t, st, cniBefore)
+		assertClusterGone(t, st, podNS)
 	})
 	require.NoError(t, err, "%s", out)
 	t.Logf("flowlens-lab up --kubernetes in %s:\n%s", time.Since(start).Round(time.Second), lastLines(string(out), 8))
