@@ -91,9 +91,15 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 	// be created during the outage itself).
 	late, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "latecomer", Labels: map[string]string{"app": "frontend"}}, 2*time.Minute)
 	require.NoError(t, err)
-	ok, out, err := e.c.Connect(ctx, "demo", "latecomer", "tcp", backendIP+":8080")
-	require.NoError(t, err, out)
-	require.True(t, ok, out)
+	// kube-router (PolicyFromCluster left it enforcing) lets app=frontend in once its own
+	// informers have the new pod's address: until then it rejects.
+	var out string
+	connected := assert.Eventually(t, func() bool {
+		var ok bool
+		ok, out, err = e.c.Connect(ctx, "demo", "latecomer", "tcp", backendIP+":8080")
+		return err == nil && ok
+	}, 30*time.Second, time.Second)
+	require.True(t, connected, "latecomer -> backend:8080: %v %s", err, out)
 	f := e.waitFlow(t, "demo/latecomer -> demo/backend:8080", 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
 	assert.Equal(t, late.Status.PodIP, f.GetIp().GetSource())
 	require.NoError(t, e.cs.CoreV1().Pods("demo").Delete(ctx, "ticker", metav1.DeleteOptions{}))
