@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flowlens/flowlens/lab/kube"
@@ -100,7 +101,15 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 		return err == nil && ok
 	}, 30*time.Second, time.Second)
 	require.True(t, connected, "latecomer -> backend:8080: %v %s", err, out)
-	f := e.waitFlow(t, "demo/latecomer -> demo/backend:8080", 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
+	f, flows := e.findFlow(t, 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
+	if f == nil {
+		for _, f := range flows {
+			if f.GetIp().GetSource() == late.Status.PodIP {
+				t.Logf("flow from the latecomer's address: %s", protojson.Format(f))
+			}
+		}
+		t.Fatalf("no flow demo/latecomer -> demo/backend:8080 within 45s (of %d flows); agent status:\n%s", len(flows), e.localStatus(t))
+	}
 	assert.Equal(t, late.Status.PodIP, f.GetIp().GetSource())
 	require.NoError(t, e.cs.CoreV1().Pods("demo").Delete(ctx, "ticker", metav1.DeleteOptions{}))
 }
