@@ -113,6 +113,12 @@ func testLabTraffic(t *testing.T, cli, kr string, nodes int) {
 	for _, n := range c.Nodes() {
 		assert.True(t, ready[n.Name], "no Ready agent pod on %s", n.Name)
 	}
+	checkLabFlows(t, e, nodes)
+}
+
+// checkLabFlows looks for the scenario's traffic in what the agents report: names, verdicts and
+// intent, the ClusterIP's backend, and with two nodes both ends of a cross-node flow.
+func checkLabFlows(t *testing.T, e *kubeEnv, nodes int) {
 	allowed := e.waitFlow(t, "demo/frontend -> demo/backend:8080 allowed", 45*time.Second, podFlow("demo", "frontend", "demo", "backend", 8080))
 	assert.Equal(t, flowlensv1.Verdict_FORWARDED, allowed.GetVerdict())
 	denied := e.waitFlow(t, "demo/frontend -> demo/db:8080 dropped", 45*time.Second, func(f *flowlensv1.Flow) bool {
