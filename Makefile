@@ -96,7 +96,7 @@ test: deps lint ## All tests: lint, unit, privileged (as root: real BPF, netns, 
 
 .PHONY: test-kubernetes
 test-kubernetes: deps-kubernetes ## The real-cluster ring (build tag kubelab): etcd, apiserver, kubelet, containerd; a cold build of the Kubernetes binaries takes ~30 CPU-minutes, then they are cached.
-	$(GO) test -tags kubelab -count=1 -timeout 60m ./lab/kube/ ./e2e/ -run 'Kube|LeavesNothing'
+	$(GO) test -tags kubelab -count=1 -timeout 60m ./lab/kube/ ./e2e/ -run '^TestKube|LeavesNothing$$'
 
 .PHONY: test-unit
 test-unit: ## The quick ring: unit tests only (-short skips every privileged test, even as root).

@@ -64,7 +64,6 @@ func startKube(t *testing.T) *kubeEnv {
 	prefixes.Unlock()
 	dir, err := os.MkdirTemp("", "flowlens-kube-")
 	require.NoError(t, err)
-	cniBefore := cniNetNS(t)
 
 	c, err := kube.Up(ctx, kube.Config{Prefix: prefix, Dir: dir, BinDir: binDir, Log: log})
 	require.NoError(t, err)
@@ -73,8 +72,10 @@ func startKube(t *testing.T) *kubeEnv {
 			dumpKubeLogs(t, c)
 		}
 		st := c.State()
+		podNS, err := c.PodNetNS(context.Background())
+		assert.NoError(t, err)
 		require.NoError(t, c.Close())
-		assertClusterGone(t, st, cniBefore)
+		assertClusterGone(t, st, podNS)
 	})
 	archive := filepath.Join(dir, "images", "flowlens.tar")
 	require.NoError(t, kube.BuildAgentImage(ctx, archive))
@@ -84,8 +85,9 @@ func startKube(t *testing.T) *kubeEnv {
 	return &kubeEnv{c: c, cs: cs}
 }
 
-// assertClusterGone checks what Close promises: no process, namespace, mount or directory left.
-func assertClusterGone(t *testing.T, st kube.State, cniBefore map[string]bool) {
+// assertClusterGone checks what Close promises: no process, namespace (the lab's and the pods'
+// that containerd made, podNS), mount or directory left.
+func assertClusterGone(t *testing.T, st kube.State, podNS []string) {
 	for _, p := range st.Procs {
 		_, err := os.Stat(fmt.Sprintf("/proc/%d", p.PID))
 		if err == nil {
@@ -96,27 +98,13 @@ func assertClusterGone(t *testing.T, st kube.State, cniBefore map[string]bool) {
 	for _, ns := range st.NetNS {
 		assert.NoFileExists(t, "/run/netns/"+ns)
 	}
-	for ns := range cniNetNS(t) {
-		assert.True(t, cniBefore[ns], "pod netns %s left behind", ns)
+	for _, ns := range podNS {
+		assert.NoFileExists(t, ns, "pod netns left behind")
 	}
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	require.NoError(t, err)
 	assert.NotContains(t, string(mounts), st.Dir, "mounts left under the cluster directory")
 	assert.NoDirExists(t, st.Dir)
-}
-
-func cniNetNS(t *testing.T) map[string]bool {
-	entries, err := os.ReadDir("/run/netns")
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "cni-") {
-			out[e.Name()] = true
-		}
-	}
-	return out
 }
 
 // dumpKubeLogs prints the tail of every daemon's log when a test failed.

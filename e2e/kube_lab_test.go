@@ -58,7 +58,6 @@ func testLabTraffic(t *testing.T, cli, kr string, nodes int) {
 	prefixes.list = append(prefixes.list, prefix)
 	prefixes.Unlock()
 	stateDir := t.TempDir()
-	cniBefore := cniNetNS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
@@ -73,13 +72,15 @@ func testLabTraffic(t *testing.T, cli, kr string, nodes int) {
 		c, err := kube.Attach(dir, nil)
 		require.NoError(t, err)
 		st := c.State()
+		podNS, err := c.PodNetNS(context.Background())
+		assert.NoError(t, err)
 		if t.Failed() {
 			dumpKubeLogs(t, c)
 		}
 		msg, err := exec.Command(cli, "down", "--state-dir", stateDir).CombinedOutput()
 		require.NoError(t, err, "%s", msg)
 		assert.Contains(t, string(msg), "cluster "+prefix+" down")
-		assertClusterGone(t, st, cniBefore)
+		assertClusterGone(t, st, podNS)
 	})
 	require.NoError(t, err, "%s", out)
 	t.Logf("flowlens-lab up --kubernetes in %s:\n%s", time.Since(start).Round(time.Second), lastLines(string(out), 8))
@@ -112,6 +113,12 @@ func testLabTraffic(t *testing.T, cli, kr string, nodes int) {
 	for _, n := range c.Nodes() {
 		assert.True(t, ready[n.Name], "no Ready agent pod on %s", n.Name)
 	}
+	checkLabFlows(t, e, nodes)
+}
+
+// checkLabFlows looks for the scenario's traffic in what the agents report: names, verdicts and
+// intent, the ClusterIP's backend, and with two nodes both ends of a cross-node flow.
+func checkLabFlows(t *testing.T, e *kubeEnv, nodes int) {
 	allowed := e.waitFlow(t, "demo/frontend -> demo/backend:8080 allowed", 45*time.Second, podFlow("demo", "frontend", "demo", "backend", 8080))
 	assert.Equal(t, flowlensv1.Verdict_FORWARDED, allowed.GetVerdict())
 	denied := e.waitFlow(t, "demo/frontend -> demo/db:8080 dropped", 45*time.Second, func(f *flowlensv1.Flow) bool {

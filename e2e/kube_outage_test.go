@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
+	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flowlens/flowlens/lab/kube"
@@ -91,10 +92,24 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 	// be created during the outage itself).
 	late, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "latecomer", Labels: map[string]string{"app": "frontend"}}, 2*time.Minute)
 	require.NoError(t, err)
-	ok, out, err := e.c.Connect(ctx, "demo", "latecomer", "tcp", backendIP+":8080")
-	require.NoError(t, err, out)
-	require.True(t, ok, out)
-	f := e.waitFlow(t, "demo/latecomer -> demo/backend:8080", 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
+	// kube-router (PolicyFromCluster left it enforcing) lets app=frontend in once its own
+	// informers have the new pod's address: until then it rejects.
+	var out string
+	connected := assert.Eventually(t, func() bool {
+		var ok bool
+		ok, out, err = e.c.Connect(ctx, "demo", "latecomer", "tcp", backendIP+":8080")
+		return err == nil && ok
+	}, 30*time.Second, time.Second)
+	require.True(t, connected, "latecomer -> backend:8080: %v %s", err, out)
+	f, flows := e.findFlow(t, 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
+	if f == nil {
+		for _, f := range flows {
+			if f.GetIp().GetSource() == late.Status.PodIP {
+				t.Logf("flow from the latecomer's address: %s", protojson.Format(f))
+			}
+		}
+		t.Fatalf("no flow demo/latecomer -> demo/backend:8080 within 45s (of %d flows); agent status:\n%s", len(flows), e.localStatus(t))
+	}
 	assert.Equal(t, late.Status.PodIP, f.GetIp().GetSource())
 	require.NoError(t, e.cs.CoreV1().Pods("demo").Delete(ctx, "ticker", metav1.DeleteOptions{}))
 }

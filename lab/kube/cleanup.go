@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -84,22 +85,11 @@ func (c *Cluster) killContainers(ctx context.Context, n NodeState) ([]string, er
 	if _, err := os.Stat(n.containerdSock()); err != nil {
 		return nil, nil // containerd never came up
 	}
-	out, err := c.ctr(ctx, n, "containers", "list", "--quiet")
+	ids, netns, err := c.containers(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	var netns []string
 	var errs []error
-	ids := strings.Fields(out)
-	for _, id := range ids {
-		info, err := c.ctr(ctx, n, "containers", "info", id)
-		if err != nil {
-			continue
-		}
-		if p := sandboxNetNS(info); p != "" {
-			netns = append(netns, p)
-		}
-	}
 	for _, id := range ids {
 		_, _ = c.ctr(ctx, n, "tasks", "kill", "--signal", "SIGKILL", id) // may have no task
 	}
@@ -117,6 +107,43 @@ func (c *Cluster) killContainers(ctx context.Context, n NodeState) ([]string, er
 		}
 	}
 	return netns, errors.Join(errs...)
+}
+
+// containers lists the node's containerd containers and the pod network namespaces (cni-*)
+// they use.
+func (c *Cluster) containers(ctx context.Context, n NodeState) (ids, netns []string, err error) {
+	out, err := c.ctr(ctx, n, "containers", "list", "--quiet")
+	if err != nil {
+		return nil, nil, err
+	}
+	ids = strings.Fields(out)
+	for _, id := range ids {
+		info, err := c.ctr(ctx, n, "containers", "info", id)
+		if err != nil {
+			continue
+		}
+		if p := sandboxNetNS(info); p != "" && !slices.Contains(netns, p) {
+			netns = append(netns, p)
+		}
+	}
+	return ids, netns, nil
+}
+
+// PodNetNS lists the pod network namespaces (/run/netns/cni-*) of every node's containers: the
+// ones Close removes. Other clusters on the machine have their own.
+func (c *Cluster) PodNetNS(ctx context.Context) ([]string, error) {
+	var all []string
+	for _, n := range c.Nodes() {
+		if _, err := os.Stat(n.containerdSock()); err != nil {
+			continue
+		}
+		_, netns, err := c.containers(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, netns...)
+	}
+	return all, nil
 }
 
 // sandboxNetNS reads the network namespace path from `ctr containers info` output.
