@@ -19,12 +19,14 @@ import (
 
 // kind decodes one object and adds it to Objects.
 type kind struct {
-	decode func(raw []byte) (any, error)
-	add    func(o *Objects, v any) Key
+	decode     func(raw []byte) (any, error)
+	add        func(o *Objects, v any) Key
+	namespaced bool
 }
 
-func kindOf[T any](add func(o *Objects, v *T) Key) kind {
+func kindOf[T any](namespaced bool, add func(o *Objects, v *T) Key) kind {
 	return kind{
+		namespaced: namespaced,
 		decode: func(raw []byte) (any, error) {
 			v := new(T)
 			return v, strictJSON(raw, v)
@@ -35,27 +37,27 @@ func kindOf[T any](add func(o *Objects, v *T) Key) kind {
 
 // kinds maps apiVersion/kind to its decoder.
 var kinds = map[string]kind{
-	"v1/Namespace": kindOf(func(o *Objects, v *corev1.Namespace) Key {
+	"v1/Namespace": kindOf(false, func(o *Objects, v *corev1.Namespace) Key {
 		o.Namespaces = append(o.Namespaces, *v)
 		return Key{Kind: "Namespace", Name: v.Name}
 	}),
-	"v1/Pod": kindOf(func(o *Objects, v *corev1.Pod) Key {
+	"v1/Pod": kindOf(true, func(o *Objects, v *corev1.Pod) Key {
 		o.Pods = append(o.Pods, *v)
 		return Key{Kind: "Pod", Namespace: v.Namespace, Name: v.Name}
 	}),
-	"v1/Service": kindOf(func(o *Objects, v *corev1.Service) Key {
+	"v1/Service": kindOf(true, func(o *Objects, v *corev1.Service) Key {
 		o.Services = append(o.Services, *v)
 		return Key{Kind: "Service", Namespace: v.Namespace, Name: v.Name}
 	}),
-	"v1/Node": kindOf(func(o *Objects, v *corev1.Node) Key {
+	"v1/Node": kindOf(false, func(o *Objects, v *corev1.Node) Key {
 		o.Nodes = append(o.Nodes, *v)
 		return Key{Kind: "Node", Name: v.Name}
 	}),
-	"discovery.k8s.io/v1/EndpointSlice": kindOf(func(o *Objects, v *discoveryv1.EndpointSlice) Key {
+	"discovery.k8s.io/v1/EndpointSlice": kindOf(true, func(o *Objects, v *discoveryv1.EndpointSlice) Key {
 		o.EndpointSlices = append(o.EndpointSlices, *v)
 		return Key{Kind: "EndpointSlice", Namespace: v.Namespace, Name: v.Name}
 	}),
-	"networking.k8s.io/v1/NetworkPolicy": kindOf(func(o *Objects, v *networkingv1.NetworkPolicy) Key {
+	"networking.k8s.io/v1/NetworkPolicy": kindOf(true, func(o *Objects, v *networkingv1.NetworkPolicy) Key {
 		o.NetworkPolicies = append(o.NetworkPolicies, *v)
 		return Key{Kind: "NetworkPolicy", Namespace: v.Namespace, Name: v.Name}
 	}),
@@ -141,14 +143,15 @@ func Decode(name string, r io.Reader) (*Objects, error) {
 		if u.err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", prefix, short, u.err)
 		}
-		k := kinds[u.gvk].add(o, u.val)
+		kd := kinds[u.gvk]
+		k := kd.add(o, u.val)
 		if k.Name == "" {
 			return nil, fmt.Errorf("%s: %s: metadata.name is empty", prefix, short)
 		}
 		// A cluster dump always carries namespaces; without one the object
 		// could not be named or selected, and every later error about it
 		// would have no file to point at.
-		if k.Namespace == "" && short != "Namespace" && short != "Node" {
+		if k.Namespace == "" && kd.namespaced {
 			return nil, fmt.Errorf("%s: %s %s: metadata.namespace is empty", prefix, short, k.Name)
 		}
 		if prev, ok := o.Origins[k]; ok {

@@ -138,17 +138,20 @@ func (e *enc) enum(name string, v int32, names map[int32]string) {
 	e.b = strconv.AppendInt(e.b, int64(v), 10)
 }
 
-func (e *enc) strs(name string, v []string) {
+func (e *enc) strs(name string, v []string) { array(e, name, v, e.quote) }
+
+// array writes a repeated field, which protojson leaves out when empty.
+func array[T any](e *enc, name string, v []T, elem func(T)) {
 	if len(v) == 0 {
 		return
 	}
 	e.key(name)
 	e.b = append(e.b, '[')
-	for i, s := range v {
+	for i, x := range v {
 		if i > 0 {
 			e.b = append(e.b, ',')
 		}
-		e.quote(s)
+		elem(x)
 	}
 	e.b = append(e.b, ']')
 }

@@ -47,20 +47,12 @@ func (e *enc) endpoint(name string, ep *flowlensv1.Endpoint) {
 	e.str("namespace", ep.Namespace)
 	e.str("pod_name", ep.PodName)
 	e.strs("labels", ep.Labels)
-	if len(ep.Workloads) > 0 {
-		e.key("workloads")
-		e.b = append(e.b, '[')
-		for i, w := range ep.Workloads {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.open()
-			e.str("kind", w.GetKind())
-			e.str("name", w.GetName())
-			e.close()
-		}
-		e.b = append(e.b, ']')
-	}
+	array(e, "workloads", ep.Workloads, func(w *flowlensv1.Workload) {
+		e.open()
+		e.str("kind", w.GetKind())
+		e.str("name", w.GetName())
+		e.close()
+	})
 	e.str("node_name", ep.NodeName)
 	e.str("name", ep.Name)
 	e.close()
@@ -112,20 +104,11 @@ func (e *enc) side(name string, s *flowlensv1.PolicySide) {
 }
 
 func (e *enc) refs(name string, refs []*flowlensv1.PolicyRef) {
-	if len(refs) == 0 {
-		return
-	}
-	e.key(name)
-	e.b = append(e.b, '[')
-	for i, r := range refs {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
+	array(e, name, refs, func(r *flowlensv1.PolicyRef) {
 		e.open()
 		e.str("namespace", r.GetNamespace())
 		e.str("name", r.GetName())
 		e.int32("rule", r.GetRule())
 		e.close()
-	}
-	e.b = append(e.b, ']')
+	})
 }

@@ -2,8 +2,9 @@ package observer
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"unique"
+
+	"github.com/google/uuid"
 
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
@@ -101,30 +102,10 @@ func unpackRefs(s string) []*flowlensv1.PolicyRef {
 }
 
 // parseUUID packs a UUID in its canonical lowercase form; any other
-// spelling would not come back the same.
+// spelling (upper case, braces, urn:uuid:) would not come back the same.
 func parseUUID(s string) ([16]byte, bool) {
-	var u [16]byte
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return u, false
-	}
-	for _, seg := range [...]struct{ from, to, at int }{{0, 8, 0}, {9, 13, 4}, {14, 18, 6}, {19, 23, 8}, {24, 36, 10}} {
-		if _, err := hex.Decode(u[seg.at:], []byte(s[seg.from:seg.to])); err != nil {
-			return u, false
-		}
-	}
-	return u, formatUUID(u) == s
+	u, err := uuid.Parse(s)
+	return u, err == nil && u.String() == s
 }
 
-func formatUUID(u [16]byte) string {
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:], u[10:])
-	return string(b[:])
-}
+func formatUUID(u [16]byte) string { return uuid.UUID(u).String() }

@@ -201,23 +201,21 @@ func AddPodLinks(n *Node, p *Pod) error {
 	return nil
 }
 
-// joinNodes links two node namespaces as Flannel's VXLAN backend does: an uplink eth0 in each,
+// JoinNodes links two node namespaces as Flannel's VXLAN backend does: an uplink eth0 in each,
 // flannel.1 (VNI 1, UDP 8472, no learning) with 10.42.N.0/32, and for the peer a permanent
 // neighbour, an FDB entry and an onlink /24 route via flannel.1.
 func JoinNodes(a, b *Node) error {
-	ha, nsa, err := Handle(a.NetNS)
-	if err != nil {
-		return err
-	}
-	defer nsa.Close()
-	defer ha.Close()
-	hb, nsb, err := Handle(b.NetNS)
-	if err != nil {
-		return err
-	}
-	defer nsb.Close()
-	defer hb.Close()
+	return withHandles(a, b, func(ha, hb *netlink.Handle, nsb vnetns.NsHandle) error {
+		if err := addUplink(ha, hb, nsb, a, b); err != nil {
+			return err
+		}
+		return joinVTEPs(ha, hb, a, b)
+	})
+}
 
+// addUplink puts a veth pair named eth0 between the two nodes, addressed
+// with their IPs, as the LAN between K3s nodes.
+func addUplink(ha, hb *netlink.Handle, nsb vnetns.NsHandle, a, b *Node) error {
 	uplink := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: "eth0", MTU: UplinkMTU},
 		PeerName:      "eth0",
@@ -242,13 +240,21 @@ func JoinNodes(a, b *Node) error {
 			return fmt.Errorf("set uplink up in %s: %w", side.n.NetNS, err)
 		}
 	}
-	return joinVTEPs(ha, hb, a, b)
+	return nil
 }
 
 // JoinVTEPs links two nodes whose uplinks (eth0, addressed with their IPs) already reach each
 // other, with flannel.1 as JoinNodes makes it: the real-cluster lab's nodes share a segment with
 // the control plane.
 func JoinVTEPs(a, b *Node) error {
+	return withHandles(a, b, func(ha, hb *netlink.Handle, _ vnetns.NsHandle) error {
+		return joinVTEPs(ha, hb, a, b)
+	})
+}
+
+// withHandles runs fn with netlink handles in both nodes' namespaces (and
+// b's namespace handle, to move a veth peer there), closing them after.
+func withHandles(a, b *Node, fn func(ha, hb *netlink.Handle, nsb vnetns.NsHandle) error) error {
 	ha, nsa, err := Handle(a.NetNS)
 	if err != nil {
 		return err
@@ -261,7 +267,7 @@ func JoinVTEPs(a, b *Node) error {
 	}
 	defer nsb.Close()
 	defer hb.Close()
-	return joinVTEPs(ha, hb, a, b)
+	return fn(ha, hb, nsb)
 }
 
 func joinVTEPs(ha, hb *netlink.Handle, a, b *Node) error {
