@@ -243,7 +243,7 @@ func (t *fullTable) LookupFlow(key *bpf.FlowKey, st *bpf.FlowStats) error {
 	*st = t.stats()
 	return nil
 }
-func (t *fullTable) DeleteFlow(*bpf.FlowKey) error     { return nil }
+func (t *fullTable) DeleteFlows([]bpf.FlowKey) error   { return nil }
 func (t *fullTable) Counters() (uint64, uint64, error) { return memFlows, 0, nil }
 func (t *fullTable) DropReason(uint32) string          { return "NETFILTER_DROP" }
 func (t *fullTable) InterfaceName(uint32) string       { return "veth0123abcd" }
@@ -252,7 +252,7 @@ func (t *fullTable) Status() map[string]string         { return map[string]strin
 func (t *fullTable) Config() bpf.Config {
 	return bpf.Config{NodeName: "node-0", FlushInterval: bpf.DefaultFlushInterval, IdleTimeout: time.Hour}
 }
-func (t *fullTable) Watch(ctx context.Context, _ chan<- bpf.FlowKey) error {
+func (t *fullTable) Watch(ctx context.Context, _ chan<- bpf.DropEvent) error {
 	<-ctx.Done()
 	return nil
 }

@@ -241,11 +241,12 @@ func TestCaptureTraffic(t *testing.T) {
 			payload := []byte(strings.Repeat("flowlens", 4096))
 			tcpPort := tcpExchange(t, a, b, 8080, payload)
 
-			const rejectedPort = 41009
-			tcpRejected(t, a, b, 9, rejectedPort)
+			tcpRejected(t, a, b, 9, 41009)
 			// A drop is reported at once, not at the next flush (an hour away).
+			// The rejected SYN is a connection attempt: folded into the
+			// attempts of a to b:9 from any source port (source port 0).
 			require.Eventually(t, func() bool {
-				fs := flowsFor(rc.snapshot(), a.ip, b.ip, protoTCP, rejectedPort, 9)
+				fs := flowsFor(rc.snapshot(), a.ip, b.ip, protoTCP, 0, 9)
 				return len(byVerdict(fs, flowlensv1.Verdict_DROPPED)) > 0
 			}, time.Second, 10*time.Millisecond, "immediate DROPPED record")
 
@@ -274,13 +275,15 @@ func TestCaptureTraffic(t *testing.T) {
 			assert.WithinDuration(t, time.Now(), fwd[0].Time.AsTime(), time.Minute)
 
 			// Rejected TCP: DROPPED with the kernel's reason, never FORWARDED.
-			rej := flowsFor(evs, a.ip, b.ip, protoTCP, rejectedPort, 9)
+			rej := flowsFor(evs, a.ip, b.ip, protoTCP, 0, 9)
 			require.NotEmpty(t, byVerdict(rej, flowlensv1.Verdict_DROPPED))
 			assert.Empty(t, byVerdict(rej, flowlensv1.Verdict_FORWARDED))
+			assert.Empty(t, flowsFor(evs, a.ip, b.ip, protoTCP, 41009, 9), "the attempt is not also its own flow")
 			for _, f := range byVerdict(rej, flowlensv1.Verdict_DROPPED) {
 				assert.Equal(t, "NETFILTER_DROP", f.DropReason)
 				assert.Equal(t, flowlensv1.ObservationPoint_KFREE_SKB, f.ObservationPoint)
 				assert.NotZero(t, f.Counters.Packets)
+				assert.Equal(t, f.Counters.Packets, f.AggregatedAttempts)
 			}
 
 			// UDP: exactly as many packets as datagrams.

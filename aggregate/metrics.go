@@ -19,7 +19,6 @@ type metrics struct {
 // Kinds of flowlens_errors_total.
 const (
 	errDecode   = "decode"   // a flow table entry that does not decode
-	errLookup   = "lookup"   // a dropped flow's entry could not be read
 	errCounters = "counters" // the kernel's created/lost counters could not be read
 	errIterate  = "iterate"  // a pass over the flow table ended early
 	errDelete   = "delete"   // an idle entry could not be deleted
@@ -34,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "flowlens_errors_total",
 		Help: "Failed reads of the kernel's flow table and counters, by kind; the next flush retries them.",
 	}, []string{"kind"})}
-	for _, k := range []string{errDecode, errLookup, errCounters, errIterate, errDelete} {
+	for _, k := range []string{errDecode, errCounters, errIterate, errDelete} {
 		m.errors.WithLabelValues(k) // exported at zero from the start
 	}
 	if reg != nil {

@@ -134,6 +134,21 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 	return recs, idle
 }
 
+// stale reports whether counters read earlier than the flow's last
+// observation (a drop event queued while a flush read the table) are behind
+// it: they hold nothing new, and taken as current they would look like a
+// recreated entry and be counted again.
+func (a *aggregator) stale(key *bpf.FlowKey, cur *bpf.FlowStats) bool {
+	st, ok := a.flows[*key]
+	if !ok {
+		return false
+	}
+	l := &st.last
+	return cur.Pkts < l.Pkts || cur.Bytes < l.Bytes || cur.DropPkts < l.DropPkts || cur.DropBytes < l.DropBytes ||
+		cur.FwdPkts < l.FwdPkts || cur.FwdBytes < l.FwdBytes ||
+		(cur.Pkts == l.Pkts && cur.DropPkts == l.DropPkts && cur.FwdPkts == l.FwdPkts)
+}
+
 // sweep forgets flows absent from the last pass (evicted or deleted) and
 // clears the marks for the next pass.
 func (a *aggregator) sweep() {
@@ -198,6 +213,9 @@ func (a *aggregator) record(key *bpf.FlowKey, cur *bpf.FlowStats, verdict flowle
 	}
 	if key.Family == 6 {
 		f.Ip.IpVersion = flowlensv1.IPVersion_IPV6
+	}
+	if key.Flags&bpf.FlowKeyAttempts != 0 {
+		f.AggregatedAttempts = pkts
 	}
 	if cur.Xlat != 0 {
 		// Report where the packets went (the backend), keeping what the

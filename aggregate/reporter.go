@@ -16,8 +16,8 @@ import (
 type flowTable interface {
 	// IterateFlows calls fn for each entry with its raw key and value bytes.
 	IterateFlows(fn func(key, val []byte)) error
-	LookupFlow(key *bpf.FlowKey, st *bpf.FlowStats) error
-	DeleteFlow(key *bpf.FlowKey) error
+	// DeleteFlows removes the keys; ones already gone are not an error.
+	DeleteFlows(keys []bpf.FlowKey) error
 	// Counters returns the kernel's flows_created and ringbuf_lost.
 	Counters() (created, ringbufLost uint64, err error)
 }
@@ -50,14 +50,14 @@ func (r *reporter) monoNow() uint64 {
 	return monoNow()
 }
 
-// reportKey reports one flow at once (its first drop).
-func (r *reporter) reportKey(key *bpf.FlowKey) {
-	var st bpf.FlowStats
-	if err := r.table.LookupFlow(key, &st); err != nil {
-		r.metrics.errors.WithLabelValues(errLookup).Inc()
+// reportDrop reports one flow at once (its first drop) from the counters
+// the kernel put in the event. An event read after a flush that already saw
+// newer counters of the flow is stale and says nothing new.
+func (r *reporter) reportDrop(ev *bpf.DropEvent) {
+	if r.agg.stale(&ev.Key, &ev.Stats) {
 		return
 	}
-	recs, _ := r.agg.observe(key, &st, r.monoNow(), false)
+	recs, _ := r.agg.observe(&ev.Key, &ev.Stats, r.monoNow(), false)
 	r.send(recs, time.Time{})
 }
 
@@ -98,12 +98,14 @@ func (r *reporter) flush(final bool) {
 	}
 	r.agg.sweep()
 	// Deleting during the pass would disturb the iteration.
-	for i := range idle {
-		if err := r.table.DeleteFlow(&idle[i]); err != nil {
+	if len(idle) > 0 {
+		if err := r.table.DeleteFlows(idle); err != nil {
 			r.metrics.errors.WithLabelValues(errDelete).Inc()
-			r.log.Warn("delete idle flow", "err", err)
+			r.log.Warn("delete idle flows", "err", err)
 		}
-		r.agg.forget(&idle[i])
+		for i := range idle {
+			r.agg.forget(&idle[i])
+		}
 	}
 
 	if n := r.agg.evicted(created); n > 0 {

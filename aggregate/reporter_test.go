@@ -3,7 +3,6 @@ package aggregate
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"sort"
@@ -53,18 +52,11 @@ func (f *fakeTable) IterateFlows(fn func(key, val []byte)) error {
 	return nil
 }
 
-func (f *fakeTable) LookupFlow(key *bpf.FlowKey, st *bpf.FlowStats) error {
-	v, ok := f.flows[*key]
-	if !ok {
-		return errors.New("not found")
+func (f *fakeTable) DeleteFlows(keys []bpf.FlowKey) error {
+	for _, k := range keys {
+		delete(f.flows, k)
+		f.deleted = append(f.deleted, k)
 	}
-	*st = v
-	return nil
-}
-
-func (f *fakeTable) DeleteFlow(key *bpf.FlowKey) error {
-	delete(f.flows, *key)
-	f.deleted = append(f.deleted, *key)
 	return nil
 }
 
@@ -300,10 +292,42 @@ flowlens_lost_events_total{source="KERNEL_RING_BUFFER"} 2
 func TestReporterImmediateDrop(t *testing.T) {
 	fx := newFixture(t, false, 10)
 	k := tcpKey(9)
-	fx.put(k, bpf.FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60, DropReason: 12, Obs: bpf.ObsFromPod})
-	fx.rep.reportKey(&k)
+	st := bpf.FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60, DropReason: 12, Obs: bpf.ObsFromPod, LastNs: fx.mono}
+	fx.put(k, st)
+	fx.rep.reportDrop(&bpf.DropEvent{Key: k, Stats: st})
 	require.Equal(t, []rec{{drop, 1, 60}}, recs(fx.flush(false)[:1]))
 	assert.Empty(t, recs(fx.flush(false)), "the flush does not report the drop again")
+}
+
+// A drop event is read after a flush that already saw newer counters of
+// its flow (it waited in the channel): it reports nothing, and the drops
+// are counted once.
+func TestReporterStaleDropEvent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		event  bpf.FlowStats
+		want   []rec
+		reason string
+	}{
+		{"older", bpf.FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60}, nil, "the flush counted it already"},
+		{"same", bpf.FlowStats{Pkts: 3, DropPkts: 3, DropBytes: 180}, nil, "nothing new"},
+		{"newer", bpf.FlowStats{Pkts: 4, DropPkts: 4, DropBytes: 240}, []rec{{drop, 1, 60}}, "the one drop since the flush"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, false, 10)
+			k := tcpKey(9)
+			fx.put(k, bpf.FlowStats{Pkts: 3, DropPkts: 3, DropBytes: 180, DropReason: 12, Obs: bpf.ObsFromPod})
+			require.Equal(t, []rec{{drop, 3, 180}}, recs(fx.flush(false)))
+			ev := bpf.DropEvent{Key: k, Stats: tc.event}
+			ev.Stats.DropReason, ev.Stats.Obs, ev.Stats.LastNs = 12, bpf.ObsFromPod, fx.mono
+			fx.rep.reportDrop(&ev)
+			var got []Event
+			for len(fx.out) > 0 {
+				got = append(got, <-fx.out)
+			}
+			assert.Equal(t, tc.want, recs(got), tc.reason)
+		})
+	}
 }
 
 // corruptTable yields one entry that does not decode before the real ones.
@@ -320,8 +344,6 @@ func TestReporterCountsReadErrors(t *testing.T) {
 	fx := newFixture(t, false, 10)
 	fx.rep.table = corruptTable{fx.table}
 	fx.put(tcpKey(1), bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod})
-	gone := tcpKey(2)
-	fx.rep.reportKey(&gone) // its entry is already gone from the table
 	assert.Equal(t, []rec{{fwd, 1, 0}}, recs(fx.flush(false)))
 
 	want := `# HELP flowlens_errors_total Failed reads of the kernel's flow table and counters, by kind; the next flush retries them.
@@ -330,7 +352,6 @@ flowlens_errors_total{kind="counters"} 0
 flowlens_errors_total{kind="decode"} 1
 flowlens_errors_total{kind="delete"} 0
 flowlens_errors_total{kind="iterate"} 0
-flowlens_errors_total{kind="lookup"} 1
 `
 	assert.NoError(t, testutil.GatherAndCompare(fx.reg, strings.NewReader(want), "flowlens_errors_total"))
 }

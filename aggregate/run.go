@@ -29,9 +29,10 @@ type Kernel interface {
 	// Inference reports whether accepted packets are inferred (no netfilter
 	// link); Watch decides it as it attaches.
 	Inference() bool
-	// Watch attaches, follows links and sends first drops until ctx ends,
+	// Watch attaches, follows links and sends first drops (with their
+	// counters) until ctx ends,
 	// then detaches and closes the kernel objects.
-	Watch(ctx context.Context, drops chan<- bpf.FlowKey) error
+	Watch(ctx context.Context, drops chan<- bpf.DropEvent) error
 	// Config is the effective capture configuration: node name, flush
 	// interval and idle timeout come from there.
 	Config() bpf.Config
@@ -73,7 +74,7 @@ func (s *Source) Run(ctx context.Context, out chan<- Event) error {
 	agg := newAggregator(cfg.NodeName, false, cfg.IdleTimeout, s.k.DropReason, s.k.InterfaceName, monoToWall)
 	rep := &reporter{agg: agg, table: s.k, out: out, metrics: s.metrics, log: s.log}
 
-	drops := make(chan bpf.FlowKey, 1024)
+	drops := make(chan bpf.DropEvent, 1024)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	watched := make(chan error, 1)
@@ -95,9 +96,9 @@ func (s *Source) Run(ctx context.Context, out chan<- Event) error {
 			rep.flush(true)
 			stopWatch()
 			return <-watched
-		case k := <-drops:
+		case ev := <-drops:
 			agg.inference = s.k.Inference()
-			rep.reportKey(&k)
+			rep.reportDrop(&ev)
 		case <-tick.C:
 			agg.inference = s.k.Inference()
 			rep.flush(false)

@@ -37,7 +37,7 @@ func (k *fakeKernel) Status() map[string]string   { return nil }
 func (k *fakeKernel) Config() bpf.Config {
 	return bpf.Config{NodeName: "n", FlushInterval: time.Hour, IdleTimeout: time.Hour}
 }
-func (k *fakeKernel) Watch(ctx context.Context, _ chan<- bpf.FlowKey) error {
+func (k *fakeKernel) Watch(ctx context.Context, _ chan<- bpf.DropEvent) error {
 	if k.watchErr != nil {
 		k.closed.Store(true)
 		return k.watchErr

@@ -13,8 +13,10 @@
  * another namespace's drops. */
 volatile const __u32 netns_ino = 0;
 
-/* Entries inserted into flows (by any program). User space compares this
- * with the keys it discovered to estimate LRU evictions before a read. */
+/* Entries inserted into flows (by any program), minus the entries the
+ * programs removed themselves (a connection attempt folded into its
+ * aggregate, see FLOW_KEY_ATTEMPTS). User space compares this with the keys
+ * it discovered to estimate LRU evictions before a read. */
 __u64 flows_created = 0;
 
 /* drop_events reservations that failed (ring buffer full). */

@@ -21,6 +21,11 @@ const (
 	ObsToPod   = 2 // entering a pod, at its veth
 )
 
+// FlowKeyAttempts is FLOW_KEY_ATTEMPTS (types.h), in FlowKey.Flags: the key
+// names the aggregate of a source's dropped TCP connection attempts to one
+// destination port, from any source port (Sport is 0).
+const FlowKeyAttempts = 1
+
 // Record sizes as the kernel lays them out (types.h).
 const (
 	flowKeySize   = int(unsafe.Sizeof(FlowKey{}))

@@ -62,8 +62,8 @@ func TestDecodeFlowStats(t *testing.T) {
 }
 
 func TestDecodeDropEvent(t *testing.T) {
-	want := DropEvent{Key: FlowKey{Saddr: mapped("fd00::1"), Daddr: mapped("fd00::2"), Proto: unix.IPPROTO_TCP, Family: 6, Sport: 1, Dport: 2},
-		Reason: 12, Ifindex: 7}
+	want := DropEvent{Key: FlowKey{Saddr: mapped("fd00::1"), Daddr: mapped("fd00::2"), Proto: unix.IPPROTO_TCP, Family: 6, Dport: 2,
+		Flags: FlowKeyAttempts}, Stats: FlowStats{Pkts: 3, DropPkts: 3, DropBytes: 180, DropReason: 12, DropIfindex: 7}}
 	var buf bytes.Buffer
 	require.NoError(t, binary.Write(&buf, binary.LittleEndian, want))
 	var got DropEvent

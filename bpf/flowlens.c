@@ -22,7 +22,10 @@
  *    other packets of a matched entry after two lookups (ct_flows).
  * 4. kfree_skb (tp_btf) counts packets the kernel freed with a drop reason in
  *    this network namespace, for pod and service addresses, and tells user
- *    space of a flow's first drop through the drop_events ring buffer.
+ *    space of a flow's first drop through the drop_events ring buffer. A
+ *    dropped connection attempt (TCP SYN) whose flow holds nothing else is
+ *    folded into one flow per source, destination and port (see
+ *    FLOW_KEY_ATTEMPTS), so a SYN flood is one flow, not one per SYN.
  * No program ever changes a verdict.
  */
 #include "headers/kernel.h"
@@ -715,11 +718,96 @@ static __always_inline bool watched(__u8 *addr)
 	return bpf_map_lookup_elem(&watch_cidrs, &lk) != NULL;
 }
 
-static __always_inline bool is_local_pod(__u8 *addr)
+/* The veth a local pod's address was seen on, or NULL. */
+static __always_inline __u32 *local_pod_if(__u8 *addr)
 {
 	struct addr_key k;
 	__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&local_pods, &k) != NULL;
+	return bpf_map_lookup_elem(&local_pods, &k);
+}
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* The TCP flags of a kernel skb, from its headers (a key taken from
+ * conntrack carries none). */
+static __always_inline __u8 kskb_tcp_flags(struct sk_buff *skb)
+{
+	struct pkt_info hp;
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	if (parse_l3(head, true, nh, proto, &hp) < 0 || hp.key.proto != IPPROTO_TCP)
+		return 0;
+	return hp.tcp_flags;
+}
+
+/* A connection attempt: a SYN without ACK (nor RST or FIN). */
+static __always_inline bool is_attempt(__u8 flags)
+{
+	return (flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) == TCP_SYN;
+}
+
+/* fold_attempt counts a dropped connection attempt in its aggregate (see
+ * FLOW_KEY_ATTEMPTS), turning key into the aggregate's, and returns the
+ * aggregate; NULL leaves the drop to the attempt's own flow: one that holds
+ * more than this SYN (another packet counted or dropped, anything past
+ * policy, flags besides SYN) is a connection, reported whole.
+ *
+ * Exactness: the attempt's own entry, when a veth counted the SYN, holds
+ * no drop (checked here, and kfree_skb counts drops nowhere else), so
+ * whatever user space read of it reports nothing dropped and nothing
+ * forwarded (no fwd_pkts: unconfirmed packets are held, and a held packet
+ * whose entry vanished is forgotten). Only the caller whose delete removes
+ * it takes it out of flows_created; the drop itself is counted here once,
+ * whoever deleted the entry. A SYN of the same 5-tuple counted on another
+ * CPU meanwhile (a retransmission) loses its veth count with the entry, but
+ * its own drop comes here too. The aggregate counts at the veth exactly
+ * what it drops (for a pod's own attempts), so none of it is ever held as
+ * unmatched and reported forwarded. */
+static __always_inline struct flow_stats *fold_attempt(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 segs, __u64 len,
+						      __u64 now)
+{
+	struct flow_stats *own = bpf_map_lookup_elem(&flows, key);
+	if (own) {
+		if (own->drop_pkts || own->fwd_pkts || own->pkts > segs || (own->tcp_flags & ~TCP_SYN))
+			return NULL;
+		if (bpf_map_delete_elem(&flows, key) == 0)
+			__sync_fetch_and_add(&flows_created, -1);
+	}
+	key->sport = 0;
+	key->flags = FLOW_KEY_ATTEMPTS;
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, key);
+	if (!st) {
+		struct flow_stats init;
+		__builtin_memset(&init, 0, sizeof(init));
+		init.first_ns = now;
+		init.last_ns = now;
+		init.obs = obs;
+		init.ifindex = ifindex;
+		if (bpf_map_update_elem(&flows, key, &init, BPF_NOEXIST) == 0)
+			__sync_fetch_and_add(&flows_created, 1);
+		st = bpf_map_lookup_elem(&flows, key);
+		if (!st)
+			return NULL; /* never: an LRU map makes room */
+	}
+	if (st->obs == OBS_FROM_POD) {
+		__sync_fetch_and_add(&st->pkts, segs);
+		__sync_fetch_and_add(&st->bytes, len);
+	}
+	if (!(st->tcp_flags & TCP_SYN))
+		st->tcp_flags |= TCP_SYN;
+	return st;
+}
+
+/* Wake the reader only when the ring is filling (see drop_events). */
+static __always_inline __u64 drop_ring_wakeup(void)
+{
+	__u64 avail = bpf_ringbuf_query(&drop_events, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&drop_events, BPF_RB_RING_SIZE);
+	return avail >= size / DROP_RING_WAKE_DIV ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 SEC("tp_btf/kfree_skb")
@@ -742,21 +830,28 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reaso
 	if (key_from_skb(skb, &pi, &ct, &ctinfo) < 0)
 		return 0;
 
-	bool src_local = is_local_pod(pi.key.saddr);
-	bool dst_local = !src_local && is_local_pod(pi.key.daddr);
+	__u32 *src_if = local_pod_if(pi.key.saddr);
+	bool src_local = src_if != NULL;
+	bool dst_local = !src_local && local_pod_if(pi.key.daddr) != NULL;
 	if (!src_local && !dst_local && !watched(pi.key.saddr) && !watched(pi.key.daddr))
 		return 0;
 
 	__u64 now = bpf_ktime_get_ns();
 	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	__u64 segs = kskb_segs(skb), len = BPF_CORE_READ(skb, len);
 	__u8 obs = src_local ? OBS_FROM_POD : (dst_local ? OBS_TO_POD : OBS_NONE);
-	bool created = false;
-	struct flow_stats *st = flow_get_or_create(&pi.key, obs, src_local ? 0 : ifindex, now, &created);
+	struct flow_stats *st = NULL;
+	if (pi.key.proto == IPPROTO_TCP && is_attempt(ct ? kskb_tcp_flags(skb) : pi.tcp_flags))
+		st = fold_attempt(&pi.key, obs, src_if ? *src_if : ifindex, segs, len, now);
+	if (!st) {
+		bool created = false;
+		st = flow_get_or_create(&pi.key, obs, src_local ? 0 : ifindex, now, &created);
+	}
 	if (!st)
 		return 0;
 	__u64 before = st->drop_pkts;
-	__sync_fetch_and_add(&st->drop_pkts, kskb_segs(skb));
-	__sync_fetch_and_add(&st->drop_bytes, BPF_CORE_READ(skb, len));
+	__sync_fetch_and_add(&st->drop_pkts, segs);
+	__sync_fetch_and_add(&st->drop_bytes, len);
 	st->drop_reason = reason;
 	st->drop_ifindex = ifindex;
 	st->last_ns = now;
@@ -771,8 +866,7 @@ int BPF_PROG(kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reaso
 		return 0;
 	}
 	__builtin_memcpy(&ev->key, &pi.key, sizeof(ev->key));
-	ev->reason = reason;
-	ev->ifindex = ifindex;
-	bpf_ringbuf_submit(ev, 0);
+	__builtin_memcpy(&ev->stats, st, sizeof(ev->stats));
+	bpf_ringbuf_submit(ev, drop_ring_wakeup());
 	return 0;
 }

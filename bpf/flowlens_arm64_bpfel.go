@@ -19,10 +19,9 @@ type flowlensAddrKey struct {
 }
 
 type flowlensDropEvent struct {
-	_       structs.HostLayout
-	Key     flowlensFlowKey
-	Reason  uint32
-	Ifindex uint32
+	_     structs.HostLayout
+	Key   flowlensFlowKey
+	Stats flowlensFlowStats
 }
 
 type flowlensFlowKey struct {
@@ -33,7 +32,8 @@ type flowlensFlowKey struct {
 	Dport  uint16
 	Proto  uint8
 	Family uint8
-	Pad    [2]uint8
+	Flags  uint8
+	Pad    uint8
 }
 
 type flowlensFlowStats struct {

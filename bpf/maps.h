@@ -114,11 +114,28 @@ struct {
 	__type(value, __u8);
 } watch_cidrs SEC(".maps");
 
-/* First drop of a flow, so user space can report it at once. Written by
- * kfree_skb; read by the user-space ring buffer reader. */
+/* First drop of a flow, with its counters, so user space can report it
+ * within its read interval. Written by kfree_skb; read by the user-space
+ * ring buffer reader, which reads on a timer (about every 100 ms): records
+ * wake it only once the ring is a quarter full, so a storm of new
+ * dropped flows costs a wake-up per batch, not one per flow. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } drop_events SEC(".maps");
+
+/* uapi bpf.h: bpf_ringbuf_submit flags and bpf_ringbuf_query fields. */
+enum {
+	BPF_RB_NO_WAKEUP = (1ULL << 0),
+	BPF_RB_FORCE_WAKEUP = (1ULL << 1),
+};
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+	BPF_RB_RING_SIZE = 1,
+};
+
+/* The fill (a fraction of the ring: 1/DROP_RING_WAKE_DIV) from which a
+ * record wakes the reader at once. */
+#define DROP_RING_WAKE_DIV 4
 
 #endif /* __FLOWLENS_MAPS_H */

@@ -52,7 +52,7 @@ func programCost(b *testing.B, conntrack bool) {
 	// programs' steady state for one long flow.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- c.Watch(ctx, make(chan FlowKey, 1024)) }()
+	go func() { done <- c.Watch(ctx, make(chan DropEvent, 1024)) }()
 	b.Cleanup(func() { cancel(); require.NoError(b, <-done) })
 	require.Eventually(b, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
 	if conntrack {

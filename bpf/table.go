@@ -54,10 +54,30 @@ func (c *Capture) LookupFlow(key *FlowKey, st *FlowStats) error {
 	return c.objs.Flows.Lookup(key, st)
 }
 
-// DeleteFlow removes a flow from the table; one already gone is not an error.
-func (c *Capture) DeleteFlow(key *FlowKey) error {
-	if err := c.objs.Flows.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
+// DeleteFlows removes flows from the table, a batch per system call; one
+// already gone (evicted meanwhile) is not an error.
+func (c *Capture) DeleteFlows(keys []FlowKey) error {
+	for len(keys) > 0 {
+		n, err := c.objs.Flows.BatchDelete(keys, nil)
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return c.deleteFlowsOneByOne(keys)
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			// The kernel stops at the first missing key: skip it.
+			n++
+		case err != nil:
+			return fmt.Errorf("batch delete flows: %w", err)
+		}
+		keys = keys[min(n, len(keys)):]
+	}
+	return nil
+}
+
+func (c *Capture) deleteFlowsOneByOne(keys []FlowKey) error {
+	for i := range keys {
+		if err := c.objs.Flows.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete flow: %w", err)
+		}
 	}
 	return nil
 }

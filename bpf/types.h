@@ -31,8 +31,20 @@ struct flow_key {
 	__u16 dport;
 	__u8 proto;
 	__u8 family; /* FAMILY_IPV4 or FAMILY_IPV6 */
-	__u8 pad[2];
+	__u8 flags;  /* FLOW_KEY_*: 0 for the key of a packet */
+	__u8 pad;
 };
+
+/*
+ * flow_key.flags: the key names an aggregate, not a packet's 5-tuple.
+ * FLOW_KEY_ATTEMPTS: TCP connection attempts (SYN without ACK) the node
+ * dropped, from every source port of saddr to daddr:dport (sport is 0).
+ * kfree_skb folds each such drop here, unless the attempt's own flow holds
+ * more than that SYN, so a SYN flood or a client retrying against a REJECT
+ * is one flow whose drop count is its number of attempts. No packet ever
+ * has this key: tc and netfilter programs never count into it.
+ */
+#define FLOW_KEY_ATTEMPTS 1
 
 /* flow_stats.nf_epoch is the coarse clock >> this: about a second. */
 #define NF_EPOCH_SHIFT 30
@@ -72,11 +84,12 @@ struct flow_stats {
 	__u8 xlat_daddr[16];
 };
 
-/* Pushed to drop_events when a flow's drop_pkts goes from 0 to 1. */
+/* Pushed to drop_events when a flow's drop_pkts goes from 0 to 1, with the
+ * flow's counters as they were just after that drop: user space reports
+ * it from the event alone, without reading the table. */
 struct drop_event {
 	struct flow_key key;
-	__u32 reason;
-	__u32 ifindex;
+	struct flow_stats stats;
 };
 
 /* local_pods and watch_cidrs keys: v4-mapped like flow_key. */

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
@@ -14,12 +15,12 @@ import (
 )
 
 // Watch attaches to the matching veths and keeps the set current from
-// netlink events, sends the key of each flow's first drop on drops (never
-// blocking: the next flush reads it anyway), and on ctx cancellation
+// netlink events, sends each flow's first drop with its counters on drops
+// (never blocking: the next flush reads it anyway) within dropReadInterval, and on ctx cancellation
 // detaches everything and closes the objects. The caller reads the flow
 // table meanwhile and must be done with it before cancelling. A Capture
 // watches once.
-func (c *Capture) Watch(ctx context.Context, drops chan<- FlowKey) error {
+func (c *Capture) Watch(ctx context.Context, drops chan<- DropEvent) error {
 	// Attach calls act on the calling thread's network namespace; keep this
 	// goroutine on a thread in ours.
 	runtime.LockOSThread()
@@ -109,11 +110,22 @@ func (c *Capture) attachAccept() error {
 	return nil
 }
 
-func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- FlowKey) {
+// dropReadInterval is how often the drop reader reads the ring on its own:
+// kfree_skb wakes it only when the ring fills (see drop_events in maps.h),
+// so this bounds how late a first drop is reported.
+const dropReadInterval = 100 * time.Millisecond
+
+func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- DropEvent) {
 	var rec ringbuf.Record
 	var ev DropEvent
+	rd.SetDeadline(time.Now().Add(dropReadInterval))
 	for {
 		if err := rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Every record available was read before this.
+				rd.SetDeadline(time.Now().Add(dropReadInterval))
+				continue
+			}
 			if !errors.Is(err, os.ErrClosed) {
 				c.log.Warn("read drop_events", "err", err)
 			}
@@ -124,7 +136,7 @@ func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- FlowKey) {
 			continue
 		}
 		select {
-		case drops <- ev.Key:
+		case drops <- ev:
 		default: // the next flush reports it
 		}
 	}

@@ -502,9 +502,18 @@ type Flow struct {
 	// policy source is configured.
 	Policy *PolicyVerdict `protobuf:"bytes,16,opt,name=policy,proto3" json:"policy,omitempty"`
 	// uuid identifies the record.
-	Uuid          string `protobuf:"bytes,17,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uuid string `protobuf:"bytes,17,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// aggregated_attempts, when not zero, says this record sums TCP connection
+	// attempts (SYNs without ACK) the node dropped from the source to the
+	// destination port from every source port: l4's source port is 0 (not a
+	// port), and this is the number of attempts (each SYN once, retries
+	// included; the same as counters.packets). The kernel folds such drops
+	// into one flow so that a SYN flood or a client retrying against a
+	// REJECT costs one record per interval, not one per SYN. Zero on every
+	// other record, whose source port is the real one.
+	AggregatedAttempts uint64 `protobuf:"varint,18,opt,name=aggregated_attempts,json=aggregatedAttempts,proto3" json:"aggregated_attempts,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Flow) Reset() {
@@ -654,6 +663,13 @@ func (x *Flow) GetUuid() string {
 		return x.Uuid
 	}
 	return ""
+}
+
+func (x *Flow) GetAggregatedAttempts() uint64 {
+	if x != nil {
+		return x.AggregatedAttempts
+	}
+	return 0
 }
 
 type IP struct {
@@ -1869,7 +1885,7 @@ var File_flowlens_v1_flow_proto protoreflect.FileDescriptor
 
 const file_flowlens_v1_flow_proto_rawDesc = "" +
 	"\n" +
-	"\x16flowlens/v1/flow.proto\x12\vflowlens.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x06\n" +
+	"\x16flowlens/v1/flow.proto\x12\vflowlens.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x06\n" +
 	"\x04Flow\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12.\n" +
@@ -1889,7 +1905,8 @@ const file_flowlens_v1_flow_proto_rawDesc = "" +
 	"\tinterface\x18\x0e \x01(\v2\x16.flowlens.v1.InterfaceR\tinterface\x122\n" +
 	"\ttcp_flags\x18\x0f \x01(\v2\x15.flowlens.v1.TCPFlagsR\btcpFlags\x122\n" +
 	"\x06policy\x18\x10 \x01(\v2\x1a.flowlens.v1.PolicyVerdictR\x06policy\x12\x12\n" +
-	"\x04uuid\x18\x11 \x01(\tR\x04uuid\"\xa8\x01\n" +
+	"\x04uuid\x18\x11 \x01(\tR\x04uuid\x12/\n" +
+	"\x13aggregated_attempts\x18\x12 \x01(\x04R\x12aggregatedAttempts\"\xa8\x01\n" +
 	"\x02IP\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x125\n" +
