@@ -185,7 +185,9 @@ func TestObserveEndToEnd(t *testing.T) {
 	out, _, err := runCmd(t, ctx, observeCmd(ctx, "--server", addr, "--verdict", "DROPPED", "--not", "--to-namespace", "kube-system"))
 	require.NoError(t, err)
 	assert.Equal(t, "Nov 26 12:00:00.123 k3s-1: homepage/homepage-7d9f-abcde:43210 -> linkding/linkding-0:9090 tcp [SYN] DROPPED (NETFILTER_DROP) "+
-		"default-deny: linkding isolated by default-deny-ingress, no rule allows homepage\nEVENTS LOST: CLIENT_QUEUE 1234 on k3s-1\n", out)
+		"default-deny: linkding isolated by default-deny-ingress, no rule allows homepage\n"+
+		"Nov 26 12:00:03.623 k3s-1: homepage/homepage-7d9f-abcde:* -> linkding/linkding-0:9090 tcp [SYN] DROPPED (NETFILTER_DROP) 4812 attempts "+
+		"default-deny: linkding isolated by default-deny-ingress\nEVENTS LOST: CLIENT_QUEUE 1234 on k3s-1\n", out)
 
 	out, _, err = runCmd(t, ctx, observeCmd(ctx, "--server", addr, "--last", "1", "--mismatch", "ANY", "-o", "jsonpb"))
 	require.NoError(t, err)
@@ -232,5 +234,5 @@ func TestObserveEndToEnd(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Contains(t, out, "Node:         k3s-1")
-	assert.Contains(t, out, "Flow store:   7/64")
+	assert.Contains(t, out, "Flow store:   8/64")
 }

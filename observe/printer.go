@@ -126,6 +126,9 @@ func (p *compactPrinter) print(r *flowlensv1.GetFlowsResponse) error {
 	if r := fl.GetDropReason(); r != "" {
 		b.WriteString(" (" + r + ")")
 	}
+	if a := attemptsText(fl); a != "" {
+		b.WriteString(" " + a)
+	}
 	if s := fl.GetPolicy().GetSummary(); s != "" {
 		b.WriteString(" " + s)
 	}
@@ -180,11 +183,27 @@ func ports(fl *flowlensv1.Flow) (src, dst uint32) {
 }
 
 // endpoints names both ends: "ns/pod:port" for pods, "ip:port" otherwise,
-// with the endpoint's name (named CIDR, node) in parentheses.
+// with the endpoint's name (named CIDR, node) in parentheses. The source
+// of aggregated connection attempts is "ns/pod:*": every source port.
 func endpoints(fl *flowlensv1.Flow) (string, string) {
 	sp, dp := ports(fl)
-	return endpointText(fl.GetSource(), fl.GetIp().GetSource(), sp),
-		endpointText(fl.GetDestination(), fl.GetIp().GetDestination(), dp)
+	src := endpointText(fl.GetSource(), fl.GetIp().GetSource(), sp)
+	if fl.GetAggregatedAttempts() > 0 {
+		src += ":*"
+	}
+	return src, endpointText(fl.GetDestination(), fl.GetIp().GetDestination(), dp)
+}
+
+// attemptsText counts the connection attempts an aggregated record sums.
+func attemptsText(fl *flowlensv1.Flow) string {
+	switch n := fl.GetAggregatedAttempts(); n {
+	case 0:
+		return ""
+	case 1:
+		return "1 attempt"
+	default:
+		return strconv.FormatUint(n, 10) + " attempts"
+	}
 }
 
 func endpointText(ep *flowlensv1.Endpoint, ip string, port uint32) string {
@@ -337,7 +356,11 @@ func (p *tablePrinter) print(r *flowlensv1.GetFlowsResponse) error {
 	if m := mismatchText(fl) + enforcerText(fl); m != "" {
 		policy = strings.TrimSpace(policy + " " + m)
 	}
-	p.rows = append(p.rows, []string{ts, nodeOf(r), src, dst, proto, verdictText(fl, false), fl.GetDropReason(), policy})
+	reason := fl.GetDropReason()
+	if a := attemptsText(fl); a != "" {
+		reason += " (" + a + ")"
+	}
+	p.rows = append(p.rows, []string{ts, nodeOf(r), src, dst, proto, verdictText(fl, false), reason, policy})
 	return nil
 }
 

@@ -86,6 +86,15 @@ func sampleResponses() []*flowlensv1.GetFlowsResponse {
 			Source:      &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_HOST},
 			Destination: &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_WORLD},
 		}),
+		flow(&flowlensv1.Flow{
+			Time: ts(3500 * time.Millisecond), NodeName: "k3s-1", Verdict: flowlensv1.Verdict_DROPPED, DropReason: "NETFILTER_DROP",
+			Ip: &flowlensv1.IP{Source: "10.42.0.12", Destination: "10.42.0.34", IpVersion: flowlensv1.IPVersion_IPV4},
+			L4: tcp(0, 9090), TcpFlags: &flowlensv1.TCPFlags{SYN: true}, AggregatedAttempts: 4812,
+			Counters:    &flowlensv1.Counters{Packets: 4812, Bytes: 192480},
+			Source:      &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_POD, Namespace: "homepage", PodName: "homepage-7d9f-abcde"},
+			Destination: &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_POD, Namespace: "linkding", PodName: "linkding-0"},
+			Policy:      &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_DENY, Summary: "default-deny: linkding isolated by default-deny-ingress"},
+		}),
 		{ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: &flowlensv1.LostEvents{
 			Source: flowlensv1.LostEventSource_CLIENT_QUEUE, NumEventsLost: 1234, First: ts(3 * time.Second), Last: ts(4 * time.Second)}},
 			NodeName: "k3s-1", Time: ts(4 * time.Second)},

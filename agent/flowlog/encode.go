@@ -71,6 +71,7 @@ func appendFlow(b []byte, fl *flowlensv1.Flow) ([]byte, bool) {
 	e.tcpFlags(fl.TcpFlags)
 	e.policy(fl.Policy)
 	e.str("uuid", fl.Uuid)
+	e.uint64("aggregated_attempts", fl.AggregatedAttempts)
 	e.close()
 	return e.b, e.ok
 }

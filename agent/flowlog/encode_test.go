@@ -39,7 +39,8 @@ func everyField() *flowlensv1.Flow {
 				AllowedBy:  []*flowlensv1.PolicyRef{{Namespace: "db", Name: "allow-pg", Rule: 2}, {Name: "neg", Rule: -1}}},
 			Summary: "allow: \"quoted\" \\ <tag> & \n\t\x01\x1f ünï ∞ \u2028", Source: "files:/p", Enforcer: "k3s-kube-router", EnforcerReason: "icmp echo",
 		},
-		Uuid: "0123abcd-89ab-cdef-0123-456789abcdef",
+		Uuid:               "0123abcd-89ab-cdef-0123-456789abcdef",
+		AggregatedAttempts: 1234,
 	}
 }
 

@@ -34,6 +34,9 @@ type compactFlow struct {
 
 	uuid    [16]byte
 	ifIndex uint32
+	// attempts is aggregated_attempts: a flush interval's SYNs, far below
+	// 2^32 (a record above is kept whole).
+	attempts uint32
 	// port1, port2 are the source and destination ports, or the ICMP type
 	// and code.
 	port1, port2 uint16
@@ -108,6 +111,10 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (c compactFlow, ok bool) {
 	c.dropReason = intern(fl.DropReason)
 	c.source, c.destination = fl.Source, fl.Destination
 	c.isReply = fl.IsReply
+	if fl.AggregatedAttempts > math.MaxUint32 {
+		return c, false
+	}
+	c.attempts = uint32(fl.AggregatedAttempts)
 	ok = c.setTime(hasRespTime, &c.respTime, resp.Time) && c.setTime(hasTime, &c.time, fl.Time) &&
 		small(int32(fl.Verdict), &c.verdict) && small(int32(fl.TrafficDirection), &c.direction) &&
 		small(int32(fl.ObservationPoint), &c.obs) &&

@@ -37,7 +37,8 @@ func fullFlow() *flowlensv1.GetFlowsResponse {
 				AllowedBy:  []*flowlensv1.PolicyRef{{Namespace: "db", Name: "allow-pg", Rule: 2}, {Namespace: "db", Name: "neg", Rule: -1}}},
 			Summary: "allow: ...", Source: "files:/p", Enforcer: "k3s-kube-router", EnforcerReason: "icmp echo",
 		},
-		Uuid: "0123abcd-89ab-cdef-0123-456789abcdef",
+		Uuid:               "0123abcd-89ab-cdef-0123-456789abcdef",
+		AggregatedAttempts: 3,
 	}
 	return &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl}, NodeName: "node-a", Time: t}
 }
@@ -84,6 +85,7 @@ func TestCompactRoundTrip(t *testing.T) {
 		})},
 		{name: "upper-case uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "0123ABCD-89ab-cdef-0123-456789abcdef" })},
 		{name: "other uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "flow-1" })},
+		{name: "attempts beyond 32 bits", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.AggregatedAttempts = 1 << 32 })},
 		{name: "unknown enum", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Verdict = 300 })},
 		{name: "invalid timestamp", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Counters.LastSeen = &timestamppb.Timestamp{Nanos: -1} })},
 		{name: "lost events", whole: true, in: &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_LostEvents{
@@ -122,7 +124,7 @@ func TestCompactRoundTrip(t *testing.T) {
 func TestCompactCoversEveryField(t *testing.T) {
 	counts := map[protoreflect.Message]int{
 		(&flowlensv1.GetFlowsResponse{}).ProtoReflect(): 4,
-		(&flowlensv1.Flow{}).ProtoReflect():             17,
+		(&flowlensv1.Flow{}).ProtoReflect():             18,
 		(&flowlensv1.IP{}).ProtoReflect():               4,
 		(&flowlensv1.Layer4{}).ProtoReflect():           5,
 		(&flowlensv1.Counters{}).ProtoReflect():         4,

@@ -74,17 +74,18 @@ func (x *expander) fill(c *compactFlow, fl *flowlensv1.Flow, scratch *expander) 
 		tm, first, last = &scratch.time, &scratch.firstSeen, &scratch.lastSeen
 	}
 	*fl = flowlensv1.Flow{
-		Time:             c.timestamp(hasTime, c.time, tm),
-		NodeName:         value(c.node),
-		Verdict:          flowlensv1.Verdict(c.verdict),
-		DropReason:       value(c.dropReason),
-		L4:               c.layer4(),
-		Source:           c.source,
-		Destination:      c.destination,
-		TrafficDirection: flowlensv1.TrafficDirection(c.direction),
-		IsReply:          c.isReply,
-		ObservationPoint: flowlensv1.ObservationPoint(c.obs),
-		Policy:           x.policy(c.policy),
+		Time:               c.timestamp(hasTime, c.time, tm),
+		NodeName:           value(c.node),
+		Verdict:            flowlensv1.Verdict(c.verdict),
+		DropReason:         value(c.dropReason),
+		L4:                 c.layer4(),
+		Source:             c.source,
+		Destination:        c.destination,
+		TrafficDirection:   flowlensv1.TrafficDirection(c.direction),
+		IsReply:            c.isReply,
+		ObservationPoint:   flowlensv1.ObservationPoint(c.obs),
+		Policy:             x.policy(c.policy),
+		AggregatedAttempts: uint64(c.attempts),
 	}
 	if c.has&hasIP != 0 {
 		fl.Ip = reuse(ip)
