@@ -257,7 +257,10 @@ func dialInNetNS(ctx context.Context, ns, addr string) (net.Conn, error) {
 	return conn, err
 }
 
-// tuple selects the records of one direction of one connection.
+// tuple selects the records of one direction of one connection. A
+// connection refused at its SYN is reported in its source's aggregate of
+// connection attempts to the destination port (source port 0,
+// aggregated_attempts set): that record is the connection's too.
 type tuple struct {
 	src, dst     netip.Addr
 	sport, dport uint32
@@ -285,7 +288,8 @@ func (tp tuple) is(f *flowlensv1.Flow) bool {
 			return false
 		}
 	}
-	return (tp.sport == 0 || sp == tp.sport) && dp == tp.dport
+	attempts := tp.proto == "tcp" && sp == 0 && f.GetAggregatedAttempts() > 0
+	return (tp.sport == 0 || sp == tp.sport || attempts) && dp == tp.dport
 }
 
 func verdict(v flowlensv1.Verdict) func(*flowlensv1.Flow) bool {

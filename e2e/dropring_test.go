@@ -11,18 +11,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/lab/netns"
 	"github.com/flowlens/flowlens/lab/scenario"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
 // dropRingSlots is how many drop events a ring of size bytes holds: each
-// is a 48-byte struct drop_event behind an 8-byte record header.
-func dropRingSlots(size int) int { return size / (48 + 8) }
+// is a struct drop_event behind an 8-byte record header.
+func dropRingSlots(size int) int { return size / (int(unsafe.Sizeof(bpf.DropEvent{})) + 8) }
 
 // TestDropRingStorm runs the agent with the smallest drop ring (one page)
 // and sends two storms of 2,000 distinct flows that the lab's policies
