@@ -26,12 +26,15 @@ import (
 // verdict DROPPED) or counted as lost (flowlens_lost_events_total from the
 // flow table or the agent's queue; a lost ring-buffer record is only a lost
 // wake-up, the flow stays in the table). The SYNs go to 16 ports (all
-// rejected) so that no 5-tuple repeats and a lost record is one drop. It
-// runs once, whatever b.N is; FLOWLENS_FLOOD_RATE and
-// FLOWLENS_FLOOD_SECONDS change the flood.
+// rejected) so that no 5-tuple repeats and a lost record is one drop; the
+// kernel folds them into one flow of attempts per port. It runs once,
+// whatever b.N is; FLOWLENS_FLOOD_RATE, FLOWLENS_FLOOD_SECONDS and
+// FLOWLENS_FLOOD_SENDERS (goroutines with a raw socket each, default 4)
+// change the flood.
 func BenchmarkRejectedSYNFlood(b *testing.B) {
 	l := startLab(b, 1)
 	rate, seconds := envInt("FLOWLENS_FLOOD_RATE", 100000), envInt("FLOWLENS_FLOOD_SECONDS", 5)
+	senders := envInt("FLOWLENS_FLOOD_SENDERS", 4)
 	fe, db := l.Pod("demo/frontend"), l.Pod("demo/db")
 	if fe == nil || db == nil {
 		b.Fatal("the lab has no demo/frontend or demo/db")
@@ -46,7 +49,7 @@ func BenchmarkRejectedSYNFlood(b *testing.B) {
 	defer cancel()
 	cpu0 := statCPU(b, pid)
 	res, err := traffic.SYNFlood{From: traffic.Endpoint{NetNS: fe.NetNS, IP: fe.IP}, To: netip.AddrPortFrom(db.IP, 8080),
-		Ports: 16, Rate: rate, Duration: time.Duration(seconds) * time.Second}.Run(ctx)
+		Ports: 16, Rate: rate, Duration: time.Duration(seconds) * time.Second, Senders: senders}.Run(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
