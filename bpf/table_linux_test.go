@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -33,6 +34,42 @@ func TestIterateFlowsBatches(t *testing.T) {
 			require.Equal(t, uint64(i)+1, pkts)
 		}
 		require.NoError(t, c.objs.Close())
+	}
+}
+
+// Idle flows are deleted in batches: every key given goes, including those
+// after a key already gone (evicted or deleted since the pass), which
+// stops the kernel's batch.
+func TestDeleteFlowsSkipsMissing(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name    string
+		present int
+		missing []int // indexes in the keys given that are not in the table
+	}{
+		{"none", 0, nil},
+		{"all present", 3000, nil},
+		{"missing first, middle and last", 3000, []int{0, 1500, 2999}},
+		{"only missing", 3, []int{0, 1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Capture
+			require.NoError(t, loadFlowlensObjects(&c.objs, nil))
+			defer c.objs.Close()
+			keys := make([]FlowKey, tc.present)
+			for i := range keys {
+				keys[i] = FlowKey{Sport: uint16(i), Dport: 80, Proto: 6, Family: 4}
+				if !slices.Contains(tc.missing, i) {
+					require.NoError(t, c.objs.Flows.Put(&keys[i], &FlowStats{Pkts: 1}))
+				}
+			}
+			keep := FlowKey{Sport: 1, Dport: 443, Proto: 6, Family: 4}
+			require.NoError(t, c.objs.Flows.Put(&keep, &FlowStats{Pkts: 1}))
+			require.NoError(t, c.DeleteFlows(keys))
+			left := 0
+			require.NoError(t, c.IterateFlows(func(_, _ []byte) { left++ }))
+			require.Equal(t, 1, left, "only the key not given is left")
+		})
 	}
 }
 
