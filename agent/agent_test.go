@@ -216,6 +216,24 @@ func TestMismatchOnlyForNetfilterDrops(t *testing.T) {
 	}
 }
 
+// An aggregate of connection attempts (source port 0) is judged as each
+// of its attempts would be: NetworkPolicy looks at the destination port
+// only, so the missing source port changes nothing.
+func TestAggregatedAttemptsJudgedByDestinationPort(t *testing.T) {
+	judge := &denyTo{dst: netip.MustParseAddr("10.42.0.12")}
+	a := &annotator{judge: judge}
+	one := tcpFlow("10.42.0.10", "10.42.0.12", 40001, 8080, flowlensv1.Verdict_DROPPED, false).Flow
+	agg := tcpFlow("10.42.0.10", "10.42.0.12", 0, 8080, flowlensv1.Verdict_DROPPED, false).Flow
+	agg.AggregatedAttempts = 5
+	a.annotate(one)
+	a.annotate(agg)
+	require.Len(t, judge.seen, 2)
+	assert.Equal(t, judge.seen[0], judge.seen[1], "the same query")
+	assert.EqualValues(t, 8080, judge.seen[1].Port)
+	assert.Equal(t, one.GetPolicy().GetVerdict(), agg.GetPolicy().GetVerdict())
+	assert.Equal(t, flowlensv1.Mismatch_NONE, agg.GetPolicy().GetMismatch())
+}
+
 func TestICMPErrorsAreNotJudged(t *testing.T) {
 	judge := &denyTo{}
 	a := &annotator{judge: judge}
