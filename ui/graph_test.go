@@ -85,6 +85,20 @@ func TestGraphAggregates(t *testing.T) {
 	assert.Equal(t, uint64(3), again[0].Flows)
 }
 
+// A row of aggregated connection attempts carries their number and counts
+// on the same edge as a single attempt to that port.
+func TestFlowViewAttempts(t *testing.T) {
+	fe, db := pod("demo", "frontend", "frontend"), pod("demo", "db", "db")
+	one := newFlowView(tcpFlow(1, fe, db, 5432, flowlensv1.Verdict_DROPPED), 1)
+	fl := tcpFlow(2, fe, db, 5432, flowlensv1.Verdict_DROPPED)
+	fl.L4.GetTcp().SourcePort, fl.AggregatedAttempts = 0, 40
+	agg := newFlowView(fl, 2)
+	assert.Zero(t, one.Attempts)
+	assert.EqualValues(t, 40, agg.Attempts)
+	assert.Zero(t, agg.SrcPort)
+	assert.Equal(t, one.Edge, agg.Edge)
+}
+
 func BenchmarkGraphAdd(b *testing.B) {
 	// 300 workloads in 30 namespaces, each talking to 5 others.
 	var views []flowView

@@ -58,8 +58,11 @@ type flowView struct {
 	Reply      bool         `json:"reply,omitempty"`
 	Packets    uint64       `json:"packets,omitempty"`
 	Bytes      uint64       `json:"bytes,omitempty"`
-	Edge       string       `json:"edge"`
-	Why        *whyView     `json:"why,omitempty"`
+	// Attempts is aggregated_attempts: the row sums dropped connection
+	// attempts from every source port (SrcPort is 0).
+	Attempts uint64   `json:"attempts,omitempty"`
+	Edge     string   `json:"edge"`
+	Why      *whyView `json:"why,omitempty"`
 }
 
 // lostView is a lost-events record: loss is shown, never hidden.
@@ -86,6 +89,7 @@ func newFlowView(fl *flowlensv1.Flow, n uint64) flowView {
 		Reply:      fl.GetIsReply(),
 		Packets:    fl.GetCounters().GetPackets(),
 		Bytes:      fl.GetCounters().GetBytes(),
+		Attempts:   fl.GetAggregatedAttempts(),
 		Why:        whyOf(fl.GetPolicy()),
 	}
 	if v.ID == "" {

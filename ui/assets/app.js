@@ -11,6 +11,13 @@ function endpointText(ep, pod, port) {
   return port ? name + ":" + port : name;
 }
 
+// srcText is a flow's source; ":*" for aggregated connection attempts,
+// which come from every source port.
+function srcText(f) {
+  const s = endpointText(f.src, f.src.pod, f.srcPort);
+  return f.attempts ? s + ":*" : s;
+}
+
 // portOf is the port a flow's conversation is about: the destination's,
 // or for a reply its source's (as the edge it counts on).
 function portOf(f) {
@@ -24,10 +31,11 @@ function flowRow(f) {
     : (f.dropReason || (f.why && f.why.summary) || "");
   const tr = el("tr", { "data-id": f.id, "data-edge": f.edge, title: f.why ? f.why.summary || "" : "" },
     el("td", { textContent: isNaN(t) ? "" : t.toLocaleTimeString() }),
-    el("td", { textContent: endpointText(f.src, f.src.pod, f.srcPort) }),
+    el("td", { textContent: srcText(f) }),
     el("td", { textContent: endpointText(f.dst, f.dst.pod, f.dstPort) }),
     el("td", { textContent: portOf(f) + (f.reply ? " ↩" : ""), title: f.reply ? "reply" : "" }),
-    el("td", { class: "v-" + f.verdict, textContent: verdictText(f.verdict) }),
+    el("td", { class: "v-" + f.verdict, textContent: verdictText(f.verdict) + (f.attempts ? " ×" + f.attempts : ""),
+      title: f.attempts ? f.attempts + " connection attempts from any source port" : "" }),
     el("td", {}, why));
   return tr;
 }
@@ -146,7 +154,7 @@ function selectFlow(id) {
   const f = state.flows.find((x) => x.id === id);
   if (!f) return;
   state.selected = id;
-  renderWhy(endpointText(f.src, f.src.pod, f.srcPort) + " → " + endpointText(f.dst, f.dst.pod, f.dstPort) + " " + f.proto,
+  renderWhy(srcText(f) + " → " + endpointText(f.dst, f.dst.pod, f.dstPort) + " " + f.proto,
     { verdict: f.verdict, dropReason: f.dropReason, mismatch: f.mismatch, why: f.why });
   for (const tr of rowCache.values()) tr.classList.toggle("sel", tr.dataset.id === id);
 }
