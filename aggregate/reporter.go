@@ -32,6 +32,10 @@ type reporter struct {
 	log     *slog.Logger
 	now     func() uint64 // CLOCK_MONOTONIC ns; monoNow unless a test sets it
 
+	// passStart is when the last flush's pass over the table began
+	// (CLOCK_MONOTONIC ns): it read every drop counted before then.
+	passStart uint64
+
 	// pendLost are losses not yet reported in the stream (they did not fit
 	// in out), by source. Records dropped because out was full are AGENT_QUEUE.
 	pendLost map[flowlensv1.LostEventSource]uint64
@@ -51,10 +55,12 @@ func (r *reporter) monoNow() uint64 {
 }
 
 // reportDrop reports one flow at once (its first drop) from the counters
-// the kernel put in the event. An event read after a flush that already saw
-// newer counters of the flow is stale and says nothing new.
+// the kernel put in the event. An event of a drop counted before the last
+// flush's pass began says nothing new: that pass reported the drop, or
+// found its entry evicted and counted it lost, and may since have deleted
+// the entry as idle. One whose counters the pass saw newer is stale too.
 func (r *reporter) reportDrop(ev *bpf.DropEvent) {
-	if r.agg.stale(&ev.Key, &ev.Stats) {
+	if ev.Stats.LastNs < r.passStart || r.agg.stale(&ev.Key, &ev.Stats) {
 		return
 	}
 	recs, _ := r.agg.observe(&ev.Key, &ev.Stats, r.monoNow(), false)
@@ -76,6 +82,7 @@ func (r *reporter) flush(final bool) {
 	}
 
 	now := r.monoNow()
+	r.passStart = now
 	var (
 		key  bpf.FlowKey
 		st   bpf.FlowStats

@@ -299,6 +299,20 @@ func TestReporterImmediateDrop(t *testing.T) {
 	assert.Empty(t, recs(fx.flush(false)), "the flush does not report the drop again")
 }
 
+// A drop event of a drop counted before a flush began is not reported
+// again, even once that flush deleted the flow as idle and forgot it.
+func TestReporterDropEventBeforeFlush(t *testing.T) {
+	fx := newFixture(t, false, 10)
+	k := tcpKey(9)
+	st := bpf.FlowStats{Pkts: 1, DropPkts: 1, DropBytes: 60, DropReason: 12, Obs: bpf.ObsFromPod, LastNs: fx.mono}
+	fx.put(k, st)
+	fx.mono += 2 * uint64(time.Minute) // idle: reported, deleted, forgotten
+	require.Equal(t, []rec{{drop, 1, 60}}, recs(fx.flush(false)))
+	require.Equal(t, []bpf.FlowKey{k}, fx.table.deleted)
+	fx.rep.reportDrop(&bpf.DropEvent{Key: k, Stats: st})
+	assert.Empty(t, fx.out, "the flush reported it")
+}
+
 // A drop event is read after a flush that already saw newer counters of
 // its flow (it waited in the channel): it reports nothing, and the drops
 // are counted once.
