@@ -761,7 +761,9 @@ static __always_inline bool is_attempt(__u8 flags)
  * whatever user space read of it reports nothing dropped and nothing
  * forwarded (no fwd_pkts: unconfirmed packets are held, and a held packet
  * whose entry vanished is forgotten). Only the caller whose delete removes
- * it takes it out of flows_created; the drop itself is counted here once,
+ * it takes it out of flows_created (an entry user space read before is
+ * then both discovered and taken out: the eviction estimate can come out
+ * low by such an entry, never high); the drop itself is counted here once,
  * whoever deleted the entry. A SYN of the same 5-tuple counted on another
  * CPU meanwhile (a retransmission) loses its veth count with the entry, but
  * its own drop comes here too. The aggregate counts at the veth exactly

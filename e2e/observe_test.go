@@ -53,7 +53,9 @@ func TestObserveShowsDropWithinASecond(t *testing.T) {
 			if !ok {
 				t.Fatalf("observe exited: %s", stderr.String())
 			}
-			if !strings.Contains(line, ":44001") {
+			// A refused connection is one of frontend's attempts on db:8080,
+			// from any source port.
+			if !strings.Contains(line, "demo/frontend:* -> ") {
 				continue
 			}
 			took := time.Since(start)
@@ -62,6 +64,7 @@ func TestObserveShowsDropWithinASecond(t *testing.T) {
 			assert.Contains(t, line, "demo/db")
 			assert.Contains(t, line, "DROPPED")
 			assert.Contains(t, line, "NETFILTER_DROP")
+			assert.Contains(t, line, " 1 attempt ")
 			assert.Contains(t, line, "default-deny-ingress", "the policy explanation")
 			return
 		case <-deadline:
