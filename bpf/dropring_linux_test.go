@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -122,5 +123,52 @@ func drainDropRing(t *testing.T, c *Capture, mine func(*FlowKey) bool) (events, 
 		if mine(&ev.Key) {
 			ours++
 		}
+	}
+}
+
+// A flow's first drop reaches the reader on its timer although kfree_skb
+// does not wake it for a ring that is nearly empty (BPF_RB_NO_WAKEUP), and
+// the event carries the flow's counters: one packet dropped, its reason.
+func TestFirstDropEventWithoutWakeup(t *testing.T) {
+	requireRoot(t)
+	br := newBridge(t, 2)
+	src, dst := br.Pods[0], br.Pods[1]
+	out, err := exec.Command("ip", "netns", "exec", br.Node.NetNS, "iptables", "-A", "FORWARD", "-p", "udp",
+		"--dport", "20999", "-j", "DROP").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var c *Capture
+	require.NoError(t, netns.Do(br.Node.NetNS, func() error {
+		var err error
+		c, err = New(Config{NodeName: "n"}, testLogger(t), prometheus.NewRegistry())
+		return err
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	drops := make(chan DropEvent, 16)
+	go func() { done <- c.Watch(ctx, drops) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.Eventually(t, func() bool { return c.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
+
+	sent := time.Now()
+	require.NoError(t, netns.Do(src.NetNS, func() error {
+		conn, err := net.Dial("udp4", net.JoinHostPort(dst.IP.String(), "20999"))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_, err = conn.Write([]byte("first"))
+		return err
+	}))
+	select {
+	case ev := <-drops:
+		took := time.Since(sent)
+		t.Logf("first drop event after %v", took)
+		assert.Less(t, took, 5*dropReadInterval, "read on the reader's timer")
+		assert.EqualValues(t, 20999, ev.Key.Dport)
+		assert.EqualValues(t, 1, ev.Stats.DropPkts)
+		assert.EqualValues(t, 1, ev.Stats.Pkts, "counted at the veth")
+		assert.Equal(t, "NETFILTER_DROP", c.DropReason(ev.Stats.DropReason))
+	case <-time.After(2 * time.Second):
+		t.Fatal("no drop event within 2s")
 	}
 }
