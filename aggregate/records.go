@@ -31,9 +31,8 @@ type aggregator struct {
 	monoToWall int64
 	newUUID    func() string
 
-	// flows is the state of every flow in the kernel table, by value: a
-	// pointer-free map the GC never scans, about 112 bytes a flow (issue 9).
-	flows map[bpf.FlowKey]flowState
+	// flows is the state of every flow in the kernel table.
+	flows *flowStates
 	// pass numbers the passes over the table: a flow observed since the
 	// last sweep carries the current one.
 	pass uint32
@@ -42,20 +41,6 @@ type aggregator struct {
 	discovered      uint64
 	reportedEvicted uint64
 	lastRingbufLost uint64
-}
-
-// flowState is what user space keeps of a kernel flow between reads. Only
-// the cumulative counters the deltas need are kept of the kernel's value:
-// a counter added to bpf.FlowStats that a record reports as a delta needs
-// its last value here too.
-type flowState struct {
-	pkts, bytes, dropPkts, dropBytes uint64 // the kernel's counters at the last read
-	heldPkts                         uint64 // counted at a veth, not yet reported
-	heldBytes                        uint64
-	debtPkts                         uint64 // drops not yet matched against counted packets
-	debtBytes                        uint64
-	pass                             uint32 // the pass it was last observed in
-	confirmed                        bool
 }
 
 func newAggregator(nodeName string, inference bool, idle time.Duration, reason func(uint32) string,
@@ -71,7 +56,7 @@ func newAggregator(nodeName string, inference bool, idle time.Duration, reason f
 		ifName:     ifName,
 		monoToWall: monoToWall,
 		newUUID:    uuid.NewString,
-		flows:      make(map[bpf.FlowKey]flowState),
+		flows:      newFlowStates(),
 	}
 }
 
@@ -87,8 +72,8 @@ func delta(cur, prev uint64) uint64 {
 // the flow had no packet for the idle timeout: the caller deletes it from
 // the kernel table and calls forget.
 func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint64, final bool) (recs []*flowlensv1.Flow, idle bool) {
-	st, ok := a.flows[*key]
-	if !ok {
+	st, added := a.flows.get(key)
+	if added {
 		a.discovered++
 	}
 	st.pass = a.pass
@@ -136,7 +121,6 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 		st.heldPkts -= fwd
 		st.heldBytes -= fwdBytes
 	}
-	a.flows[*key] = st
 	return recs, idle
 }
 
@@ -144,15 +128,11 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 // starts the next pass. A flow reported between passes (its first drop)
 // counts as present in the pass that follows.
 func (a *aggregator) sweep() {
-	for k, st := range a.flows {
-		if st.pass != a.pass {
-			delete(a.flows, k)
-		}
-	}
+	a.flows.keepOnly(func(st *flowState) bool { return st.pass == a.pass })
 	a.pass++
 }
 
-func (a *aggregator) forget(key *bpf.FlowKey) { delete(a.flows, *key) }
+func (a *aggregator) forget(key *bpf.FlowKey) { a.flows.delete(key) }
 
 // evicted returns how many more flows the kernel created than user space
 // discovered since the last call: entries the LRU evicted before a read.

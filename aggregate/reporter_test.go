@@ -267,7 +267,7 @@ func TestReporterIdleFlowsRemoved(t *testing.T) {
 	fx.mono += 2 * uint64(time.Minute)
 	assert.Equal(t, []rec{{fwd, 2, 0}}, recs(fx.flush(false)), "the remainder is reported first")
 	assert.Equal(t, []bpf.FlowKey{k}, fx.table.deleted)
-	assert.Empty(t, fx.rep.agg.flows)
+	assert.Zero(t, fx.rep.agg.flows.len())
 }
 
 func TestReporterLoss(t *testing.T) {
