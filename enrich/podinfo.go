@@ -94,8 +94,9 @@ func (p *podInfo) labelMap() map[string]string {
 	return m
 }
 
-// pod rebuilds the Pod the cluster state hands out: what slimPod kept and
-// a consumer reads.
+// pod rebuilds the Pod the cluster state hands out, with what its
+// consumers read (the policy engine: labels, IPs, phase, hostNetwork,
+// named container ports; the metrics: namespace and name).
 func (p *podInfo) pod() corev1.Pod {
 	out := corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: p.namespace, Name: p.name, ResourceVersion: p.resourceVersion, Labels: p.labelMap()},
