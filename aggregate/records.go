@@ -31,22 +31,16 @@ type aggregator struct {
 	monoToWall int64
 	newUUID    func() string
 
-	flows map[bpf.FlowKey]*flowState
+	// flows is the state of every flow in the kernel table.
+	flows *flowStates
+	// pass numbers the passes over the table: a flow observed since the
+	// last sweep carries the current one.
+	pass uint32
 	// discovered counts keys first seen by user space; the kernel's
 	// flows_created minus this estimates entries evicted unread.
 	discovered      uint64
 	reportedEvicted uint64
 	lastRingbufLost uint64
-}
-
-type flowState struct {
-	last      bpf.FlowStats
-	heldPkts  uint64 // counted at a veth, not yet reported
-	heldBytes uint64
-	debtPkts  uint64 // drops not yet matched against counted packets
-	debtBytes uint64
-	confirmed bool
-	seen      bool // present in the current pass over the map
 }
 
 func newAggregator(nodeName string, inference bool, idle time.Duration, reason func(uint32) string,
@@ -62,7 +56,7 @@ func newAggregator(nodeName string, inference bool, idle time.Duration, reason f
 		ifName:     ifName,
 		monoToWall: monoToWall,
 		newUUID:    uuid.NewString,
-		flows:      make(map[bpf.FlowKey]*flowState),
+		flows:      newFlowStates(),
 	}
 }
 
@@ -78,18 +72,14 @@ func delta(cur, prev uint64) uint64 {
 // the flow had no packet for the idle timeout: the caller deletes it from
 // the kernel table and calls forget.
 func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint64, final bool) (recs []*flowlensv1.Flow, idle bool) {
-	st, ok := a.flows[*key]
-	if !ok {
-		st = &flowState{}
-		a.flows[*key] = st
+	st, added := a.flows.get(key)
+	if added {
 		a.discovered++
 	}
-	st.seen = true
-	prev := st.last
-	st.last = *cur
-
-	dPkts, dBytes := delta(cur.Pkts, prev.Pkts), delta(cur.Bytes, prev.Bytes)
-	dDrop, dDropBytes := delta(cur.DropPkts, prev.DropPkts), delta(cur.DropBytes, prev.DropBytes)
+	st.pass = a.pass
+	dPkts, dBytes := delta(cur.Pkts, st.pkts), delta(cur.Bytes, st.bytes)
+	dDrop, dDropBytes := delta(cur.DropPkts, st.dropPkts), delta(cur.DropBytes, st.dropBytes)
+	st.pkts, st.bytes, st.dropPkts, st.dropBytes = cur.Pkts, cur.Bytes, cur.DropPkts, cur.DropBytes
 	idle = nowMono > cur.LastNs && nowMono-cur.LastNs > a.idleNs
 	final = final || idle
 
@@ -139,29 +129,23 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 // it: they hold nothing new, and taken as current they would look like a
 // recreated entry and be counted again.
 func (a *aggregator) stale(key *bpf.FlowKey, cur *bpf.FlowStats) bool {
-	st, ok := a.flows[*key]
-	if !ok {
+	st := a.flows.find(key)
+	if st == nil {
 		return false
 	}
-	l := &st.last
-	return cur.Pkts < l.Pkts || cur.Bytes < l.Bytes || cur.DropPkts < l.DropPkts || cur.DropBytes < l.DropBytes ||
-		cur.FwdPkts < l.FwdPkts || cur.FwdBytes < l.FwdBytes ||
-		(cur.Pkts == l.Pkts && cur.DropPkts == l.DropPkts && cur.FwdPkts == l.FwdPkts)
+	return cur.Pkts < st.pkts || cur.Bytes < st.bytes || cur.DropPkts < st.dropPkts || cur.DropBytes < st.dropBytes ||
+		(cur.Pkts == st.pkts && cur.DropPkts == st.dropPkts)
 }
 
 // sweep forgets flows absent from the last pass (evicted or deleted) and
-// clears the marks for the next pass.
+// starts the next pass. A flow reported between passes (its first drop)
+// counts as present in the pass that follows.
 func (a *aggregator) sweep() {
-	for k, st := range a.flows {
-		if !st.seen {
-			delete(a.flows, k)
-			continue
-		}
-		st.seen = false
-	}
+	a.flows.keepOnly(func(st *flowState) bool { return st.pass == a.pass })
+	a.pass++
 }
 
-func (a *aggregator) forget(key *bpf.FlowKey) { delete(a.flows, *key) }
+func (a *aggregator) forget(key *bpf.FlowKey) { a.flows.delete(key) }
 
 // evicted returns how many more flows the kernel created than user space
 // discovered since the last call: entries the LRU evicted before a read.

@@ -184,6 +184,18 @@ func TestReporterVerdicts(t *testing.T) {
 		{"delivered flow from outside", false, []step{
 			{bpf.FlowStats{Pkts: 4, Bytes: 400, FwdPkts: 4, FwdBytes: 400, Obs: bpf.ObsToPod, Ifindex: 3}, []rec{{fwd, 4, 400}}},
 		}},
+		// flowState keeps each cumulative counter on its own: distinct
+		// values per counter show none is mixed up with another.
+		{"every kept counter is its own", false, []step{
+			{bpf.FlowStats{Pkts: 2, Bytes: 300, FwdPkts: 2, DropPkts: 1, DropBytes: 70, DropReason: 12, Obs: bpf.ObsToPod},
+				[]rec{{drop, 1, 70}, {fwd, 2, 300}}},
+			{bpf.FlowStats{Pkts: 5, Bytes: 310, FwdPkts: 5, DropPkts: 3, DropBytes: 1070, DropReason: 12, Obs: bpf.ObsToPod},
+				[]rec{{drop, 2, 1000}, {fwd, 3, 10}}},
+		}},
+		{"a recreated entry counts from zero", false, []step{
+			{from(10, 10, 4), []rec{{drop, 4, 400}, {fwd, 6, 600}}},
+			{from(3, 3, 1), []rec{{drop, 1, 100}, {fwd, 2, 200}}},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,7 +259,7 @@ func TestReporterIdleFlowsRemoved(t *testing.T) {
 	fx.mono += 2 * uint64(time.Minute)
 	assert.Equal(t, []rec{{fwd, 2, 0}}, recs(fx.flush(false)), "the remainder is reported first")
 	assert.Equal(t, []bpf.FlowKey{k}, fx.table.deleted)
-	assert.Empty(t, fx.rep.agg.flows)
+	assert.Zero(t, fx.rep.agg.flows.len())
 }
 
 func TestReporterLoss(t *testing.T) {

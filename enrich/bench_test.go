@@ -113,7 +113,7 @@ func benchStatic(b *testing.B) *index {
 		case *corev1.Namespace:
 			ix.upsertNamespace(slimNamespace(o))
 		case *corev1.Pod:
-			ix.upsertPod(slimPod(o), now)
+			ix.upsertPod(newPodInfo(o), now)
 		case *corev1.Service:
 			ix.upsertService(slimService(o))
 		}
@@ -199,7 +199,7 @@ func BenchmarkMemoryPerPodIndex(b *testing.B) {
 			case *corev1.Namespace:
 				ix.upsertNamespace(slimNamespace(o))
 			case *corev1.Pod:
-				ix.upsertPod(slimPod(o), now)
+				ix.upsertPod(newPodInfo(o), now)
 			case *corev1.Service:
 				ix.upsertService(slimService(o))
 			case *discoveryv1.EndpointSlice:

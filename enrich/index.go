@@ -91,7 +91,7 @@ func (h *hostAddr) identity() *Identity {
 }
 
 type podState struct {
-	pod  *corev1.Pod
+	pod  *podInfo
 	ips  []netip.Addr
 	host bool
 }
@@ -176,7 +176,7 @@ func (ix *index) Snapshot() ([]corev1.Namespace, []corev1.Pod) {
 	}
 	pods := make([]corev1.Pod, 0, len(ix.pods))
 	for _, p := range ix.pods {
-		pods = append(pods, *p.pod)
+		pods = append(pods, p.pod.pod())
 	}
 	ix.mu.RUnlock()
 	sort.Slice(nss, func(i, j int) bool { return nss[i].Name < nss[j].Name })

@@ -78,7 +78,7 @@ func TestConcurrentLookups(t *testing.T) {
 	for i := range 2000 {
 		ip := fmt.Sprintf("10.42.0.%d", i%50+2)
 		name := fmt.Sprintf("p-%d", i%60)
-		ix.upsertPod(pod("a", name, []string{ip}, labels("i", fmt.Sprint(i))), time.Now())
+		ix.upsertPod(newPodInfo(pod("a", name, []string{ip}, labels("i", fmt.Sprint(i)))), time.Now())
 		if i%3 == 0 {
 			ix.deletePod("a", fmt.Sprintf("p-%d", (i+7)%60), time.Now())
 		}

@@ -82,8 +82,8 @@ func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				return core.Pods("").Watch(ctx, o)
 			},
-		}, handlers(func(p *corev1.Pod) { k.upsertPod(p, time.Now()) },
-			func(p *corev1.Pod) { k.deletePod(p.Namespace, p.Name, time.Now()) })},
+		}, handlers(func(p *podInfo) { k.upsertPod(p, time.Now()) },
+			func(p *podInfo) { k.deletePod(p.namespace, p.name, time.Now()) })},
 		{listWatch{"namespaces", &corev1.Namespace{},
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				return core.Namespaces().List(ctx, o)

@@ -17,13 +17,13 @@ func objKey(namespace, name string) string { return namespace + "/" + name }
 // upsertPod indexes a pod's IPs. A pod in a terminal phase holds no IP any
 // more (the kubelet may hand it to a new pod while the object lingers), and
 // a hostNetwork pod's IPs are the node's and resolve to the node.
-func (ix *index) upsertPod(pod *corev1.Pod, now time.Time) {
-	key := objKey(pod.Namespace, pod.Name)
+func (ix *index) upsertPod(pod *podInfo, now time.Time) {
+	key := objKey(pod.namespace, pod.name)
 	var ips []netip.Addr
-	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+	if pod.phase != corev1.PodSucceeded && pod.phase != corev1.PodFailed {
 		ips = podAddrs(pod)
 	}
-	host := pod.Spec.HostNetwork
+	host := pod.hostNetwork
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -34,7 +34,7 @@ func (ix *index) upsertPod(pod *corev1.Pod, now time.Time) {
 	st := &podState{pod: pod, ips: ips, host: host}
 	ix.pods[key] = st
 	if host {
-		nodeID := ix.nodeIdentityLocked(pod.Spec.NodeName)
+		nodeID := ix.nodeIdentityLocked(pod.nodeName)
 		for _, ip := range ips {
 			h := ix.hostIPs[ip]
 			if h == nil {
@@ -128,7 +128,7 @@ func (ix *index) dropHostPodLocked(ip netip.Addr, key string) {
 
 // podAddrs returns status.podIPs (falling back to status.podIP), unmapped
 // and without duplicates.
-func podAddrs(pod *corev1.Pod) []netip.Addr {
+func podAddrs(pod *podInfo) []netip.Addr {
 	var out []netip.Addr
 	add := func(s string) {
 		a, err := netip.ParseAddr(s)
@@ -140,28 +140,28 @@ func podAddrs(pod *corev1.Pod) []netip.Addr {
 			out = append(out, a)
 		}
 	}
-	for _, p := range pod.Status.PodIPs {
-		add(p.IP)
+	for _, ip := range pod.podIPs {
+		add(ip)
 	}
-	if pod.Status.PodIP != "" {
-		add(pod.Status.PodIP)
+	if pod.podIP != "" {
+		add(pod.podIP)
 	}
 	return out
 }
 
-func (ix *index) podIdentityLocked(pod *corev1.Pod) *Identity {
+func (ix *index) podIdentityLocked(pod *podInfo) *Identity {
 	var nsLabels []string
-	if ns := ix.namespaces[pod.Namespace]; ns != nil {
+	if ns := ix.namespaces[pod.namespace]; ns != nil {
 		nsLabels = ns.labels
 	}
 	id := &Identity{
 		Kind:            flowlensv1.EndpointKind_POD,
-		Namespace:       pod.Namespace,
-		Name:            pod.Name,
-		Labels:          labelStrings(pod.Labels),
+		Namespace:       pod.namespace,
+		Name:            pod.name,
+		Labels:          pairStrings(pod.labels),
 		NamespaceLabels: nsLabels,
 		Workload:        ix.workloadLocked(pod),
-		NodeName:        pod.Spec.NodeName,
+		NodeName:        pod.nodeName,
 		Ports:           containerPorts(pod),
 	}
 	return id.publish()
@@ -169,7 +169,7 @@ func (ix *index) podIdentityLocked(pod *corev1.Pod) *Identity {
 
 // rebuildPodsLocked refreshes the identities of the pods match selects,
 // after their namespace's labels or their owner's controller changed.
-func (ix *index) rebuildPodsLocked(match func(*corev1.Pod) bool) {
+func (ix *index) rebuildPodsLocked(match func(*podInfo) bool) {
 	for key, st := range ix.pods {
 		if st.host || len(st.ips) == 0 || !match(st.pod) {
 			continue
@@ -187,6 +187,20 @@ func (ix *index) rebuildPodsLocked(match func(*corev1.Pod) bool) {
 	}
 }
 
+// pairStrings renders sorted key, value pairs as "k=v" strings.
+func pairStrings(kv []string) []string {
+	if len(kv) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, kv[i]+"="+kv[i+1])
+	}
+	// Sorted as labelStrings sorts: "a-b=x" comes before "a=y".
+	sort.Strings(out)
+	return out
+}
+
 // labelStrings renders labels as sorted "k=v" strings.
 func labelStrings(m map[string]string) []string {
 	if len(m) == 0 {
@@ -200,16 +214,14 @@ func labelStrings(m map[string]string) []string {
 	return out
 }
 
-func containerPorts(pod *corev1.Pod) []NamedPort {
+func containerPorts(pod *podInfo) []NamedPort {
 	var out []NamedPort
-	for _, c := range pod.Spec.Containers {
-		for _, p := range c.Ports {
-			proto := string(p.Protocol)
-			if proto == "" {
-				proto = string(corev1.ProtocolTCP)
-			}
-			out = append(out, NamedPort{Name: p.Name, Port: uint16(p.ContainerPort), Protocol: proto})
+	for _, p := range pod.ports {
+		proto := string(p.protocol)
+		if proto == "" {
+			proto = string(corev1.ProtocolTCP)
 		}
+		out = append(out, NamedPort{Name: p.name, Port: uint16(p.port), Protocol: proto})
 	}
 	return out
 }
@@ -226,7 +238,7 @@ func (ix *index) upsertNamespace(ns *corev1.Namespace) {
 	}
 	ix.namespaces[ns.Name] = &nsState{ns: ns, labels: labels}
 	name := ns.Name
-	ix.rebuildPodsLocked(func(p *corev1.Pod) bool { return p.Namespace == name })
+	ix.rebuildPodsLocked(func(p *podInfo) bool { return p.namespace == name })
 	ix.changed.Notify()
 }
 
@@ -264,18 +276,18 @@ type ownerKey struct {
 // workloadLocked resolves the pod's controller one level further for
 // ReplicaSets and Jobs, from the owners table when the owner is known and
 // otherwise by the pod-template-hash naming rule for ReplicaSets.
-func (ix *index) workloadLocked(pod *corev1.Pod) Workload {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return Workload{Kind: "Pod", Name: pod.Name}
+func (ix *index) workloadLocked(pod *podInfo) Workload {
+	ref := pod.controller
+	if ref.Kind == "" {
+		return Workload{Kind: "Pod", Name: pod.name}
 	}
 	switch ref.Kind {
 	case "ReplicaSet", "Job":
-		if w, ok := ix.owners[ownerKey{ref.Kind, pod.Namespace, ref.Name}]; ok {
+		if w, ok := ix.owners[ownerKey{ref.Kind, pod.namespace, ref.Name}]; ok {
 			return w
 		}
 		if ref.Kind == "ReplicaSet" {
-			if h := pod.Labels["pod-template-hash"]; h != "" && strings.HasSuffix(ref.Name, "-"+h) {
+			if h := pod.label("pod-template-hash"); h != "" && strings.HasSuffix(ref.Name, "-"+h) {
 				return Workload{Kind: "Deployment", Name: strings.TrimSuffix(ref.Name, "-"+h)}
 			}
 		}
@@ -297,9 +309,8 @@ func (ix *index) upsertOwner(kind string, meta *metav1.ObjectMeta) {
 		return
 	}
 	ix.owners[k] = w
-	ix.rebuildPodsLocked(func(p *corev1.Pod) bool {
-		ref := metav1.GetControllerOfNoCopy(p)
-		return p.Namespace == k.namespace && ref != nil && ref.Kind == k.kind && ref.Name == k.name
+	ix.rebuildPodsLocked(func(p *podInfo) bool {
+		return p.namespace == k.namespace && p.controller.Kind == k.kind && p.controller.Name == k.name
 	})
 }
 

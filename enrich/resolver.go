@@ -29,7 +29,8 @@ type Resolver interface {
 // namespaces change. Both sources implement it.
 type ClusterState interface {
 	// Snapshot returns copies of the (slimmed) namespaces and pods, sorted by
-	// namespace/name.
+	// namespace/name; a pod carries only what the index keeps of it
+	// (podInfo).
 	Snapshot() (namespaces []corev1.Namespace, pods []corev1.Pod)
 	// Changed receives a value (coalesced, capacity 1) after pods or
 	// namespaces changed.

@@ -9,14 +9,14 @@ import (
 )
 
 // slim is the informers' transform: it keeps only what enrichment and the
-// policy engine read, so 5,000 pods cost kilobytes, not megabytes, each.
-// Keep in sync with what pods.go, nodes.go, services.go and the policy
-// engine (labels, IPs, hostNetwork, containerPorts) read.
+// policy engine read; pods become a podInfo of their own. Keep in sync with
+// what pods.go, nodes.go, services.go and the policy engine (labels, IPs,
+// hostNetwork, containerPorts) read.
 // Tombstones (cache.DeletedFinalStateUnknown) never reach a transform.
 func slim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		return slimPod(o), nil
+		return newPodInfo(o), nil
 	case *corev1.Namespace:
 		return slimNamespace(o), nil
 	case *corev1.Node:
@@ -88,37 +88,4 @@ func slimMeta(m *metav1.ObjectMeta, labels bool) metav1.ObjectMeta {
 		out.OwnerReferences = []metav1.OwnerReference{*ref}
 	}
 	return out
-}
-
-func slimPod(p *corev1.Pod) *corev1.Pod {
-	// Only named ports matter: NetworkPolicy resolves port names against
-	// them, and numeric ports need no pod data.
-	var containers []corev1.Container
-	for _, c := range p.Spec.Containers {
-		var named []corev1.ContainerPort
-		for _, cp := range c.Ports {
-			if cp.Name != "" {
-				named = append(named, cp)
-			}
-		}
-		if len(named) > 0 {
-			containers = append(containers, corev1.Container{Name: c.Name, Ports: named})
-		}
-	}
-	return &corev1.Pod{
-		TypeMeta:   p.TypeMeta,
-		ObjectMeta: slimMeta(&p.ObjectMeta, true),
-		Spec: corev1.PodSpec{
-			NodeName:    p.Spec.NodeName,
-			HostNetwork: p.Spec.HostNetwork,
-			Containers:  containers,
-		},
-		Status: corev1.PodStatus{
-			Phase:   p.Status.Phase,
-			HostIP:  p.Status.HostIP,
-			HostIPs: p.Status.HostIPs,
-			PodIP:   p.Status.PodIP,
-			PodIPs:  p.Status.PodIPs,
-		},
-	}
 }

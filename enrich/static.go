@@ -42,7 +42,7 @@ func NewStatic(objs *manifest.Objects, cfg Config) (*Static, error) {
 		s.upsertNode(slimNode(&objs.Nodes[i]))
 	}
 	for i := range objs.Pods {
-		s.upsertPod(slimPod(&objs.Pods[i]), now)
+		s.upsertPod(newPodInfo(&objs.Pods[i]), now)
 	}
 	for i := range objs.Services {
 		s.upsertService(slimService(&objs.Services[i]))

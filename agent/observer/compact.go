@@ -10,36 +10,43 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// compactFlow is a flow record as the ring keeps it: about 200 bytes
-// instead of the ~1.5 KB of its proto form. Strings that repeat across
-// flows (addresses, node, interface, drop reason) are unique handles, the
-// endpoints are the enrichment cache's shared messages, the service and the
-// policy explanation are interned by value. response rebuilds the exact
-// proto a client asked for; compactOf refuses what it cannot rebuild
-// exactly, and the ring then keeps that record whole.
+// compactFlow is a flow record as the ring keeps it: 120 bytes (144 with
+// its ring entry) instead of the ~1.5 KB of its proto form. What repeats
+// across flows is interned by value with unique: the strings and enums the
+// flows of one interface share (meta), the address pair, the service with
+// the address the pod addressed, the policy explanation; the endpoints are
+// the enrichment cache's shared messages. response rebuilds the exact proto
+// a client asked for; compactOf refuses what it cannot rebuild exactly, and
+// the ring then keeps that record whole.
 type compactFlow struct {
-	// respNode and respTime are the GetFlowsResponse's own fields.
-	respNode str
+	// respTime is the GetFlowsResponse's own time.
 	respTime int64
 
 	time, firstSeen, lastSeen int64 // Unix nanoseconds
 	packets, bytes            uint64
 
-	node, dropReason, ifName str
-	src, dst, dstOrig        str
+	meta    unique.Handle[flowMeta]
+	addrs   unique.Handle[addrPair] // zero when the flow has no IP
+	service uniqueService           // zero when neither a service nor an original destination
 
 	source, destination *flowlensv1.Endpoint // shared, read-only
-	service             uniqueService
 	policy              uniquePolicy
 
-	uuid    [16]byte
-	ifIndex uint32
+	uuid [16]byte
 	// attempts is aggregated_attempts: a flush interval's SYNs, far below
 	// 2^32 (a record above is kept whole).
 	attempts uint32
 	// port1, port2 are the source and destination ports, or the ICMP type
 	// and code.
 	port1, port2 uint16
+}
+
+// flowMeta is the part of a flow the flows of one interface mostly share,
+// interned as one value (a few hundred distinct ones on a node).
+type flowMeta struct {
+	// respNode is the GetFlowsResponse's own node name.
+	respNode, node, dropReason, ifName string
+	ifIndex                            uint32
 
 	has                     presence
 	verdict, direction, obs uint8
@@ -47,22 +54,7 @@ type compactFlow struct {
 	isReply                 bool
 }
 
-// str is an interned string; the zero handle is "".
-type str = unique.Handle[string]
-
-func intern(s string) str {
-	if s == "" {
-		return str{}
-	}
-	return unique.Make(s)
-}
-
-func value(h str) string {
-	if h == (str{}) {
-		return ""
-	}
-	return h.Value()
-}
+type addrPair struct{ src, dst string }
 
 // presence says which optional messages a flow carried: a message that is
 // present but empty must come back present.
@@ -81,7 +73,7 @@ const (
 	hasUUID
 )
 
-// Layer-4 kinds in compactFlow.l4 (0: none set).
+// Layer-4 kinds in flowMeta.l4 (0: none set).
 const (
 	l4TCP uint8 = iota + 1
 	l4UDP
@@ -90,8 +82,10 @@ const (
 	l4ICMPv6
 )
 
-// serviceKey is a destination service by value.
+// serviceKey is a destination service by value, with the original
+// destination address (the ClusterIP the pod addressed).
 type serviceKey struct {
+	dstOrig         string
 	namespace, name string
 	port            uint32
 	present         bool // a present, empty Service stays present
@@ -101,42 +95,53 @@ type serviceKey struct {
 // the record is not a flow or holds a value the compact form cannot carry
 // exactly (an out-of-range port or timestamp, an unknown enum value, a
 // non-canonical UUID).
-func compactOf(resp *flowlensv1.GetFlowsResponse) (c compactFlow, ok bool) {
+func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 	fl := resp.GetFlow()
 	if fl == nil {
-		return c, false
+		return compactFlow{}, false
 	}
-	c.respNode = intern(resp.NodeName)
-	c.node = intern(fl.NodeName)
-	c.dropReason = intern(fl.DropReason)
+	var b builder
+	c, m := &b.c, &b.m
+	m.respNode, m.node, m.dropReason = resp.NodeName, fl.NodeName, fl.DropReason
 	c.source, c.destination = fl.Source, fl.Destination
-	c.isReply = fl.IsReply
 	if fl.AggregatedAttempts > math.MaxUint32 {
-		return c, false
+		return compactFlow{}, false
 	}
 	c.attempts = uint32(fl.AggregatedAttempts)
-	ok = c.setTime(hasRespTime, &c.respTime, resp.Time) && c.setTime(hasTime, &c.time, fl.Time) &&
-		small(int32(fl.Verdict), &c.verdict) && small(int32(fl.TrafficDirection), &c.direction) &&
-		small(int32(fl.ObservationPoint), &c.obs) &&
-		c.setIP(fl.Ip) && c.setL4(fl.L4) && c.setCounters(fl.Counters) && c.setUUID(fl.Uuid)
+	m.isReply = fl.IsReply
+	ok := b.setTime(hasRespTime, &c.respTime, resp.Time) && b.setTime(hasTime, &c.time, fl.Time) &&
+		small(int32(fl.Verdict), &m.verdict) && small(int32(fl.TrafficDirection), &m.direction) &&
+		small(int32(fl.ObservationPoint), &m.obs) &&
+		b.setIP(fl.Ip) && b.setL4(fl.L4) && b.setCounters(fl.Counters) && b.setUUID(fl.Uuid)
 	if !ok {
-		return c, false
+		return compactFlow{}, false
 	}
 	if i := fl.Interface; i != nil {
-		c.has |= hasInterface
-		c.ifIndex, c.ifName = i.Index, intern(i.Name)
+		m.has |= hasInterface
+		m.ifIndex, m.ifName = i.Index, i.Name
 	}
 	if f := fl.TcpFlags; f != nil {
-		c.has |= hasTCPFlags
-		c.tcpFlags = packFlags(f)
+		m.has |= hasTCPFlags
+		m.tcpFlags = packFlags(f)
 	}
 	if s := fl.DestinationService; s != nil {
-		c.service = unique.Make(serviceKey{namespace: s.Namespace, name: s.Name, port: s.Port, present: true})
+		b.svc = serviceKey{dstOrig: b.svc.dstOrig, namespace: s.Namespace, name: s.Name, port: s.Port, present: true}
+	}
+	if b.svc != (serviceKey{}) {
+		c.service = unique.Make(b.svc)
 	}
 	if p := fl.Policy; p != nil {
 		c.policy = unique.Make(policyKeyOf(p))
 	}
-	return c, true
+	c.meta = unique.Make(b.m)
+	return b.c, true
+}
+
+// builder gathers a compact flow and the parts it interns.
+type builder struct {
+	c   compactFlow
+	m   flowMeta
+	svc serviceKey
 }
 
 // small stores an enum value that fits a byte.
@@ -157,7 +162,7 @@ func port(v uint32, to *uint16) bool {
 }
 
 // setTime stores t in Unix nanoseconds when that is exact.
-func (c *compactFlow) setTime(bit presence, to *int64, t *timestamppb.Timestamp) bool {
+func (b *builder) setTime(bit presence, to *int64, t *timestamppb.Timestamp) bool {
 	if t == nil {
 		return true
 	}
@@ -165,44 +170,46 @@ func (c *compactFlow) setTime(bit presence, to *int64, t *timestamppb.Timestamp)
 	if t.Nanos < 0 || t.Nanos >= 1e9 || t.Seconds < -maxSec || t.Seconds > maxSec {
 		return false
 	}
-	c.has |= bit
+	b.m.has |= bit
 	*to = t.Seconds*1e9 + int64(t.Nanos)
 	return true
 }
 
-func (c *compactFlow) setIP(ip *flowlensv1.IP) bool {
+func (b *builder) setIP(ip *flowlensv1.IP) bool {
 	if ip == nil {
 		return true
 	}
-	c.has |= hasIP
-	c.src, c.dst, c.dstOrig = intern(ip.Source), intern(ip.Destination), intern(ip.DestinationOriginal)
-	return small(int32(ip.IpVersion), &c.ipVersion)
+	b.m.has |= hasIP
+	b.c.addrs = unique.Make(addrPair{src: ip.Source, dst: ip.Destination})
+	b.svc.dstOrig = ip.DestinationOriginal
+	return small(int32(ip.IpVersion), &b.m.ipVersion)
 }
 
-func (c *compactFlow) setL4(l4 *flowlensv1.Layer4) bool {
+func (b *builder) setL4(l4 *flowlensv1.Layer4) bool {
 	if l4 == nil {
 		return true
 	}
-	c.has |= hasL4
-	var a, b uint32
+	b.m.has |= hasL4
+	var p1, p2 uint32
+	m := &b.m
 	switch p := l4.Protocol.(type) {
 	case nil:
 		return true
 	case *flowlensv1.Layer4_Tcp:
-		c.l4, a, b = l4TCP, p.Tcp.GetSourcePort(), p.Tcp.GetDestinationPort()
+		m.l4, p1, p2 = l4TCP, p.Tcp.GetSourcePort(), p.Tcp.GetDestinationPort()
 	case *flowlensv1.Layer4_Udp:
-		c.l4, a, b = l4UDP, p.Udp.GetSourcePort(), p.Udp.GetDestinationPort()
+		m.l4, p1, p2 = l4UDP, p.Udp.GetSourcePort(), p.Udp.GetDestinationPort()
 	case *flowlensv1.Layer4_Sctp:
-		c.l4, a, b = l4SCTP, p.Sctp.GetSourcePort(), p.Sctp.GetDestinationPort()
+		m.l4, p1, p2 = l4SCTP, p.Sctp.GetSourcePort(), p.Sctp.GetDestinationPort()
 	case *flowlensv1.Layer4_Icmpv4:
-		c.l4, a, b = l4ICMPv4, p.Icmpv4.GetType(), p.Icmpv4.GetCode()
+		m.l4, p1, p2 = l4ICMPv4, p.Icmpv4.GetType(), p.Icmpv4.GetCode()
 	case *flowlensv1.Layer4_Icmpv6:
-		c.l4, a, b = l4ICMPv6, p.Icmpv6.GetType(), p.Icmpv6.GetCode()
+		m.l4, p1, p2 = l4ICMPv6, p.Icmpv6.GetType(), p.Icmpv6.GetCode()
 	default:
 		return false
 	}
 	// A oneof member set to a nil message would not come back nil.
-	return !nilMember(l4) && port(a, &c.port1) && port(b, &c.port2)
+	return !nilMember(l4) && port(p1, &b.c.port1) && port(p2, &b.c.port2)
 }
 
 // nilMember reports a oneof member holding a typed nil message.
@@ -222,16 +229,16 @@ func nilMember(l4 *flowlensv1.Layer4) bool {
 	return false
 }
 
-func (c *compactFlow) setCounters(k *flowlensv1.Counters) bool {
+func (b *builder) setCounters(k *flowlensv1.Counters) bool {
 	if k == nil {
 		return true
 	}
-	c.has |= hasCounters
-	c.packets, c.bytes = k.Packets, k.Bytes
-	return c.setTime(hasFirstSeen, &c.firstSeen, k.FirstSeen) && c.setTime(hasLastSeen, &c.lastSeen, k.LastSeen)
+	b.m.has |= hasCounters
+	b.c.packets, b.c.bytes = k.Packets, k.Bytes
+	return b.setTime(hasFirstSeen, &b.c.firstSeen, k.FirstSeen) && b.setTime(hasLastSeen, &b.c.lastSeen, k.LastSeen)
 }
 
-func (c *compactFlow) setUUID(s string) bool {
+func (b *builder) setUUID(s string) bool {
 	if s == "" {
 		return true
 	}
@@ -239,8 +246,8 @@ func (c *compactFlow) setUUID(s string) bool {
 	if !ok {
 		return false
 	}
-	c.has |= hasUUID
-	c.uuid = u
+	b.m.has |= hasUUID
+	b.c.uuid = u
 	return true
 }
 

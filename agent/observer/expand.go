@@ -49,10 +49,11 @@ func (x *expander) policy(h uniquePolicy) *flowlensv1.PolicyVerdict {
 func (x *expander) response(c *compactFlow) *flowlensv1.GetFlowsResponse {
 	fl := &flowlensv1.Flow{}
 	x.fill(c, fl, nil)
+	m := c.meta.Value()
 	return &flowlensv1.GetFlowsResponse{
 		ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl},
-		NodeName:      value(c.respNode),
-		Time:          c.timestamp(hasRespTime, c.respTime, nil),
+		NodeName:      m.respNode,
+		Time:          m.timestamp(hasRespTime, c.respTime, nil),
 	}
 }
 
@@ -73,43 +74,48 @@ func (x *expander) fill(c *compactFlow, fl *flowlensv1.Flow, scratch *expander) 
 		ip, counters, iface = &scratch.ip, &scratch.counters, &scratch.iface
 		tm, first, last = &scratch.time, &scratch.firstSeen, &scratch.lastSeen
 	}
+	m := c.meta.Value()
 	*fl = flowlensv1.Flow{
-		Time:               c.timestamp(hasTime, c.time, tm),
-		NodeName:           value(c.node),
-		Verdict:            flowlensv1.Verdict(c.verdict),
-		DropReason:         value(c.dropReason),
-		L4:                 c.layer4(),
+		Time:               m.timestamp(hasTime, c.time, tm),
+		NodeName:           m.node,
+		Verdict:            flowlensv1.Verdict(m.verdict),
+		DropReason:         m.dropReason,
+		L4:                 c.layer4(&m),
 		Source:             c.source,
 		Destination:        c.destination,
-		TrafficDirection:   flowlensv1.TrafficDirection(c.direction),
-		IsReply:            c.isReply,
-		ObservationPoint:   flowlensv1.ObservationPoint(c.obs),
+		TrafficDirection:   flowlensv1.TrafficDirection(m.direction),
+		IsReply:            m.isReply,
+		ObservationPoint:   flowlensv1.ObservationPoint(m.obs),
 		Policy:             x.policy(c.policy),
 		AggregatedAttempts: uint64(c.attempts),
 	}
-	if c.has&hasIP != 0 {
-		fl.Ip = reuse(ip)
-		*fl.Ip = flowlensv1.IP{Source: value(c.src), Destination: value(c.dst),
-			IpVersion: flowlensv1.IPVersion(c.ipVersion), DestinationOriginal: value(c.dstOrig)}
+	var svc serviceKey
+	if c.service != (uniqueService{}) {
+		svc = c.service.Value()
 	}
-	if c.has&hasCounters != 0 {
+	if m.has&hasIP != 0 {
+		a := c.addrs.Value()
+		fl.Ip = reuse(ip)
+		*fl.Ip = flowlensv1.IP{Source: a.src, Destination: a.dst,
+			IpVersion: flowlensv1.IPVersion(m.ipVersion), DestinationOriginal: svc.dstOrig}
+	}
+	if m.has&hasCounters != 0 {
 		fl.Counters = reuse(counters)
 		*fl.Counters = flowlensv1.Counters{Packets: c.packets, Bytes: c.bytes,
-			FirstSeen: c.timestamp(hasFirstSeen, c.firstSeen, first), LastSeen: c.timestamp(hasLastSeen, c.lastSeen, last)}
+			FirstSeen: m.timestamp(hasFirstSeen, c.firstSeen, first), LastSeen: m.timestamp(hasLastSeen, c.lastSeen, last)}
 	}
-	if c.has&hasInterface != 0 {
+	if m.has&hasInterface != 0 {
 		fl.Interface = reuse(iface)
-		*fl.Interface = flowlensv1.Interface{Index: c.ifIndex, Name: value(c.ifName)}
+		*fl.Interface = flowlensv1.Interface{Index: m.ifIndex, Name: m.ifName}
 	}
-	if c.has&hasTCPFlags != 0 {
-		fl.TcpFlags = unpackFlags(c.tcpFlags)
+	if m.has&hasTCPFlags != 0 {
+		fl.TcpFlags = unpackFlags(m.tcpFlags)
 	}
-	if c.has&hasUUID != 0 {
+	if m.has&hasUUID != 0 {
 		fl.Uuid = formatUUID(c.uuid)
 	}
-	if c.service != (uniqueService{}) {
-		s := c.service.Value()
-		fl.DestinationService = &flowlensv1.Service{Namespace: s.namespace, Name: s.name, Port: s.port}
+	if svc.present {
+		fl.DestinationService = &flowlensv1.Service{Namespace: svc.namespace, Name: svc.name, Port: svc.port}
 	}
 }
 
@@ -122,8 +128,8 @@ func reuse[T any](m *T) *T {
 }
 
 // timestamp is the time at bit, in to (or a new message), nil when absent.
-func (c *compactFlow) timestamp(bit presence, nano int64, to *timestamppb.Timestamp) *timestamppb.Timestamp {
-	if c.has&bit == 0 {
+func (m *flowMeta) timestamp(bit presence, nano int64, to *timestamppb.Timestamp) *timestamppb.Timestamp {
+	if m.has&bit == 0 {
 		return nil
 	}
 	t := time.Unix(0, nano)
@@ -132,13 +138,13 @@ func (c *compactFlow) timestamp(bit presence, nano int64, to *timestamppb.Timest
 	return to
 }
 
-func (c *compactFlow) layer4() *flowlensv1.Layer4 {
-	if c.has&hasL4 == 0 {
+func (c *compactFlow) layer4(m *flowMeta) *flowlensv1.Layer4 {
+	if m.has&hasL4 == 0 {
 		return nil
 	}
 	a, b := uint32(c.port1), uint32(c.port2)
 	l4 := &flowlensv1.Layer4{}
-	switch c.l4 {
+	switch m.l4 {
 	case l4TCP:
 		l4.Protocol = &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{SourcePort: a, DestinationPort: b}}
 	case l4UDP:
