@@ -13,6 +13,10 @@
  * another namespace's drops. */
 volatile const __u32 netns_ino = 0;
 
+/* How long packets of a flow may wait in a CPU's hot slot (maps.h) before
+ * they reach the flow table: bpf.PendingDelay. */
+volatile const __u64 flush_delay_ns = 1000000;
+
 /* Entries inserted into flows (by any program). User space compares this
  * with the keys it discovered to estimate LRU evictions before a read. */
 __u64 flows_created = 0;
