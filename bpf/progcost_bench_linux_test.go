@@ -62,7 +62,6 @@ func programCost(b *testing.B, conntrack bool) {
 	}
 
 	ref := emptyProgram(b, ebpf.SchedCLS, -1)
-	refHead := emptyProgram(b, ebpf.SchedCLS, -1)
 	refNF := emptyProgram(b, ebpf.Netfilter, 1)
 	require.NoError(b, netns.Do(node, func() error {
 		veth, err := netlink.LinkByName(br.Pods[0].HostVeth)
@@ -76,13 +75,6 @@ func programCost(b *testing.B, conntrack bool) {
 			return err
 		}
 		b.Cleanup(func() { _ = l.Close() })
-		lh, err := link.AttachTCX(link.TCXOptions{
-			Interface: veth.Attrs().Index, Program: refHead, Attach: ebpf.AttachTCXIngress, Anchor: link.Head(),
-		})
-		if err != nil {
-			return err
-		}
-		b.Cleanup(func() { _ = lh.Close() })
 		nl, err := link.AttachNetfilter(link.NetfilterOptions{
 			Program: refNF, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetForward, Priority: nfPriority + 1,
 		})
@@ -98,7 +90,7 @@ func programCost(b *testing.B, conntrack bool) {
 	defer stats.Close() // restores kernel.bpf_stats_enabled
 	progs := map[string]*ebpf.Program{
 		"tc_from_pod": c.objs.TcFromPod, "tc_to_pod": c.objs.TcToPod,
-		"nf_accept": c.objs.NfAccept, "kfree_skb": c.objs.KfreeSkb, "reference": ref, "reference_head": refHead, "reference_nf": refNF,
+		"nf_accept": c.objs.NfAccept, "kfree_skb": c.objs.KfreeSkb, "reference": ref, "reference_nf": refNF,
 	}
 	before := readStats(b, progs)
 	from := traffic.Endpoint{NetNS: br.Pods[0].NetNS, IP: br.Pods[0].IP}
@@ -121,10 +113,8 @@ func reportCost(b *testing.B, before, after map[string]ebpf.ProgramStats) {
 	b.ReportMetric(refPerRun, "reference-ns/run")
 	// Not subtracted (the figure subtracts the tc reference from every program), but
 	// shows what an empty program costs on the netfilter hook.
-	for _, name := range []string{"reference_nf", "reference_head"} {
-		if ns, runs := d(name); runs > 0 {
-			b.ReportMetric(ns/runs, name+"-ns/run")
-		}
+	if ns, runs := d("reference_nf"); runs > 0 {
+		b.ReportMetric(ns/runs, "reference_nf-ns/run")
 	}
 	var net float64
 	for _, name := range []string{"tc_from_pod", "tc_to_pod", "nf_accept", "kfree_skb"} {
