@@ -382,6 +382,16 @@ static __always_inline bool same_key(const struct flow_key *a, const struct flow
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
+/* learn_pod records that addr sends from the pod veth ifindex, on the first
+ * packet of each of its flows: often enough to follow an IP moving to
+ * another veth, and no lookup on the packets in between. */
+static __always_inline void learn_pod(const __u8 *addr, __u32 ifindex)
+{
+	struct addr_key pod;
+	__builtin_memcpy(pod.addr, addr, 16);
+	bpf_map_update_elem(&local_pods, &pod, &ifindex, BPF_ANY);
+}
+
 /* flush_pending adds the packets waiting in the hot slot to their flow.
  * Not inlined: it runs once per run of a flow's packets. */
 static __noinline int flush_pending(struct hot_slot *hs)
@@ -393,6 +403,7 @@ static __noinline int flush_pending(struct hot_slot *hs)
 		/* Pruned or evicted since the slot cached it: count the packets
 		 * in a new entry, as a packet arriving now would be. */
 		flow_create(&hs->key, OBS_FROM_POD, hs->key_ifindex, hs->last_ns);
+		learn_pod(hs->key.saddr, hs->key_ifindex);
 		st = bpf_map_lookup_elem(&flows, &hs->key);
 	}
 	if (st)
@@ -476,15 +487,8 @@ int tc_from_pod(struct __sk_buff *skb)
 		flush_pending(hs); /* the previous flow's, before the slot changes */
 		bool created = false;
 		struct flow_stats *st = count(&pi, len, segs, skb->ifindex, OBS_FROM_POD, false, &created, now);
-		/* Learn the pod's address on the first packet of each of its
-		 * flows: often enough to follow an IP moving to another veth, and
-		 * no lookup on the packets in between. */
-		if (created) {
-			struct addr_key pod;
-			__builtin_memcpy(pod.addr, pi.key.saddr, 16);
-			__u32 ifindex = skb->ifindex;
-			bpf_map_update_elem(&local_pods, &pod, &ifindex, BPF_ANY);
-		}
+		if (created)
+			learn_pod(pi.key.saddr, skb->ifindex);
 		if (!st) {
 			hs->cached = 0;
 			return TC_ACT_UNSPEC;
