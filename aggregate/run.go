@@ -93,6 +93,9 @@ func (s *Source) Run(ctx context.Context, out chan<- Event) error {
 			return err
 		case <-ctx.Done():
 			agg.inference = s.k.Inference()
+			// Packets of the last moment may still wait in the kernel's
+			// per-CPU slots: the final read counts them too.
+			time.Sleep(2 * bpf.PendingDelay)
 			rep.flush(true)
 			stopWatch()
 			return <-watched

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -27,6 +28,12 @@ const (
 	acceptedNetfilter = "netfilter-link"
 	acceptedInference = "delivery-inference"
 )
+
+// PendingDelay is how long after a packet its flow's entry may still lack
+// it: tc_from_pod counts a further packet of the flow a CPU counted last in
+// that CPU's hot slot and adds it to the flow table within this delay (see
+// maps.h). A read that must hold every packet sent so far waits this long.
+const PendingDelay = time.Millisecond
 
 // nfPriority runs nf_accept after the filter table (0), where NetworkPolicy
 // verdicts are made, and before SNAT (100), which would hide pod addresses.
@@ -130,9 +137,17 @@ func (c *Capture) load() error {
 	if err := spec.Variables[flowlensVarNetnsIno].Set(uint32(c.nsIno)); err != nil {
 		return fmt.Errorf("set netns_ino: %w", err)
 	}
+	if err := spec.Variables[flowlensVarFlushDelayNs].Set(uint64(PendingDelay.Nanoseconds())); err != nil {
+		return fmt.Errorf("set flush_delay_ns: %w", err)
+	}
 	spec.Maps[flowlensMapFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
 	spec.Maps[flowlensMapCtFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
 	spec.Maps[flowlensMapDropEvents].MaxEntries = uint32(c.cfg.DropRingSize)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible CPUs: %w", err)
+	}
+	spec.Maps[flowlensMapHot].MaxEntries = uint32(cpus) // a hot slot per CPU
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -322,8 +322,8 @@ static __always_inline __u32 nf_epoch(__u64 now)
 	return now >> NF_EPOCH_SHIFT;
 }
 
-/* add counts a packet into its flow. */
-static __always_inline void add(struct flow_stats *st, struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs,
+/* add counts packets into their flow. */
+static __always_inline void add(struct flow_stats *st, __u8 tcp_flags, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs,
 				bool delivered, __u64 now)
 {
 	__sync_fetch_and_add(&st->pkts, segs);
@@ -333,8 +333,8 @@ static __always_inline void add(struct flow_stats *st, struct pkt_info *pi, __u6
 		__sync_fetch_and_add(&st->fwd_bytes, bytes);
 	}
 	st->last_ns = now;
-	if ((st->tcp_flags | pi->tcp_flags) != st->tcp_flags)
-		st->tcp_flags |= pi->tcp_flags;
+	if ((st->tcp_flags | tcp_flags) != st->tcp_flags)
+		st->tcp_flags |= tcp_flags;
 	if (st->obs == OBS_NONE)
 		st->obs = obs; /* created by kfree_skb before the veth saw it */
 	if (st->ifindex != ifindex)
@@ -344,15 +344,11 @@ static __always_inline void add(struct flow_stats *st, struct pkt_info *pi, __u6
 /* count adds a packet to its flow and returns the flow (NULL when the
  * table has no room); *created tells whether this packet created it. */
 static __always_inline struct flow_stats *count(struct pkt_info *pi, __u64 bytes, __u64 segs, __u32 ifindex, __u8 obs, bool delivered,
-						bool *created, __u64 *nowp)
+						bool *created, __u64 now)
 {
-	/* The coarse clock (a tick's resolution) is a plain read, the precise
-	 * one a clocksource read on every packet; flow times need no better. */
-	__u64 now = bpf_ktime_get_coarse_ns();
-	*nowp = now;
 	struct flow_stats *st = flow_get_or_create(&pi->key, obs, ifindex, now, created);
 	if (st)
-		add(st, pi, bytes, segs, ifindex, obs, delivered, now);
+		add(st, pi->tcp_flags, bytes, segs, ifindex, obs, delivered, now);
 	return st;
 }
 
@@ -376,37 +372,139 @@ static __always_inline bool is_multicast(const struct flow_key *k)
 	return k->daddr[0] == 0xff;
 }
 
+/* This CPU's hot slot. */
+static __always_inline struct hot_slot *hot_slot(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&hot, &cpu);
+}
+
+static __always_inline bool same_key(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+/* learn_pod records that addr sends from the pod veth ifindex, on the first
+ * packet of each of its flows: often enough to follow an IP moving to
+ * another veth, and no lookup on the packets in between. */
+static __always_inline void learn_pod(const __u8 *addr, __u32 ifindex)
+{
+	struct addr_key pod;
+	__builtin_memcpy(pod.addr, addr, 16);
+	bpf_map_update_elem(&local_pods, &pod, &ifindex, BPF_ANY);
+}
+
+/* flush_pending adds the packets waiting in the hot slot to their flow.
+ * Not inlined: it runs once per run of a flow's packets. */
+static __noinline int flush_pending(struct hot_slot *hs)
+{
+	if (!hs->pkts)
+		return 0;
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &hs->key);
+	if (!st) {
+		/* Pruned or evicted since the slot cached it: count the packets
+		 * in a new entry, as a packet arriving now would be. */
+		flow_create(&hs->key, OBS_FROM_POD, hs->key_ifindex, hs->last_ns);
+		learn_pod(hs->key.saddr, hs->key_ifindex);
+		st = bpf_map_lookup_elem(&flows, &hs->key);
+	}
+	if (st)
+		add(st, hs->tcp_flags, hs->bytes, hs->pkts, hs->key_ifindex, OBS_FROM_POD, false, hs->last_ns);
+	hs->pkts = 0;
+	hs->bytes = 0;
+	hs->tcp_flags = 0;
+	return 0;
+}
+
+static int flush_timer(void *map, __u32 *key, struct hot_slot *hs)
+{
+	hs->armed = 0;
+	flush_pending(hs);
+	return 0;
+}
+
+/* arm_flush makes sure the timer will flush the slot; false when it cannot
+ * (a kernel without CPU-pinned BPF timers, < 6.7): then nothing waits. */
+static __always_inline bool arm_flush(struct hot_slot *hs)
+{
+	if (hs->armed)
+		return true;
+	if (hs->timer_ok == 0) {
+		/* -EBUSY: initialised already, by a program loaded before. */
+		long err = bpf_timer_init(&hs->timer, &hot, CLOCK_MONOTONIC);
+		if ((err && err != -16) || bpf_timer_set_callback(&hs->timer, flush_timer)) {
+			hs->timer_ok = 2;
+			return false;
+		}
+		hs->timer_ok = 1;
+	}
+	if (hs->timer_ok != 1)
+		return false;
+	/* Pinned: the callback runs on this CPU, never at the same time as
+	 * this program (softirqs of one CPU do not interleave). */
+	if (bpf_timer_start(&hs->timer, flush_delay_ns, BPF_F_TIMER_CPU_PIN)) {
+		hs->timer_ok = 2;
+		return false;
+	}
+	hs->armed = 1;
+	return true;
+}
+
+/* hot_cache makes the slot's flow the one of st. */
+static __always_inline void hot_cache(struct hot_slot *hs, const struct flow_key *key, __u32 ifindex, struct flow_stats *st)
+{
+	__builtin_memcpy(&hs->key, key, sizeof(hs->key));
+	hs->key_ifindex = ifindex;
+	hs->nf_ct = st->nf_ct;
+	hs->nf_epoch = st->nf_epoch;
+	hs->nf_fwd = st->fwd_pkts != 0;
+	hs->cached = 1;
+}
+
 SEC("tc")
 int tc_from_pod(struct __sk_buff *skb)
 {
-	__u32 zero = 0;
-	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+	struct hot_slot *hs = hot_slot();
 	if (!hs)
-		return TC_ACT_UNSPEC; /* never: a one-slot array */
+		return TC_ACT_UNSPEC; /* never: a slot per CPU */
 	hs->ifindex = skb->ifindex;
 	hs->len = 0;
 	struct pkt_info pi;
 	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
 
-	bool created = false;
-	__u64 now, len = tc_l3_len(skb);
-	struct flow_stats *st = count(&pi, len, tc_segs(skb), skb->ifindex, OBS_FROM_POD, false, &created, &now);
+	/* The coarse clock (a tick's resolution) is a plain read, the precise
+	 * one a clocksource read on every packet; flow times need no better. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
+	bool nf_hot;
+	if (hs->cached && hs->key_ifindex == skb->ifindex && same_key(&hs->key, &pi.key) && arm_flush(hs)) {
+		/* The flow this CPU counted last: the packet waits in the slot. */
+		hs->pkts += segs;
+		hs->bytes += len;
+		hs->last_ns = now;
+		hs->tcp_flags |= pi.tcp_flags;
+		nf_hot = hs->nf_fwd && hs->nf_epoch == nf_epoch(now);
+	} else {
+		flush_pending(hs); /* the previous flow's, before the slot changes */
+		bool created = false;
+		struct flow_stats *st = count(&pi, len, segs, skb->ifindex, OBS_FROM_POD, false, &created, now);
+		if (created)
+			learn_pod(pi.key.saddr, skb->ifindex);
+		if (!st) {
+			hs->cached = 0;
+			return TC_ACT_UNSPEC;
+		}
+		hot_cache(hs, &pi.key, skb->ifindex, st);
+		nf_hot = hs->nf_fwd && hs->nf_epoch == nf_epoch(now);
+	}
 	/* nf_accept matched this flow (to its conntrack entry, if any) in this
 	 * epoch: tell it which entry, so for this packet (next on this CPU) it
 	 * returns before any lookup. */
-	if (st && st->nf_epoch == nf_epoch(now) && st->fwd_pkts) {
-		hs->ct = st->nf_ct;
+	if (nf_hot) {
+		hs->ct = hs->nf_ct;
 		hs->len = len;
-	}
-	/* Learn the pod's address on the first packet of each of its flows:
-	 * often enough to follow an IP moving to another veth, and no lookup
-	 * on the packets in between. */
-	if (created) {
-		struct addr_key pod;
-		__builtin_memcpy(pod.addr, pi.key.saddr, 16);
-		__u32 ifindex = skb->ifindex;
-		bpf_map_update_elem(&local_pods, &pod, &ifindex, BPF_ANY);
 	}
 	return TC_ACT_UNSPEC;
 }
@@ -415,8 +513,7 @@ SEC("tc")
 int tc_to_pod(struct __sk_buff *skb)
 {
 	__u32 iif = skb->ingress_ifindex;
-	__u32 zero = 0;
-	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+	struct hot_slot *hs = hot_slot();
 	if (iif && hs && hs->ifindex == iif)
 		return TC_ACT_UNSPEC; /* the common case of the one below */
 	if (iif && bpf_map_lookup_elem(&pod_ifs, &iif))
@@ -432,7 +529,7 @@ int tc_to_pod(struct __sk_buff *skb)
 	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
 	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
 	if (st && st->to_epoch == nf_epoch(now) && st->obs == OBS_TO_POD && st->ifindex == skb->ifindex) {
-		add(st, &pi, len, segs, skb->ifindex, OBS_TO_POD, true, now);
+		add(st, pi.tcp_flags, len, segs, skb->ifindex, OBS_TO_POD, true, now);
 		return TC_ACT_UNSPEC;
 	}
 
@@ -463,7 +560,7 @@ int tc_to_pod(struct __sk_buff *skb)
 		__builtin_memcpy(&pi.key, backend, sizeof(pi.key));
 
 	bool created = false;
-	st = count(&pi, len, segs, skb->ifindex, OBS_TO_POD, true, &created, &now);
+	st = count(&pi, len, segs, skb->ifindex, OBS_TO_POD, true, &created, now);
 	if (!st)
 		return TC_ACT_UNSPEC;
 	if (!backend)
@@ -634,8 +731,7 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 
 	/* tc_from_pod counted this very packet, of a flow this program matched
 	 * to the same conntrack entry in this epoch (see hot): nothing to add. */
-	__u32 zero = 0;
-	struct hot_slot *hs = bpf_map_lookup_elem(&hot, &zero);
+	struct hot_slot *hs = hot_slot();
 	if (hs && hs->len) {
 		bool same = hs->ct == tag && hs->len == skb->len && hs->ifindex == skb->skb_iif;
 		hs->len = 0;
@@ -675,6 +771,13 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 			bpf_map_update_elem(&ct_flows, &tag, &pi.key, BPF_ANY);
 		st->nf_ct = tag;
 		st->nf_epoch = nf_epoch(bpf_ktime_get_ns());
+		/* The flow tc_from_pod caches on this CPU: its next packets
+		 * return at the hot check above. */
+		if (hs && hs->cached && same_key(&hs->key, &pi.key)) {
+			hs->nf_ct = tag;
+			hs->nf_epoch = st->nf_epoch;
+			hs->nf_fwd = 1;
+		}
 	}
 	if (!ct || st->obs != OBS_FROM_POD)
 		return NF_ACCEPT;

@@ -62,10 +62,27 @@ type flowlensFlowStats struct {
 }
 
 type flowlensHotSlot struct {
-	_       structs.HostLayout
-	Ct      uint64
-	Ifindex uint32
-	Len     uint32
+	_     structs.HostLayout
+	Timer struct {
+		_      structs.HostLayout
+		Opaque [2]uint64
+	}
+	Key        flowlensFlowKey
+	Ct         uint64
+	Ifindex    uint32
+	Len        uint32
+	Pkts       uint64
+	Bytes      uint64
+	LastNs     uint64
+	NfCt       uint64
+	NfEpoch    uint32
+	KeyIfindex uint32
+	TcpFlags   uint8
+	Cached     uint8
+	NfFwd      uint8
+	Armed      uint8
+	TimerOk    uint8
+	Pad        [11]uint8
 }
 
 type flowlensLpmKey struct {
@@ -92,6 +109,7 @@ const (
 	flowlensProgTcFromPod      = "tc_from_pod"
 	flowlensProgTcToPod        = "tc_to_pod"
 	flowlensVarFlowsCreated    = "flows_created"
+	flowlensVarFlushDelayNs    = "flush_delay_ns"
 	flowlensVarNetnsIno        = "netns_ino"
 	flowlensVarRingbufLost     = "ringbuf_lost"
 	flowlensVarUnusedDropEvent = "unused_drop_event"
@@ -165,6 +183,7 @@ type flowlensMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type flowlensVariableSpecs struct {
 	FlowsCreated    *ebpf.VariableSpec `ebpf:"flows_created"`
+	FlushDelayNs    *ebpf.VariableSpec `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.VariableSpec `ebpf:"netns_ino"`
 	RingbufLost     *ebpf.VariableSpec `ebpf:"ringbuf_lost"`
 	UnusedDropEvent *ebpf.VariableSpec `ebpf:"unused_drop_event"`
@@ -220,6 +239,7 @@ func (m *flowlensMaps) Close() error {
 // It can be passed to loadFlowlensObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flowlensVariables struct {
 	FlowsCreated    *ebpf.Variable `ebpf:"flows_created"`
+	FlushDelayNs    *ebpf.Variable `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.Variable `ebpf:"netns_ino"`
 	RingbufLost     *ebpf.Variable `ebpf:"ringbuf_lost"`
 	UnusedDropEvent *ebpf.Variable `ebpf:"unused_drop_event"`

@@ -80,9 +80,11 @@ struct {
 	__type(value, struct flow_key);
 } svc_replies SEC(".maps");
 
-/* What tc_from_pod last did on this CPU, for the hooks the same packet
+/* What tc_from_pod last did on a CPU, for the hooks the same packet
  * reaches next on the same CPU (the veth's receive runs the bridge, the
- * netfilter hooks and the destination veth's egress in one softirq):
+ * netfilter hooks and the destination veth's egress in one softirq), and
+ * the flow it last counted there. Indexed by CPU: an array rather than a
+ * per-CPU one, because the kernel keeps bpf_timer out of per-CPU maps.
  * - ifindex: a pod veth tc_from_pod runs on. tc_to_pod skips a packet that
  *   entered on it (counted there) without the pod_ifs lookup.
  * - ct, len: when nf_accept matched the packet's flow in this epoch (to
@@ -90,15 +92,41 @@ struct {
  *   and the packet's IP length. nf_accept, finding a packet of the same
  *   entry and direction, ingress veth and length, has nothing to add and
  *   returns before any lookup. One-shot: nf_accept clears len.
+ * - key (when cached): the flow tc_from_pod last counted on this CPU, with
+ *   the flow's veth (key_ifindex) and what nf_accept last decided for it
+ *   (nf_ct, nf_epoch, nf_fwd: copied from the flow, and written by nf_accept
+ *   when it matches this key). A further packet of that flow adds to
+ *   pkts/bytes/tcp_flags here instead of looking the flow up: the flow-table
+ *   lookup is most of tc_from_pod's cost under load. The pending counts
+ *   reach the flow (flush_pending) when another flow's packet arrives on
+ *   this CPU, or flush_delay_ns (config.h) after the first of them (timer, pinned to
+ *   this CPU): user space sees every packet once, at most that much later.
+ *   Only tc_from_pod and the timer (softirqs of this CPU, which never
+ *   interleave) touch key and the pending counts.
  * Internal to the programs (not in types.h: user space never reads it). */
 struct hot_slot {
+	struct bpf_timer timer;
+	struct flow_key key;
 	__u64 ct;
 	__u32 ifindex;
 	__u32 len;
+	__u64 pkts; /* pending: counted here, not yet in the flow */
+	__u64 bytes;
+	__u64 last_ns;
+	__u64 nf_ct;
+	__u32 nf_epoch;
+	__u32 key_ifindex;
+	__u8 tcp_flags;
+	__u8 cached;    /* key is valid */
+	__u8 nf_fwd;    /* nf_accept has seen the flow past policy */
+	__u8 armed;     /* the timer is set to flush */
+	__u8 timer_ok;  /* the timer is initialised; 2: it cannot be (flush at once) */
+	__u8 pad[11];   /* 128 bytes a slot: CPUs share few cache lines */
 };
 
+/* max_entries is set to the number of possible CPUs before load. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct hot_slot);

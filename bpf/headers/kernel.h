@@ -49,6 +49,17 @@ enum {
 	BPF_F_NO_PREALLOC = (1U << 0),
 };
 
+/* bpf_timer_start flags. */
+enum {
+	BPF_F_TIMER_CPU_PIN = (1U << 1),
+};
+
+struct bpf_timer {
+	__u64 __opaque[2];
+} __attribute__((aligned(8)));
+
+#define CLOCK_MONOTONIC 1
+
 struct bpf_flow_keys;
 struct bpf_sock;
 

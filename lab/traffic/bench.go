@@ -92,26 +92,36 @@ func btoi(b bool) int {
 }
 
 // Median is the middle of xs (the mean of the two middle ones for an even count), 0 for none.
-func Median(xs []float64) float64 {
+func Median(xs []float64) float64 { return Quantile(xs, 0.5) }
+
+// Quantile is the q-quantile of xs (0 <= q <= 1), interpolated linearly between the two
+// nearest values; 0 for none. The quartiles of the pairs' ratios are their spread: a median
+// is trustworthy when the range between them is narrow next to the effect measured.
+func Quantile(xs []float64, q float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
 	s := slices.Sorted(slices.Values(xs))
-	m := len(s) / 2
-	if len(s)%2 == 0 {
-		return (s[m-1] + s[m]) / 2
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i >= len(s)-1 {
+		return s[len(s)-1]
 	}
-	return s[m]
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
 
 // Report prints the figures as benchmark metrics (b is a *testing.B): the ratios are the
-// medians over the rounds' pairs, the rates the means.
+// medians over the rounds' pairs with their quartiles, the rates the means.
 func (f Figures) Report(b interface{ ReportMetric(float64, string) }) {
 	b.ReportMetric(f.TCP[0]/1e9, "tcp-Gbit/s-without")
 	b.ReportMetric(f.TCP[1]/1e9, "tcp-Gbit/s-with")
 	b.ReportMetric(Median(f.TCPRatios), "tcp-ratio")
+	b.ReportMetric(Quantile(f.TCPRatios, 0.25), "tcp-ratio-q1")
+	b.ReportMetric(Quantile(f.TCPRatios, 0.75), "tcp-ratio-q3")
 	b.ReportMetric(f.UDP[0], "udp64-pps-without")
 	b.ReportMetric(f.UDP[1], "udp64-pps-with")
 	b.ReportMetric(Median(f.UDPRatios), "udp64-ratio")
+	b.ReportMetric(Quantile(f.UDPRatios, 0.25), "udp64-ratio-q1")
+	b.ReportMetric(Quantile(f.UDPRatios, 0.75), "udp64-ratio-q3")
 	b.ReportMetric(float64(len(f.TCPRatios)), "pairs")
 }
