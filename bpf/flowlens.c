@@ -872,13 +872,39 @@ static __always_inline bool is_attempt(__u8 flags)
  * its own drop comes here too. The aggregate counts at the veth exactly
  * what it drops (for a pod's own attempts), so none of it is ever held as
  * unmatched and reported forwarded. */
+/* forget_hot_attempt takes a folded attempt out of this CPU's hot slot,
+ * or returns false when the slot shows the 5-tuple is more than attempts
+ * (packets with other flags, or more than this SYN waiting).
+ * tc_from_pod and kfree_skb run for a SYN in one softirq on one CPU, so
+ * when the slot caches the attempt's key and holds packets, they are this
+ * SYN's (each earlier one was taken out at its own fold): the aggregate
+ * counts it now, and the slot must not bring it back as a flow of its own.
+ * The slot forgets the key too, so the next SYN of that 5-tuple (a
+ * retransmission, a second later on an idle CPU) is looked up and folded
+ * like the first. */
+static __always_inline bool forget_hot_attempt(const struct flow_key *key, __u64 segs, __u64 len)
+{
+	struct hot_slot *hs = hot_slot();
+	if (!hs || !hs->cached || !same_key(&hs->key, key))
+		return true;
+	if (hs->pkts > segs || (hs->tcp_flags & ~TCP_SYN))
+		return false;
+	hs->pkts = 0;
+	hs->bytes = 0;
+	hs->tcp_flags = 0;
+	hs->cached = 0;
+	return true;
+}
+
 static __always_inline struct flow_stats *fold_attempt(struct flow_key *key, __u8 obs, __u32 ifindex, __u64 segs, __u64 len,
 						      __u64 now)
 {
 	struct flow_stats *own = bpf_map_lookup_elem(&flows, key);
+	if (own && (own->drop_pkts || own->fwd_pkts || own->pkts > segs || (own->tcp_flags & ~TCP_SYN)))
+		return NULL;
+	if (!forget_hot_attempt(key, segs, len))
+		return NULL;
 	if (own) {
-		if (own->drop_pkts || own->fwd_pkts || own->pkts > segs || (own->tcp_flags & ~TCP_SYN))
-			return NULL;
 		if (bpf_map_delete_elem(&flows, key) == 0)
 			__sync_fetch_and_add(&flows_created, -1);
 	}
