@@ -55,7 +55,7 @@ func (e *kubeEnv) localStatus(t *testing.T) string {
 // testAPIOutage stops the apiserver for 30 s while a pod keeps connecting: capture goes on and
 // loses nothing, the agent reports degraded enrichment (status and metric) and recovers by itself.
 func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	_, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "ticker",
 		Labels: map[string]string{"app": "frontend"}, Args: []string{"send", "500ms", "tcp", backendIP + ":8080"}}, 2*time.Minute)
@@ -74,6 +74,7 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 	require.NoError(t, e.c.StartAPIServer(ctx))
 	require.Eventually(t, func() bool { return e.agentMetric(t, "flowlens_enrichment_degraded") == "0" },
 		90*time.Second, time.Second, "enrichment did not recover after the apiserver returned")
+	t.Logf("enrichment recovered %v after the apiserver returned", time.Since(restarted).Round(time.Second))
 	st := e.localStatus(t)
 	assert.Regexp(t, `(?m)^Lost events:\s+none$`, st)
 	assert.NotRegexp(t, `(?m)^Enrichment:.*degraded`, st)
@@ -89,11 +90,17 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 	assert.Positive(t, during, "no named ticker flow reported during the outage")
 
 	// Informers are back: a pod created now is named (the only apiserver was down, so nothing could
-	// be created during the outage itself).
-	late, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "latecomer", Labels: map[string]string{"app": "frontend"}}, 2*time.Minute)
+	// be created during the outage itself). The scheduler, the kubelet and kube-router resume on
+	// their reflectors' backoff, which grows to 30 s (a minute with its jitter) over the outage, and
+	// must list again after it (the new apiserver cannot resume their watches): each may take a
+	// minute or two. The waits follow them; the agent's own part is timed from the connection.
+	late, err := kube.CreatePod(ctx, e.cs, kube.LabPod{Namespace: "demo", Name: "latecomer", Labels: map[string]string{"app": "frontend"}}, 4*time.Minute)
 	require.NoError(t, err)
-	// kube-router (PolicyFromCluster left it enforcing) lets app=frontend in once its own
-	// informers have the new pod's address: until then it rejects.
+	t.Logf("latecomer running %v after the apiserver returned", time.Since(restarted).Round(time.Second))
+	// kube-router (PolicyFromCluster left it enforcing) rejects app=frontend until its informers
+	// have the new pod: wait until its source ipset holds the address, then connect.
+	e.waitKubeRouterSource(t, ctx, late.Status.PodIP, 4*time.Minute)
+	t.Logf("kube-router had the latecomer %v after the apiserver returned", time.Since(restarted).Round(time.Second))
 	var out string
 	connected := assert.Eventually(t, func() bool {
 		var ok bool
@@ -101,6 +108,7 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 		return err == nil && ok
 	}, 30*time.Second, time.Second)
 	require.True(t, connected, "latecomer -> backend:8080: %v %s", err, out)
+	connectedAt := time.Now()
 	f, flows := e.findFlow(t, 45*time.Second, podFlow("demo", "latecomer", "demo", "backend", 8080))
 	if f == nil {
 		for _, f := range flows {
@@ -110,8 +118,27 @@ func testAPIOutage(t *testing.T, e *kubeEnv, backendIP string) {
 		}
 		t.Fatalf("no flow demo/latecomer -> demo/backend:8080 within 45s (of %d flows); agent status:\n%s", len(flows), e.localStatus(t))
 	}
+	t.Logf("latecomer's flow named %v after it connected", time.Since(connectedAt).Round(time.Second))
 	assert.Equal(t, late.Status.PodIP, f.GetIp().GetSource())
 	require.NoError(t, e.cs.CoreV1().Pods("demo").Delete(ctx, "ticker", metav1.DeleteOptions{}))
+}
+
+// waitKubeRouterSource waits until kube-router on the first node lists ip in one of its policies'
+// source ipsets (KUBE-SRC-*): its informers have the pod.
+func (e *kubeEnv) waitKubeRouterSource(t *testing.T, ctx context.Context, ip string, timeout time.Duration) {
+	t.Helper()
+	member := regexp.MustCompile(`(?m)^add KUBE-SRC-\S+ ` + regexp.QuoteMeta(ip) + `(\s|$)`)
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := e.c.ExecIn(ctx, e.c.Nodes()[0].NetNS, "ipset", "save")
+		if err == nil && member.MatchString(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-router put %s in no source ipset within %v: %v\n%s", ip, timeout, err, out)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // testAgentRestart deletes the agent pod: the DaemonSet's new pod attaches once per pod veth (the

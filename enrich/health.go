@@ -40,7 +40,8 @@ func newHealth() *health {
 // benign reports errors that end a watch in normal operation: the reflector
 // re-watches or re-lists at once, so they are not degradation.
 func benign(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	_, fallback := errors.AsType[*fallbackError](err)
+	return fallback || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
 }
 

@@ -32,6 +32,7 @@ type Kube struct {
 	*index
 	log    *slog.Logger
 	health *health
+	reach  *reachability
 	synced []cache.InformerSynced
 }
 
@@ -59,7 +60,7 @@ func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *
 	// Informers log through the context's logger; the global bridge
 	// covers client-go code that does not take a context.
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(log.With("component", "client-go").Handler()))
-	k := &Kube{index: newIndex(cfg), log: log, health: newHealth()}
+	k := &Kube{index: newIndex(cfg), log: log, health: newHealth(), reach: newReachability()}
 	if err := k.health.register(reg); err != nil {
 		return nil, err
 	}
@@ -150,7 +151,7 @@ func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *
 	}
 	factory.StartWithContext(ctx)
 	go k.janitor(ctx)
-	go k.probe(ctx, versionProbe(client), probeEvery, probeTimeout)
+	go k.probe(ctx, versionProbe(client), cfg.probeEvery(), probeTimeout)
 	return k, nil
 }
 
@@ -174,12 +175,16 @@ func (k *Kube) newInformer(lw listWatch) func(kubernetes.Interface, time.Duratio
 	return func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
 		w := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				obj, err := lw.list(ctx, o)
-				return obj, k.called(ctx, lw.resource, err)
+				return retryRefused(ctx, k, lw.resource, func() (runtime.Object, error) { return lw.list(ctx, o) })
 			},
 			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				w, err := lw.watch(ctx, o)
-				return w, k.called(ctx, lw.resource, err)
+				return retryRefused(ctx, k, lw.resource, func() (watch.Interface, error) {
+					w, err := lw.watch(ctx, o)
+					if watchListRefused(o, err) {
+						err = &fallbackError{err}
+					}
+					return w, err
+				})
 			},
 		}
 		return cache.NewSharedIndexInformerWithOptions(
@@ -206,6 +211,12 @@ func (k *Kube) called(ctx context.Context, resource string, err error) error {
 type recordedError struct{ error }
 
 func (e *recordedError) Unwrap() error { return e.error }
+
+// fallbackError is a refusal the reflector answers with another request
+// (a plain list after a refused streaming list): no failure of the API.
+type fallbackError struct{ error }
+
+func (e *fallbackError) Unwrap() error { return e.error }
 
 func (k *Kube) watchErrorHandler(resource string) cache.WatchErrorHandlerWithContext {
 	return func(ctx context.Context, _ *cache.Reflector, err error) {

@@ -47,5 +47,6 @@ func (k *Kube) probe(ctx context.Context, call func(context.Context) error, ever
 		err := call(pctx)
 		cancel()
 		_ = k.called(ctx, probeResource, err)
+		k.reach.set(err == nil)
 	}
 }

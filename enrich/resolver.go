@@ -54,6 +54,17 @@ type Config struct {
 	// ClusterCIDRs are the pod (and service) ranges: an unknown address in
 	// them resolves to ENDPOINT_KIND_UNSPECIFIED rather than WORLD.
 	ClusterCIDRs []netip.Prefix
+	// ProbeInterval is how often the API server is asked whether it
+	// answers; zero means every 5 s. After an outage, informers resume
+	// within about one interval of the API server's return.
+	ProbeInterval time.Duration
+}
+
+func (c Config) probeEvery() time.Duration {
+	if c.ProbeInterval <= 0 {
+		return probeEvery
+	}
+	return c.ProbeInterval
 }
 
 func (c Config) grace() time.Duration {

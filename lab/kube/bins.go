@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -56,16 +55,12 @@ func EnsureBinaries(ctx context.Context, log *slog.Logger) (string, error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", fmt.Errorf("kubernetes binary cache: %w", err)
 	}
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockFile(dir + ".lock")
 	if err != nil {
-		return "", fmt.Errorf("lock kubernetes binary cache: %w", err)
+		return "", fmt.Errorf("kubernetes binary cache: %w", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lock kubernetes binary cache: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close too
-	if haveAll(dir) == nil {                             // another process built it while this one waited
+	defer unlock()
+	if haveAll(dir) == nil { // another process built it while this one waited
 		return dir, nil
 	}
 	tmp := dir + ".tmp"

@@ -30,6 +30,13 @@ func BuildImage(ctx context.Context, containerfile, contextDir, name, archive st
 		return fmt.Errorf("image %s: %w", name, err)
 	}
 	_ = os.Remove(archive) // podman save refuses to overwrite
+	// podman's store is the machine's and the lab's image names are fixed: concurrent labs (test
+	// packages run in parallel) would save or remove each other's tag between these steps.
+	unlock, err := lockFile(filepath.Join(os.TempDir(), "flowlens-lab-podman.lock"))
+	if err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	defer unlock()
 	steps := [][]string{
 		{"podman", "build", "--quiet", "--no-cache", "-f", containerfile, "-t", name, contextDir},
 		{"podman", "save", "--format", "oci-archive", "-o", archive, name},
