@@ -77,24 +77,10 @@ func TestCaptureClusterIPCountedOnce(t *testing.T) {
 	tn := newTestNode(t, "10.42.0", 2)
 	client, backend := tn.pods[0], tn.pods[1]
 	const clusterIP = "10.43.0.10"
-	tn.exec("iptables", "-t", "nat", "-A", "PREROUTING", "-d", clusterIP, "-p", "tcp", "--dport", "80",
-		"-j", "DNAT", "--to-destination", backend.ip+":8080")
 	rc := startCapture(t, tn, bpf.Config{})
-
-	var ln net.Listener
-	inNetns(t, backend.ns, func() {
-		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(backend.ip, "8080"))
-		require.NoError(t, err)
+	serveClusterIP(t, tn, clusterIP, backend, func(conn net.Conn) {
+		_, _ = conn.Write([]byte("hello from the backend"))
 	})
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err == nil {
-			_, _ = conn.Write([]byte("hello from the backend"))
-			conn.Close()
-		}
-	}()
 	var clientPort int
 	inNetns(t, client.ns, func() {
 		conn, err := net.DialTimeout("tcp4", net.JoinHostPort(clusterIP, "80"), 5*time.Second)
@@ -202,4 +188,27 @@ func udpBurst6(t *testing.T, client, server *testPod, port, n int) int {
 		require.NoError(t, err)
 	}
 	return conn.LocalAddr().(*net.UDPAddr).Port
+}
+
+// serveClusterIP points clusterIP:80 at backend:8080 with a DNAT rule, as
+// kube-proxy does, and serves the backend's first connection with serve.
+func serveClusterIP(t *testing.T, tn *testNode, clusterIP string, backend *testPod, serve func(net.Conn)) {
+	t.Helper()
+	tn.exec("iptables", "-t", "nat", "-A", "PREROUTING", "-d", clusterIP, "-p", "tcp", "--dport", "80",
+		"-j", "DNAT", "--to-destination", backend.ip+":8080")
+	var ln net.Listener
+	inNetns(t, backend.ns, func() {
+		var err error
+		ln, err = net.Listen("tcp4", net.JoinHostPort(backend.ip, "8080"))
+		require.NoError(t, err)
+	})
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		serve(conn)
+	}()
 }

@@ -20,23 +20,8 @@ func TestCaptureClusterIPResumedAfterIdle(t *testing.T) {
 	tn := newTestNode(t, "10.42.0", 2)
 	client, backend := tn.pods[0], tn.pods[1]
 	const clusterIP = "10.43.0.11"
-	tn.exec("iptables", "-t", "nat", "-A", "PREROUTING", "-d", clusterIP, "-p", "tcp", "--dport", "80",
-		"-j", "DNAT", "--to-destination", backend.ip+":8080")
 	rc := startCapture(t, tn, bpf.Config{FlushInterval: 100 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
-
-	var ln net.Listener
-	inNetns(t, backend.ns, func() {
-		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(backend.ip, "8080"))
-		require.NoError(t, err)
-	})
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
+	serveClusterIP(t, tn, clusterIP, backend, func(conn net.Conn) {
 		buf := make([]byte, 64)
 		for { // echo until the client closes
 			n, err := conn.Read(buf)
@@ -45,7 +30,7 @@ func TestCaptureClusterIPResumedAfterIdle(t *testing.T) {
 			}
 			_, _ = conn.Write(buf[:n])
 		}
-	}()
+	})
 	var conn net.Conn
 	inNetns(t, client.ns, func() {
 		var err error
