@@ -112,7 +112,6 @@ func (p *pipeline) handle(in aggregate.Event) {
 		if fl.TrafficDirection == flowlensv1.TrafficDirection_TRAFFIC_DIRECTION_UNSPECIFIED {
 			fl.TrafficDirection = p.directionByName(fl)
 		}
-		p.seen.Add(1)
 		if p.metrics != nil {
 			p.metrics.observe(fl)
 		}
@@ -121,6 +120,9 @@ func (p *pipeline) handle(in aggregate.Event) {
 				p.logError(err)
 			}
 		}
+		// Counted once its metrics and log line exist, so a reader of seen
+		// (status, tests) never sees a flow the metrics do not yet show.
+		p.seen.Add(1)
 	case in.Lost != nil:
 		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: in.Lost}
 		resp.Time = in.Lost.GetLast()
