@@ -348,4 +348,14 @@ func mismatchPredicate(values []flowlensv1.Mismatch) (predicate, error) {
 	return func(fl *flowlensv1.Flow) bool { return slices.Contains(values, fl.GetPolicy().GetMismatch()) }, nil
 }
 
+// attemptsPredicate selects aggregates of dropped connection attempts. False
+// is proto3's unset, so it constrains nothing: "not an aggregate" is this
+// field in a denylist.
+func attemptsPredicate(only bool) predicate {
+	if !only {
+		return nil
+	}
+	return func(fl *flowlensv1.Flow) bool { return fl.GetAggregatedAttempts() > 0 }
+}
+
 func uitoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }

@@ -135,6 +135,7 @@ func compileOne(ff *flowlensv1.FlowFilter) (conjunction, error) {
 		func() error { return add(directionPredicate(ff.GetTrafficDirection())) },
 		func() error { return add(nodePredicate(ff.GetNodeName())) },
 		func() error { return add(mismatchPredicate(ff.GetMismatch())) },
+		func() error { return add(attemptsPredicate(ff.GetAggregatedAttempts()), nil) },
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {

@@ -77,6 +77,8 @@ func TestMatch(t *testing.T) {
 		{name: "node exact", allow: []*ff{{NodeName: []string{"worker-1"}}}, drop: true},
 		{name: "node glob", allow: []*ff{{NodeName: []string{"worker-*"}}}, drop: true, dns: true},
 		{name: "mismatch", allow: []*ff{{Mismatch: []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_ALLOW, flowlensv1.Mismatch_UNEXPECTED_DROP}}}, dns: true},
+		{name: "attempts only", allow: []*ff{{AggregatedAttempts: true}}},
+		{name: "attempts hidden", deny: []*ff{{AggregatedAttempts: true}}, drop: true, dns: true},
 		{name: "fields AND", allow: []*ff{{SourceNamespace: []string{"homepage"}, Protocol: []string{"tcp"}}}, drop: true},
 		{name: "filters OR", allow: []*ff{{Protocol: []string{"tcp"}}, {DestinationPort: []uint32{53}}}, drop: true, dns: true},
 		{name: "deny only", deny: []*ff{{Verdict: []flowlensv1.Verdict{flowlensv1.Verdict_FORWARDED}}}, drop: true},
@@ -168,5 +170,32 @@ func BenchmarkMatch(b *testing.B) {
 		if !f.Match(fl) {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// An aggregate of dropped connection attempts (ns/pod:*, N attempts) is
+// what --attempts selects, and what --not --attempts hides.
+func TestAttempts(t *testing.T) {
+	type ff = flowlensv1.FlowFilter
+	agg := dropFlow()
+	agg.AggregatedAttempts = 40
+	agg.L4.GetTcp().SourcePort = 0
+	tests := []struct {
+		name        string
+		allow, deny []*ff
+		agg, single bool
+	}{
+		{name: "only attempts", allow: []*ff{{AggregatedAttempts: true}}, agg: true},
+		{name: "no attempts", deny: []*ff{{AggregatedAttempts: true}}, single: true},
+		{name: "attempts AND namespace", allow: []*ff{{AggregatedAttempts: true, DestinationNamespace: []string{"other"}}}},
+		{name: "false constrains nothing", allow: []*ff{{AggregatedAttempts: false}}, agg: true, single: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Compile(tt.allow, tt.deny)
+			require.NoError(t, err)
+			assert.Equal(t, tt.agg, f.Match(agg), "aggregate")
+			assert.Equal(t, tt.single, f.Match(dropFlow()), "single drop")
+		})
 	}
 }

@@ -96,6 +96,25 @@ func (v *filterValue) Set(s string) error {
 	return nil
 }
 
+// boolFilterValue is a filter flag given without a value, like --attempts:
+// pflag shows a bool flag as a switch.
+type boolFilterValue struct{ *filterValue }
+
+func (*boolFilterValue) Type() string { return "bool" }
+
+func attemptsSetter(v string) (*ff, error) {
+	on, err := strconv.ParseBool(v)
+	switch {
+	case err != nil:
+		return nil, errors.New("want true, or no value")
+	case !on:
+		// False would constrain nothing: proto3 cannot send "not an
+		// aggregate" as a value, only as a denylist entry.
+		return nil, errors.New("false selects nothing; to leave aggregates out use --not --attempts")
+	}
+	return &ff{AggregatedAttempts: true}, nil
+}
+
 // notValue is --not: a boolean flag that marks the next filter flag negated.
 type notValue struct{ owner *filterFlags }
 
@@ -242,6 +261,9 @@ func (f *filterFlags) addFlags(fs *pflag.FlagSet) {
 	add("node", "", "node name or glob (with --port-forward, also which agents to connect to)",
 		str(func(f *ff, v string) { f.NodeName = append(f.NodeName, v) }))
 	add("mismatch", "", "kernel and intended verdict disagree: "+mismatchUsage()+"; ANY is either unexpected verdict", mismatchSetter)
+	attempts := fs.VarPF(&boolFilterValue{&filterValue{owner: f, set: attemptsSetter}}, "attempts", "",
+		"only aggregates of dropped connection attempts (ns/pod:*, N attempts); --not --attempts hides them")
+	attempts.NoOptDefVal = "true"
 	not := fs.VarPF(&notValue{owner: f}, "not", "", "negate the next filter flag")
 	not.NoOptDefVal = "true"
 }

@@ -97,3 +97,33 @@ func TestObserveLastInTimeOrder(t *testing.T) {
 	assert.True(t, slices.IsSorted(lines), "not in time order:\n%s", out)
 	assert.True(t, strings.HasPrefix(lines[0], "Nov 26 12:00:00.123 k3s-1: homepage/"), lines[0])
 }
+
+// --attempts is a switch; false is refused with the way to say it.
+func TestObserveAttempts(t *testing.T) {
+	want := &flowlensv1.FlowFilter{AggregatedAttempts: true}
+	tests := []struct {
+		args        []string
+		allow, deny []*flowlensv1.FlowFilter
+		err         string
+	}{
+		{args: []string{"--attempts"}, allow: []*flowlensv1.FlowFilter{want}},
+		{args: []string{"--attempts=true", "--to-port", "5432"},
+			allow: []*flowlensv1.FlowFilter{{AggregatedAttempts: true, DestinationPort: []uint32{5432}}}},
+		{args: []string{"--not", "--attempts"}, deny: []*flowlensv1.FlowFilter{want}},
+		{args: []string{"--attempts=false"}, err: `invalid argument "false" for "--attempts" flag: false selects nothing; to leave aggregates out use --not --attempts`},
+		{args: []string{"--attempts=maybe"}, err: `invalid argument "maybe" for "--attempts" flag: want true, or no value`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			req, _, err := parse(t, tt.args...)
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			got := &flowlensv1.GetFlowsRequest{Allowlist: req.GetAllowlist(), Denylist: req.GetDenylist()}
+			assert.True(t, proto.Equal(&flowlensv1.GetFlowsRequest{Allowlist: tt.allow, Denylist: tt.deny}, got), "%v", req)
+		})
+	}
+}

@@ -26,7 +26,7 @@ import (
 )
 
 // tenFlows fills a ring with flows 0..9: even ones to "web" FORWARDED, odd
-// ones to "db" DROPPED.
+// ones to "db" DROPPED, 3 and 7 aggregates of dropped connection attempts.
 func tenFlows() *Ring {
 	r := NewRing(64)
 	for i := range 10 {
@@ -34,7 +34,11 @@ func tenFlows() *Ring {
 		if i%2 == 1 {
 			ns, v = "db", flowlensv1.Verdict_DROPPED
 		}
-		r.Write(flowN(i, ns, v))
+		resp := flowN(i, ns, v)
+		if i == 3 || i == 7 {
+			resp.GetFlow().AggregatedAttempts = 12
+		}
+		r.Write(resp)
 	}
 	return r
 }
@@ -59,6 +63,8 @@ func TestGetFlowsHistory(t *testing.T) {
 		{"allow and deny", &flowlensv1.GetFlowsRequest{
 			Allowlist: []*ff{{SourceNamespace: []string{"client"}}},
 			Denylist:  []*ff{{DestinationNamespace: []string{"web"}}, {DestinationPod: []string{"db/db"}}}}, []int{}},
+		{"attempts", &flowlensv1.GetFlowsRequest{Allowlist: []*ff{{AggregatedAttempts: true}}}, []int{3, 7}},
+		{"no attempts (--not --attempts)", &flowlensv1.GetFlowsRequest{Denylist: []*ff{{AggregatedAttempts: true}}}, []int{0, 1, 2, 4, 5, 6, 8, 9}},
 		{"since", &flowlensv1.GetFlowsRequest{Since: timestamppb.New(base.Add(7 * time.Millisecond))}, []int{7, 8, 9}},
 		{"until", &flowlensv1.GetFlowsRequest{Until: timestamppb.New(base.Add(2 * time.Millisecond))}, []int{0, 1, 2}},
 		{"since until", &flowlensv1.GetFlowsRequest{Since: timestamppb.New(base.Add(3 * time.Millisecond)),

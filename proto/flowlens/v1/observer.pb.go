@@ -241,13 +241,17 @@ type FlowFilter struct {
 	NodeName         []string           `protobuf:"bytes,15,rep,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	Mismatch         []Mismatch         `protobuf:"varint,16,rep,packed,name=mismatch,proto3,enum=flowlens.v1.Mismatch" json:"mismatch,omitempty"`
 	// either-end variants: match when the source or the destination matches.
-	Pod           []string `protobuf:"bytes,17,rep,name=pod,proto3" json:"pod,omitempty"`
-	Namespace     []string `protobuf:"bytes,18,rep,name=namespace,proto3" json:"namespace,omitempty"`
-	Ip            []string `protobuf:"bytes,19,rep,name=ip,proto3" json:"ip,omitempty"`
-	Label         []string `protobuf:"bytes,20,rep,name=label,proto3" json:"label,omitempty"`
-	Port          []uint32 `protobuf:"varint,21,rep,packed,name=port,proto3" json:"port,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pod       []string `protobuf:"bytes,17,rep,name=pod,proto3" json:"pod,omitempty"`
+	Namespace []string `protobuf:"bytes,18,rep,name=namespace,proto3" json:"namespace,omitempty"`
+	Ip        []string `protobuf:"bytes,19,rep,name=ip,proto3" json:"ip,omitempty"`
+	Label     []string `protobuf:"bytes,20,rep,name=label,proto3" json:"label,omitempty"`
+	Port      []uint32 `protobuf:"varint,21,rep,packed,name=port,proto3" json:"port,omitempty"`
+	// aggregated_attempts, when true, matches only records that sum dropped
+	// connection attempts (Flow.aggregated_attempts > 0): a SYN flood, or a
+	// client retrying against a REJECT. In a denylist it hides them.
+	AggregatedAttempts bool `protobuf:"varint,22,opt,name=aggregated_attempts,json=aggregatedAttempts,proto3" json:"aggregated_attempts,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *FlowFilter) Reset() {
@@ -425,6 +429,13 @@ func (x *FlowFilter) GetPort() []uint32 {
 		return x.Port
 	}
 	return nil
+}
+
+func (x *FlowFilter) GetAggregatedAttempts() bool {
+	if x != nil {
+		return x.AggregatedAttempts
+	}
+	return false
 }
 
 type ServerStatusRequest struct {
@@ -632,7 +643,7 @@ const file_flowlens_v1_observer_proto_rawDesc = "" +
 	"lostEvents\x12\x1b\n" +
 	"\tnode_name\x18\x03 \x01(\tR\bnodeName\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB\x10\n" +
-	"\x0eresponse_types\"\x87\x06\n" +
+	"\x0eresponse_types\"\xb8\x06\n" +
 	"\n" +
 	"FlowFilter\x12\x1d\n" +
 	"\n" +
@@ -659,7 +670,8 @@ const file_flowlens_v1_observer_proto_rawDesc = "" +
 	"\tnamespace\x18\x12 \x03(\tR\tnamespace\x12\x0e\n" +
 	"\x02ip\x18\x13 \x03(\tR\x02ip\x12\x14\n" +
 	"\x05label\x18\x14 \x03(\tR\x05label\x12\x12\n" +
-	"\x04port\x18\x15 \x03(\rR\x04port\"\x15\n" +
+	"\x04port\x18\x15 \x03(\rR\x04port\x12/\n" +
+	"\x13aggregated_attempts\x18\x16 \x01(\bR\x12aggregatedAttempts\"\x15\n" +
 	"\x13ServerStatusRequest\"\xfd\x04\n" +
 	"\x14ServerStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x18\n" +
