@@ -19,9 +19,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/flowlens/flowlens/aggregate"
+	"github.com/flowlens/flowlens/kubeapi/kubeapitest"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
@@ -32,7 +32,7 @@ import (
 // policy applied while the agent runs changing the verdict of the next flow.
 // fakeCluster holds linkding's pod, PostgreSQL's, and a default deny of
 // ingress in database: the first flow between them is an UNEXPECTED_ALLOW.
-func fakeCluster() *fake.Clientset {
+func fakeCluster() kubeapitest.Clientset {
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
 	}
@@ -43,7 +43,7 @@ func fakeCluster() *fake.Clientset {
 			Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "192.0.2.1"},
 		}
 	}
-	return fake.NewClientset(
+	return kubeapitest.New(
 		ns("linkding"), ns("database"),
 		pod("linkding", "linkding-0", "10.42.0.10", "linkding"),
 		pod("database", "postgresql-cluster-1", "10.42.0.20", "postgresql"),

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/policy"
@@ -20,7 +20,7 @@ import (
 // loop included), for the agent's errgroup.
 // A --policies set that does not load at start-up is an error: there is no
 // last good set to keep yet.
-func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState, client kubernetes.Interface,
+func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState, client kubeAPI,
 	fileSet []networkingv1.NetworkPolicy) (*policyJudge, []func(context.Context) error, error) {
 	plog := log.With("component", "policy")
 	// Validate checked the name.
@@ -55,7 +55,7 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 				j.drift.SetFiles(p)
 			}
 			run = append(run, func(ctx context.Context) error {
-				return policysource.WatchCluster(ctx, client, plog, j.drift.SetCluster)
+				return policysource.WatchCluster(ctx, networkPolicies(client), plog, j.drift.SetCluster)
 			})
 		}
 		first, stamp, err := files.Load()
@@ -68,7 +68,7 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 	case client != nil:
 		j = newPolicyJudge(plog, "cluster", state)
 		run = append(run, func(ctx context.Context) error {
-			return policysource.WatchCluster(ctx, client, plog, j.setPolicies)
+			return policysource.WatchCluster(ctx, networkPolicies(client), plog, j.setPolicies)
 		})
 	case len(fileSet) > 0:
 		j = newPolicyJudge(plog, "cluster-file:"+cfg.ClusterFile, state)
@@ -78,4 +78,9 @@ func newJudgeFromConfig(cfg Config, log *slog.Logger, state enrich.ClusterState,
 	}
 	j.enforcer = en
 	return j, append(run, j.run), nil
+}
+
+// networkPolicies lists and watches the cluster's NetworkPolicies.
+func networkPolicies(client kubeAPI) cache.ListerWatcher {
+	return client.ListWatch(networkingv1.SchemeGroupVersion, "networkpolicies")
 }

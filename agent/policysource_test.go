@@ -15,7 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/flowlens/flowlens/kubeapi/kubeapitest"
 )
 
 const denyIngressYAML = `apiVersion: networking.k8s.io/v1
@@ -33,7 +34,7 @@ func TestJudgeDriftFollowsFileReload(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "deny.yaml")
 	require.NoError(t, os.WriteFile(file, []byte(denyIngressYAML), 0o600))
-	client := fake.NewClientset(&networkingv1.NetworkPolicy{
+	client := kubeapitest.New(&networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "database", Name: "default-deny"},
 		Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
 	})

@@ -13,8 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/flowlens/flowlens/agent/flowlog"
 	"github.com/flowlens/flowlens/agent/observer"
@@ -22,6 +23,7 @@ import (
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/enrich"
 	"github.com/flowlens/flowlens/internal/lost"
+	"github.com/flowlens/flowlens/kubeapi"
 	"github.com/flowlens/flowlens/manifest"
 )
 
@@ -59,7 +61,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) (*
 // buildOn builds the agent over a loaded capture: the aggregation of its
 // counters into flows is the agent's source.
 func buildOn(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout io.Writer,
-	reg *prometheus.Registry, capture *bpf.Capture, client kubernetes.Interface) (*Agent, error) {
+	reg *prometheus.Registry, capture *bpf.Capture, client kubeAPI) (*Agent, error) {
 	src, err := aggregate.New(capture, log.With("component", "aggregate"), reg)
 	if err != nil {
 		return nil, err
@@ -91,13 +93,28 @@ func parseInputs(cfg Config) (inputs, error) {
 	return in, nil
 }
 
+// kubeAPI is the Kubernetes API as the agent reads it: list-watches of
+// typed resources (enrichment, the cluster's NetworkPolicies) and of
+// metadata only (workload owners), and /version. kubeapi.Client in
+// production; client-go's fake clientset (kubeapitest) in tests.
+type kubeAPI interface {
+	ListWatch(gv schema.GroupVersion, resource string) cache.ListerWatcher
+	MetadataListWatch(r schema.GroupVersionResource) cache.ListerWatcher
+	Version(ctx context.Context) error
+}
+
 // kubeClient returns the Kubernetes API client, or nil when names come
 // from --cluster-file, --no-kube is set, or there is no API to reach.
-func kubeClient(cfg Config) (kubernetes.Interface, error) {
+func kubeClient(cfg Config) (kubeAPI, error) {
 	if cfg.ClusterFile != "" || cfg.NoKube || (cfg.Kubeconfig == "" && !inCluster()) {
 		return nil, nil
 	}
-	client, err := enrich.Client(cfg.Kubeconfig)
+	rc, err := kubeapi.Config(cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	rc.UserAgent = "flowlens-agent"
+	client, err := kubeapi.New(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -108,7 +125,7 @@ func kubeClient(cfg Config) (kubernetes.Interface, error) {
 // kernel side, client the Kubernetes API (nil without one). New and the
 // tests both come through here.
 func build(ctx context.Context, cfg Config, in inputs, log *slog.Logger, stdout io.Writer,
-	reg *prometheus.Registry, src source, client kubernetes.Interface) (*Agent, error) {
+	reg *prometheus.Registry, src source, client kubeAPI) (*Agent, error) {
 	d := deps{gatherer: reg, source: src}
 	fail := func(err error) (*Agent, error) {
 		for _, c := range d.closers {
@@ -167,7 +184,7 @@ type enrichment struct {
 
 // buildEnrichment names endpoints from --cluster-file, or the Kubernetes
 // API when there is a client, or not at all.
-func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client kubernetes.Interface,
+func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client kubeAPI,
 	log *slog.Logger, reg prometheus.Registerer) (enrichment, error) {
 	var en enrichment
 	switch {
@@ -187,7 +204,7 @@ func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client
 		en.resolver, en.state = st, st
 		en.filePolicys = objs.NetworkPolicies
 	case client != nil:
-		kube, err := enrich.NewKube(ctx, client, ecfg, log.With("component", "enrich"), reg)
+		kube, err := enrich.NewKube(ctx, enrich.NewAPI(client), ecfg, log.With("component", "enrich"), reg)
 		if err != nil {
 			return en, fmt.Errorf("start enrichment: %w", err)
 		}
@@ -198,7 +215,7 @@ func buildEnrichment(ctx context.Context, cfg Config, ecfg enrich.Config, client
 
 // wirePolicy sets the intended policy set (see newJudgeFromConfig) and
 // re-judges when the cluster state changes.
-func wirePolicy(d *deps, cfg Config, en enrichment, client kubernetes.Interface, log *slog.Logger) error {
+func wirePolicy(d *deps, cfg Config, en enrichment, client kubeAPI, log *slog.Logger) error {
 	j, feed, err := newJudgeFromConfig(cfg, log, en.state, client, en.filePolicys)
 	if err != nil || j == nil {
 		return err

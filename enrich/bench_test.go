@@ -15,7 +15,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/flowlens/flowlens/kubeapi/kubeapitest"
 )
 
 const (
@@ -83,10 +84,10 @@ func heapInUse() uint64 {
 func BenchmarkMemoryPerPod(b *testing.B) {
 	objs := benchCluster()
 	for b.Loop() {
-		cs := fake.NewClientset(objs...)
+		cs := kubeapitest.New(objs...)
 		before := heapInUse()
 		ctx, cancel := context.WithCancel(context.Background())
-		k, err := NewKube(ctx, cs, Config{NodeName: "node-0"}, slog.New(slog.DiscardHandler), nil)
+		k, err := NewKube(ctx, NewAPI(cs), Config{NodeName: "node-0"}, slog.New(slog.DiscardHandler), nil)
 		require.NoError(b, err)
 		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 		require.True(b, k.WaitForSync(wctx))

@@ -14,7 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/flowlens/flowlens/kubeapi/kubeapitest"
 )
 
 const testNode = "node-a"
@@ -101,14 +102,14 @@ func slice(ns, name, svc string, port int32, portName string, addrs ...string) *
 
 // startKube runs a Kube over a fake clientset seeded with objs and waits for
 // its caches.
-func startKube(t *testing.T, cfg Config, objs ...runtime.Object) (*Kube, *fake.Clientset) {
+func startKube(t *testing.T, cfg Config, objs ...runtime.Object) (*Kube, kubeapitest.Clientset) {
 	t.Helper()
-	cs := fake.NewClientset(objs...)
+	cs := kubeapitest.New(objs...)
 	k, _ := startKubeWith(t, cs, cfg, true)
 	return k, cs
 }
 
-func startKubeWith(t *testing.T, cs *fake.Clientset, cfg Config, wait bool) (*Kube, *prometheus.Registry) {
+func startKubeWith(t *testing.T, cs kubeapitest.Clientset, cfg Config, wait bool) (*Kube, *prometheus.Registry) {
 	t.Helper()
 	if cfg.NodeName == "" {
 		cfg.NodeName = testNode
@@ -116,7 +117,7 @@ func startKubeWith(t *testing.T, cs *fake.Clientset, cfg Config, wait bool) (*Ku
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	reg := prometheus.NewRegistry()
-	k, err := NewKube(ctx, cs, cfg, slog.New(slog.DiscardHandler), reg)
+	k, err := NewKube(ctx, NewAPI(cs), cfg, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	if wait {
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)

@@ -10,24 +10,21 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 )
 
-// Kube is the Resolver backed by the Kubernetes API: one shared informer
-// factory (pods, namespaces, nodes, services, EndpointSlices, and
-// ReplicaSets/Jobs for workload names), slimmed by a transform, feeding the
-// index. Informer objects are never mutated; the index keeps pointers to
-// them.
+// Kube is the Resolver backed by the Kubernetes API: an informer per
+// resource (pods, namespaces, nodes, services, EndpointSlices, and the
+// metadata of ReplicaSets and Jobs for workload names), slimmed by a
+// transform, feeding the index. Informer objects are never mutated; the
+// index keeps pointers to them.
 type Kube struct {
 	*index
 	log    *slog.Logger
@@ -41,18 +38,22 @@ var (
 	_ ClusterState = (*Kube)(nil)
 )
 
-// listWatch is one watched resource's typed list and watch calls.
-type listWatch struct {
-	resource string
-	obj      runtime.Object
-	list     func(context.Context, metav1.ListOptions) (runtime.Object, error)
-	watch    func(context.Context, metav1.ListOptions) (watch.Interface, error)
+// API is what Kube reads from the Kubernetes API: a list-watch per resource,
+// in all namespaces, and the API server's /version. The agent builds it on
+// kubeapi's REST clients; tests on client-go's fake clientset.
+type API struct {
+	Pods, Namespaces, Nodes, Services, EndpointSlices cache.ListerWatcher
+	// ReplicaSets and Jobs list *metav1.PartialObjectMetadata: their
+	// controller reference is all enrichment reads of them.
+	ReplicaSets, Jobs cache.ListerWatcher
+	// Version asks the API server for /version; see probe. Nil: no probe.
+	Version func(context.Context) error
 }
 
 // NewKube starts the informers under ctx and returns at once: lookups answer
 // WORLD (or a named CIDR) until the caches fill; use WaitForSync to wait.
 // klog, which client-go logs through, is bridged into log.
-func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Kube, error) {
+func NewKube(ctx context.Context, api API, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Kube, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -68,91 +69,77 @@ func NewKube(ctx context.Context, client kubernetes.Interface, cfg Config, log *
 		return nil, err
 	}
 
-	// Resync is off: handlers are idempotent and the index has no
-	// external state to reconcile.
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
-	core, disc, apps, batch := client.CoreV1(), client.DiscoveryV1(), client.AppsV1(), client.BatchV1()
 	resources := []struct {
-		lw      listWatch
+		name    string
+		lw      cache.ListerWatcher
+		obj     runtime.Object
 		handler cache.ResourceEventHandler
 	}{
-		{listWatch{"pods", &corev1.Pod{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return core.Pods("").List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return core.Pods("").Watch(ctx, o)
-			},
-		}, handlers(func(p *podInfo) { k.upsertPod(p, time.Now()) },
+		{"pods", api.Pods, &corev1.Pod{}, handlers(func(p *podInfo) { k.upsertPod(p, time.Now()) },
 			func(p *podInfo) { k.deletePod(p.namespace, p.name, time.Now()) })},
-		{listWatch{"namespaces", &corev1.Namespace{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return core.Namespaces().List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return core.Namespaces().Watch(ctx, o)
-			},
-		}, handlers(k.upsertNamespace, func(n *corev1.Namespace) { k.deleteNamespace(n.Name) })},
-		{listWatch{"nodes", &corev1.Node{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return core.Nodes().List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return core.Nodes().Watch(ctx, o)
-			},
-		}, handlers(k.upsertNode, func(n *corev1.Node) { k.deleteNode(n.Name) })},
-		{listWatch{"services", &corev1.Service{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return core.Services("").List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return core.Services("").Watch(ctx, o)
-			},
-		}, handlers(k.upsertService, func(s *corev1.Service) { k.deleteService(s.Namespace, s.Name) })},
-		{listWatch{"endpointslices", &discoveryv1.EndpointSlice{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return disc.EndpointSlices("").List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return disc.EndpointSlices("").Watch(ctx, o)
-			},
-		}, handlers(k.upsertSlice, k.deleteSlice)},
-		{listWatch{"replicasets", &appsv1.ReplicaSet{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return apps.ReplicaSets("").List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return apps.ReplicaSets("").Watch(ctx, o)
-			},
-		}, handlers(func(r *appsv1.ReplicaSet) { k.upsertOwner("ReplicaSet", &r.ObjectMeta) },
-			func(r *appsv1.ReplicaSet) { k.deleteOwner("ReplicaSet", r.Namespace, r.Name) })},
-		{listWatch{"jobs", &batchv1.Job{},
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return batch.Jobs("").List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return batch.Jobs("").Watch(ctx, o)
-			},
-		}, handlers(func(j *batchv1.Job) { k.upsertOwner("Job", &j.ObjectMeta) },
-			func(j *batchv1.Job) { k.deleteOwner("Job", j.Namespace, j.Name) })},
+		{"namespaces", api.Namespaces, &corev1.Namespace{},
+			handlers(k.upsertNamespace, func(n *corev1.Namespace) { k.deleteNamespace(n.Name) })},
+		{"nodes", api.Nodes, &corev1.Node{}, handlers(k.upsertNode, func(n *corev1.Node) { k.deleteNode(n.Name) })},
+		{"services", api.Services, &corev1.Service{},
+			handlers(k.upsertService, func(s *corev1.Service) { k.deleteService(s.Namespace, s.Name) })},
+		{"endpointslices", api.EndpointSlices, &discoveryv1.EndpointSlice{}, handlers(k.upsertSlice, k.deleteSlice)},
+		{"replicasets", api.ReplicaSets, &metav1.PartialObjectMetadata{},
+			handlers(func(m *metav1.PartialObjectMetadata) { k.upsertOwner("ReplicaSet", &m.ObjectMeta) },
+				func(m *metav1.PartialObjectMetadata) { k.deleteOwner("ReplicaSet", m.Namespace, m.Name) })},
+		{"jobs", api.Jobs, &metav1.PartialObjectMetadata{},
+			handlers(func(m *metav1.PartialObjectMetadata) { k.upsertOwner("Job", &m.ObjectMeta) },
+				func(m *metav1.PartialObjectMetadata) { k.deleteOwner("Job", m.Namespace, m.Name) })},
 	}
+	informers := make([]cache.SharedIndexInformer, 0, len(resources))
 	for _, r := range resources {
-		inf := factory.InformerFor(r.lw.obj, k.newInformer(r.lw))
-		if err := inf.SetWatchErrorHandlerWithContext(k.watchErrorHandler(r.lw.resource)); err != nil {
-			return nil, fmt.Errorf("set watch error handler for %s: %w", r.lw.resource, err)
+		inf := k.newInformer(r.name, r.lw, r.obj)
+		if err := inf.SetTransform(slim); err != nil {
+			return nil, fmt.Errorf("set transform for %s: %w", r.name, err)
+		}
+		if err := inf.SetWatchErrorHandlerWithContext(k.watchErrorHandler(r.name)); err != nil {
+			return nil, fmt.Errorf("set watch error handler for %s: %w", r.name, err)
 		}
 		hreg, err := inf.AddEventHandler(r.handler)
 		if err != nil {
-			return nil, fmt.Errorf("add %s event handler: %w", r.lw.resource, err)
+			return nil, fmt.Errorf("add %s event handler: %w", r.name, err)
 		}
 		// The registration's HasSynced also waits for the handler to have
 		// seen the initial list, i.e. for the index to be filled.
 		k.synced = append(k.synced, hreg.HasSynced)
+		informers = append(informers, inf)
 	}
-	factory.StartWithContext(ctx)
+	for _, inf := range informers {
+		go inf.RunWithContext(ctx)
+	}
 	go k.janitor(ctx)
-	go k.probe(ctx, versionProbe(client), cfg.probeEvery(), probeTimeout)
+	if api.Version != nil {
+		go k.probe(ctx, api.Version, cfg.probeEvery(), probeTimeout)
+	}
 	return k, nil
+}
+
+// APIClient is the API server as kubeapi.Client reaches it.
+type APIClient interface {
+	ListWatch(gv schema.GroupVersion, resource string) cache.ListerWatcher
+	MetadataListWatch(r schema.GroupVersionResource) cache.ListerWatcher
+	Version(ctx context.Context) error
+}
+
+// NewAPI is the list-watches of what enrichment watches, from c.
+func NewAPI(c APIClient) API {
+	core := corev1.SchemeGroupVersion
+	return API{
+		Pods:           c.ListWatch(core, "pods"),
+		Namespaces:     c.ListWatch(core, "namespaces"),
+		Nodes:          c.ListWatch(core, "nodes"),
+		Services:       c.ListWatch(core, "services"),
+		EndpointSlices: c.ListWatch(discoveryv1.SchemeGroupVersion, "endpointslices"),
+		// Named here rather than through k8s.io/api/apps and batch, whose
+		// types are never decoded.
+		ReplicaSets: c.MetadataListWatch(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}),
+		Jobs:        c.MetadataListWatch(schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}),
+		Version:     c.Version,
+	}
 }
 
 var klogOnce sync.Once
@@ -170,27 +157,29 @@ func BridgeKlog(log *slog.Logger) {
 // handler never hears of a watch call refused by a stopped API server: the
 // reflector retries "connection refused" in a backoff loop of its own
 // (isWatchErrorRetriable), so an outage that starts with a closed watch would
-// never degrade enrichment.
-func (k *Kube) newInformer(lw listWatch) func(kubernetes.Interface, time.Duration) cache.SharedIndexInformer {
-	return func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		w := &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return retryRefused(ctx, k, lw.resource, func() (runtime.Object, error) { return lw.list(ctx, o) })
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return retryRefused(ctx, k, lw.resource, func() (watch.Interface, error) {
-					w, err := lw.watch(ctx, o)
-					if watchListRefused(o, err) {
-						err = &fallbackError{err}
-					}
-					return w, err
-				})
-			},
-		}
-		return cache.NewSharedIndexInformerWithOptions(
-			cache.ToListWatcherWithWatchListSemantics(w, client), lw.obj,
-			cache.SharedIndexInformerOptions{ResyncPeriod: resync, Indexers: cache.Indexers{}})
+// never degrade enrichment. Resync is off: handlers are idempotent and the
+// index has no external state to reconcile.
+func (k *Kube) newInformer(resource string, lw cache.ListerWatcher, obj runtime.Object) cache.SharedIndexInformer {
+	inner := cache.ToListerWatcherWithContext(lw)
+	w := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return retryRefused(ctx, k, resource, func() (runtime.Object, error) { return inner.ListWithContext(ctx, o) })
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return retryRefused(ctx, k, resource, func() (watch.Interface, error) {
+				w, err := inner.WatchWithContext(ctx, o)
+				if watchListRefused(o, err) {
+					err = &fallbackError{err}
+				}
+				return w, err
+			})
+		},
 	}
+	// The reflector asks for a streaming list unless lw says it cannot
+	// (client-go's fake clientset does).
+	return cache.NewSharedIndexInformerWithOptions(
+		cache.ToListWatcherWithWatchListSemantics(w, lw), obj,
+		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{}})
 }
 
 // called records the outcome of a list or watch call. A failure comes back

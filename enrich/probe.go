@@ -3,8 +3,6 @@ package enrich
 import (
 	"context"
 	"time"
-
-	"k8s.io/client-go/kubernetes"
 )
 
 // Probe timings: how often the API server is asked for its version, and how
@@ -16,19 +14,6 @@ const (
 
 // probeResource is the health entry of the probe, next to the watched resources.
 const probeResource = "apiserver"
-
-// versionProbe asks the API server for /version, which every client may read
-// (system:public-info-viewer), within ctx. A fake clientset has no REST
-// client: its discovery answers (and its reactors can fail) instead.
-func versionProbe(client kubernetes.Interface) func(context.Context) error {
-	if rc := client.Discovery().RESTClient(); rc != nil {
-		return func(ctx context.Context) error { return rc.Get().AbsPath("/version").Do(ctx).Error() }
-	}
-	return func(context.Context) error {
-		_, err := client.Discovery().ServerVersion()
-		return err
-	}
-}
 
 // probe marks enrichment degraded while the API server does not answer. The
 // informers alone are not enough: a watch on a connection that went silent

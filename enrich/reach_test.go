@@ -17,8 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/flowlens/flowlens/kubeapi/kubeapitest"
 )
 
 // TestKubeAPIRestarted is an API server stopped long enough for the
@@ -36,7 +37,7 @@ func TestKubeAPIRestarted(t *testing.T) {
 		watchers []*watch.FakeWatcher
 		resumed  = map[string]bool{} // resources whose first watch after the restart was answered
 	)
-	cs := fake.NewClientset(pod("a", "web", []string{"10.42.0.50"}))
+	cs := kubeapitest.New(pod("a", "web", []string{"10.42.0.50"}))
 	cs.PrependReactor("list", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if down.Load() {
 			return true, nil, refusedErr

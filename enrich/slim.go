@@ -1,8 +1,6 @@
 package enrich
 
 import (
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,10 +23,8 @@ func slim(obj any) (any, error) {
 		return slimService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return slimSlice(o), nil
-	case *appsv1.ReplicaSet:
-		return &appsv1.ReplicaSet{ObjectMeta: slimMeta(&o.ObjectMeta, false)}, nil
-	case *batchv1.Job:
-		return &batchv1.Job{ObjectMeta: slimMeta(&o.ObjectMeta, false)}, nil
+	case *metav1.PartialObjectMetadata: // a ReplicaSet or a Job
+		return &metav1.PartialObjectMetadata{ObjectMeta: slimMeta(&o.ObjectMeta, false)}, nil
 	}
 	return obj, nil
 }

@@ -15,7 +15,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/portforward"
@@ -29,13 +30,13 @@ const AgentSelector = "app.kubernetes.io/name=flowlens"
 // sorted by node, restricted to nodes when given (names or globs, as --node).
 // A node asked for by exact name that has no running agent is an error: the
 // user would otherwise wait for flows that never come.
-func findAgentPods(ctx context.Context, cs kubernetes.Interface, namespace string, nodes []string) ([]corev1.Pod, error) {
-	list, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: AgentSelector})
+func findAgentPods(ctx context.Context, list listPods, namespace string, nodes []string) ([]corev1.Pod, error) {
+	pods, err := list(ctx, namespace, metav1.ListOptions{LabelSelector: AgentSelector})
 	if err != nil {
 		return nil, fmt.Errorf("list agent pods in namespace %s: %w", namespace, err)
 	}
 	byNode := map[string]corev1.Pod{}
-	for _, p := range list.Items {
+	for _, p := range pods.Items {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || p.Spec.NodeName == "" {
 			continue
 		}
@@ -61,12 +62,43 @@ func findAgentPods(ctx context.Context, cs kubernetes.Interface, namespace strin
 	if len(byNode) == 0 {
 		return nil, fmt.Errorf("no running flowlens agent pods in namespace %s (selector %s)", namespace, AgentSelector)
 	}
-	pods := make([]corev1.Pod, 0, len(byNode))
+	out := make([]corev1.Pod, 0, len(byNode))
 	for _, p := range byNode {
-		pods = append(pods, p)
+		out = append(out, p)
 	}
-	slices.SortFunc(pods, func(a, b corev1.Pod) int { return strings.Compare(a.Spec.NodeName, b.Spec.NodeName) })
-	return pods, nil
+	slices.SortFunc(out, func(a, b corev1.Pod) int { return strings.Compare(a.Spec.NodeName, b.Spec.NodeName) })
+	return out, nil
+}
+
+// listPods lists the pods of a namespace.
+type listPods func(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.PodList, error)
+
+// podsClient is a REST client for core/v1 pods alone: client-go's clientset
+// would link and register every API group, a third of the CLI's size.
+func podsClient(cfg *rest.Config) (*rest.RESTClient, error) {
+	scheme := runtime.NewScheme()
+	scheme.AddKnownTypes(corev1.SchemeGroupVersion, &corev1.Pod{}, &corev1.PodList{})
+	metav1.AddToGroupVersion(scheme, corev1.SchemeGroupVersion)
+	cfg = rest.CopyConfig(cfg)
+	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	cfg.APIPath = "/api"
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	rc, err := rest.RESTClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return rc, nil
+}
+
+// restPods lists pods through a podsClient.
+type restPods struct{ *rest.RESTClient }
+
+func (rc restPods) list(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.PodList, error) {
+	out := &corev1.PodList{}
+	err := rc.Get().Namespace(namespace).Resource("pods").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(out)
+	return out, err
 }
 
 // restConfig loads the kubeconfig the way kubectl does.
@@ -94,19 +126,19 @@ func portForwardAgents(ctx context.Context, c *connFlags, nodes []string, log *s
 	if err != nil {
 		return nil, stop, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	rc, err := podsClient(cfg)
 	if err != nil {
-		return nil, stop, fmt.Errorf("kubernetes client: %w", err)
+		return nil, stop, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	pods, err := findAgentPods(ctx, cs, c.kubeNamespace, nodes)
+	pods, err := findAgentPods(ctx, restPods{rc}.list, c.kubeNamespace, nodes)
 	if err != nil {
 		return nil, stop, err
 	}
 	var targets []target
 	for _, p := range pods {
-		addr, s, err := forwardPod(ctx, cfg, cs, p, c.agentPort, log)
+		addr, s, err := forwardPod(ctx, cfg, rc, p, c.agentPort, log)
 		if err != nil {
 			return nil, stop, fmt.Errorf("port-forward to %s/%s on node %s: %w", p.Namespace, p.Name, p.Spec.NodeName, err)
 		}
@@ -118,12 +150,12 @@ func portForwardAgents(ctx context.Context, c *connFlags, nodes []string, log *s
 
 // forwardPod is what `kubectl port-forward pod 0:port` does, over SPDY. It
 // needs an API server, so it is exercised only against a real cluster.
-func forwardPod(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, pod corev1.Pod, port int, log *slog.Logger) (string, func(), error) {
+func forwardPod(ctx context.Context, cfg *rest.Config, rc *rest.RESTClient, pod corev1.Pod, port int, log *slog.Logger) (string, func(), error) {
 	transport, upgrader, err := spdy.RoundTripperFor(cfg)
 	if err != nil {
 		return "", nil, fmt.Errorf("spdy round tripper: %w", err)
 	}
-	url := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward").URL()
+	url := rc.Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward").URL()
 	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
 	stopCh, readyCh := make(chan struct{}), make(chan struct{})
 	errOut := &logWriter{log: log, pod: pod.Name}

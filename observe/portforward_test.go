@@ -36,8 +36,11 @@ func TestFindAgentPods(t *testing.T) {
 		agentPod("flowlens-c", "k3s-3", corev1.PodPending, old, nil),
 		agentPod("other", "k3s-4", corev1.PodRunning, old, map[string]string{"app": "other"}),
 	)
+	list := func(ctx context.Context, ns string, o metav1.ListOptions) (*corev1.PodList, error) {
+		return cs.CoreV1().Pods(ns).List(ctx, o)
+	}
 	names := func(nodes ...string) ([]string, error) {
-		pods, err := findAgentPods(context.Background(), cs, "flowlens", nodes)
+		pods, err := findAgentPods(context.Background(), list, "flowlens", nodes)
 		var out []string
 		for _, p := range pods {
 			out = append(out, p.Spec.NodeName+"="+p.Name)
@@ -60,7 +63,7 @@ func TestFindAgentPods(t *testing.T) {
 	_, err = names("k3s-3")
 	assert.ErrorContains(t, err, `no running flowlens agent pod on node "k3s-3" in namespace flowlens`)
 
-	_, err = findAgentPods(context.Background(), cs, "elsewhere", nil)
+	_, err = findAgentPods(context.Background(), list, "elsewhere", nil)
 	assert.ErrorContains(t, err, "no running flowlens agent pods in namespace elsewhere")
 }
 

@@ -9,7 +9,9 @@ import (
 )
 
 // The CLI must not link the daemon: the kernel side, netlink, enrichment
-// and log rotation would make it several times larger.
+// and log rotation would make it several times larger; nor client-go's
+// clientset, which links every API group (the port-forward lists pods
+// through a REST client of its own).
 func TestCLIDoesNotLinkTheDaemon(t *testing.T) {
 	testenv.Tool(t, "go", "golang (or Go from go.dev)")
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
@@ -24,6 +26,8 @@ func TestCLIDoesNotLinkTheDaemon(t *testing.T) {
 		"github.com/flowlens/flowlens/aggregate",
 		"github.com/flowlens/flowlens/bpf",
 		"gopkg.in/natefinch/lumberjack",
+		"k8s.io/client-go/kubernetes",
+		"k8s.io/client-go/informers",
 	}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, f := range forbidden {
