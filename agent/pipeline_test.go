@@ -3,10 +3,14 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -174,4 +178,93 @@ func TestPipelineNewFlowAfterSinkKeptOne(t *testing.T) {
 			assert.NotSame(t, ring.got[i-1].GetFlow(), r.GetFlow())
 		}
 	}
+}
+
+// addrNamer names pods by address from a map, as the enrichment index
+// does, returning its shared endpoints.
+type addrNamer map[netip.Addr]*flowlensv1.Endpoint
+
+func (n addrNamer) Endpoint(ip netip.Addr, _ time.Time) *flowlensv1.Endpoint { return n[ip] }
+func (n addrNamer) Service(netip.Addr, uint16, string) *flowlensv1.Service   { return nil }
+
+type allowAll struct{}
+
+func (allowAll) Judge(PolicyQuery) *flowlensv1.PolicyVerdict {
+	return &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Summary: "allowed"}
+}
+
+// BenchmarkPipeline prices one flow through the pipeline (annotation,
+// metrics, flow log, ring) as aggregation now sends it ("record", built
+// into reused messages) against a proto built anew for each record as
+// aggregation did before (issue 9; "flow", that build included). The two
+// run in alternating rounds of 4,096 flows on one locked thread, timed by
+// the thread's own CPU time, so a busy machine slows both alike; it
+// reports each one's CPU ns a flow and record/flow.
+func BenchmarkPipeline(b *testing.B) {
+	names := addrNamer{}
+	recs := make([]aggregate.Record, 4096)
+	for i := range recs {
+		src, dst := memPodIP(i%memPods), memPodIP((i*7+1)%memPods)
+		for _, a := range []netip.Addr{src, dst} {
+			names[a] = &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_POD, Namespace: fmt.Sprintf("ns-%d", i%50),
+				PodName: fmt.Sprintf("pod-%d", i), NodeName: "node-0",
+				Workloads: []*flowlensv1.Workload{{Kind: "Deployment", Name: fmt.Sprintf("app-%d", i/5)}}}
+		}
+		recs[i] = aggregate.Record{Key: bpf.FlowKey{Saddr: src.As16(), Daddr: dst.As16(), Sport: uint16(i), Dport: 8080, Proto: 6, Family: 4},
+			Verdict: fwd, NodeName: "node-0", Obs: bpf.ObsFromPod, Ifindex: 3, IfName: "veth0123abcd", TCPFlags: 0x12,
+			Packets: 10, Bytes: 1000, FirstNs: time.Now().UnixNano(), LastNs: time.Now().UnixNano(), UUID: [16]byte{1, 6: 0x40, 8: 0x80}}
+	}
+	newPipeline := func() *pipeline {
+		fw, err := flowlog.New(flowlog.Config{Path: "-"}, io.Discard)
+		require.NoError(b, err)
+		m, err := newFlowMetrics(prometheus.NewRegistry(), "node-0", false)
+		require.NoError(b, err)
+		return &pipeline{log: slog.New(slog.DiscardHandler), node: "node-0", ann: &annotator{names: names, judge: allowAll{}},
+			metrics: m, flowlog: fw, ring: observer.NewRing(0)}
+	}
+	pipelines := [2]*pipeline{newPipeline(), newPipeline()}
+	rounds := [2]func(){
+		func() { // record
+			p := pipelines[0]
+			for i := range recs {
+				p.handle(&aggregate.Event{Record: recs[i]})
+			}
+		},
+		func() { // flow
+			p := pipelines[1]
+			for i := range recs {
+				p.handle(&aggregate.Event{Flow: recs[i].Proto()})
+			}
+		},
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// Full rings first, their interned values made: the state the agent
+	// runs in.
+	for range observer.DefaultRingCapacity / len(recs) {
+		rounds[0]()
+		rounds[1]()
+	}
+	var spent [2]time.Duration
+	n := 0
+	for b.Loop() {
+		for k := range 2 {
+			k := (k + n) % 2 // alternate which goes first
+			start := threadCPU(b)
+			rounds[k]()
+			spent[k] += threadCPU(b) - start
+		}
+		n++
+	}
+	per := func(k int) float64 { return float64(spent[k].Nanoseconds()) / float64(n*len(recs)) }
+	b.ReportMetric(per(0), "record-cpu-ns/flow")
+	b.ReportMetric(per(1), "flow-cpu-ns/flow")
+	b.ReportMetric(per(0)/per(1), "record/flow")
+}
+
+// threadCPU is the calling thread's CPU time (user and system).
+func threadCPU(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	require.NoError(b, unix.Getrusage(unix.RUSAGE_THREAD, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
