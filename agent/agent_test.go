@@ -83,10 +83,11 @@ type memSink struct {
 	got []*flowlensv1.GetFlowsResponse
 }
 
-func (m *memSink) Write(r *flowlensv1.GetFlowsResponse) {
+func (m *memSink) Write(r *flowlensv1.GetFlowsResponse) bool {
 	m.mu.Lock()
 	m.got = append(m.got, r)
 	m.mu.Unlock()
+	return true
 }
 
 func tcpFlow(src, dst string, sport, dport uint32, v flowlensv1.Verdict, reply bool) aggregate.Event {

@@ -43,9 +43,11 @@ func (ws flowWriters) Flush() error {
 }
 
 // sink receives every record after annotation: the recent-flow ring that the
-// gRPC API serves from.
+// gRPC API serves from. Write reports whether it kept ev itself rather
+// than a copy of what it needs: the pipeline then builds the next flow
+// into new messages.
 type sink interface {
-	Write(*flowlensv1.GetFlowsResponse)
+	Write(ev *flowlensv1.GetFlowsResponse) (kept bool)
 }
 
 // pipeline is the single goroutine between capture and the consumers: it
@@ -63,6 +65,12 @@ type pipeline struct {
 	lost [flowlensv1.LostEventSource_CLIENT_QUEUE + 1]atomic.Uint64
 	// linkLocal keeps link-local and multicast records; see Config.ReportLinkLocal.
 	linkLocal bool
+
+	// scratch is where records from aggregation are built, one at a time:
+	// the consumers copy what they keep (the ring compacts, the flow log
+	// encodes, the metrics keep label strings), so a full flush needs no
+	// proto per record (issue 9). nil after a sink kept a flow.
+	scratch *scratch
 
 	seen       atomic.Uint64
 	skipped    atomic.Uint64
@@ -82,7 +90,7 @@ func (p *pipeline) run(in <-chan aggregate.Event) {
 			if !ok {
 				return
 			}
-			p.handle(ev)
+			p.handle(&ev)
 			// Flush when caught up so a quiet stream is still written promptly
 			// without a syscall per record under load.
 			if len(in) == 0 {
@@ -94,36 +102,38 @@ func (p *pipeline) run(in <-chan aggregate.Event) {
 	}
 }
 
-func (p *pipeline) handle(in aggregate.Event) {
-	resp := &flowlensv1.GetFlowsResponse{NodeName: p.node}
+// scratch is one flow's messages and its response, reused.
+type scratch struct {
+	build aggregate.FlowBuilder
+	resp  flowlensv1.GetFlowsResponse
+	wrap  flowlensv1.GetFlowsResponse_Flow
+}
+
+func (p *pipeline) handle(in *aggregate.Event) {
 	switch {
-	case in.Flow != nil:
-		fl := in.Flow
-		if !p.linkLocal && isLinkScope(fl) {
+	case in.IsRecord():
+		if !p.linkLocal && linkScope(in.Record.Addrs()) {
 			p.skipped.Add(1)
 			return
 		}
-		if fl.NodeName == "" {
-			fl.NodeName = p.node
+		if p.scratch == nil {
+			p.scratch = new(scratch)
 		}
-		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_Flow{Flow: fl}
-		resp.Time = fl.Time
-		p.ann.annotate(fl)
-		if fl.TrafficDirection == flowlensv1.TrafficDirection_TRAFFIC_DIRECTION_UNSPECIFIED {
-			fl.TrafficDirection = p.directionByName(fl)
+		s := p.scratch
+		fl := s.build.Build(&in.Record)
+		s.wrap.Flow = fl
+		s.resp = flowlensv1.GetFlowsResponse{ResponseTypes: &s.wrap}
+		if p.flow(fl, &s.resp) {
+			p.scratch = nil
 		}
-		if p.metrics != nil {
-			p.metrics.observe(fl)
+	case in.Flow != nil:
+		if !p.linkLocal && isLinkScope(in.Flow) {
+			p.skipped.Add(1)
+			return
 		}
-		if p.flowlog != nil {
-			if err := p.flowlog.Write(fl); err != nil {
-				p.logError(err)
-			}
-		}
-		// Counted once its metrics and log line exist, so a reader of seen
-		// (status, tests) never sees a flow the metrics do not yet show.
-		p.seen.Add(1)
+		p.flow(in.Flow, &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: in.Flow}})
 	case in.Lost != nil:
+		resp := &flowlensv1.GetFlowsResponse{NodeName: p.node}
 		resp.ResponseTypes = &flowlensv1.GetFlowsResponse_LostEvents{LostEvents: in.Lost}
 		resp.Time = in.Lost.GetLast()
 		// Counted in flowlens_lost_events_total where they were lost.
@@ -131,12 +141,36 @@ func (p *pipeline) handle(in aggregate.Event) {
 			p.lost[src].Add(in.Lost.GetNumEventsLost())
 		}
 		p.log.Warn("records lost", "source", in.Lost.GetSource().String(), "count", in.Lost.GetNumEventsLost())
-	default:
-		return
+		if p.ring != nil {
+			p.ring.Write(resp)
+		}
 	}
-	if p.ring != nil {
-		p.ring.Write(resp)
+}
+
+// flow annotates fl and fans it out in resp (which carries fl); kept
+// reports that the ring kept resp as it is.
+func (p *pipeline) flow(fl *flowlensv1.Flow, resp *flowlensv1.GetFlowsResponse) (kept bool) {
+	if fl.NodeName == "" {
+		fl.NodeName = p.node
 	}
+	resp.NodeName = p.node
+	resp.Time = fl.Time
+	p.ann.annotate(fl)
+	if fl.TrafficDirection == flowlensv1.TrafficDirection_TRAFFIC_DIRECTION_UNSPECIFIED {
+		fl.TrafficDirection = p.directionByName(fl)
+	}
+	if p.metrics != nil {
+		p.metrics.observe(fl)
+	}
+	if p.flowlog != nil {
+		if err := p.flowlog.Write(fl); err != nil {
+			p.logError(err)
+		}
+	}
+	// Counted once its metrics and log line exist, so a reader of seen
+	// (status, tests) never sees a flow the metrics do not yet show.
+	p.seen.Add(1)
+	return p.ring != nil && p.ring.Write(resp)
 }
 
 func (p *pipeline) flush() {
@@ -163,16 +197,15 @@ func (p *pipeline) logError(err error) {
 // link-local addresses. No NetworkPolicy applies to them, and on every
 // IPv6-enabled pod they would otherwise bury the flows users look for.
 func isLinkScope(fl *flowlensv1.Flow) bool {
-	for _, s := range []string{fl.GetIp().GetSource(), fl.GetIp().GetDestination()} {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			continue
-		}
-		if a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-			return true
-		}
-	}
-	return false
+	src, err1 := netip.ParseAddr(fl.GetIp().GetSource())
+	dst, err2 := netip.ParseAddr(fl.GetIp().GetDestination())
+	return (err1 == nil && linkScopeAddr(src)) || (err2 == nil && linkScopeAddr(dst))
+}
+
+func linkScope(src, dst netip.Addr) bool { return linkScopeAddr(src) || linkScopeAddr(dst) }
+
+func linkScopeAddr(a netip.Addr) bool {
+	return a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // directionByName fills the direction of a drop the kernel could not place

@@ -134,7 +134,7 @@ func TestConnectionAttemptsFolded(t *testing.T) {
 func ownSourcePort(evs []Event, client, server *testPod, port uint32) int {
 	n := 0
 	for _, ev := range evs {
-		f := ev.Flow
+		f := ev.FlowProto()
 		if f != nil && f.Ip.GetSource() == client.ip && f.Ip.GetDestination() == server.ip &&
 			f.L4.GetTcp().GetDestinationPort() == port && f.L4.GetTcp().GetSourcePort() != 0 {
 			n++

@@ -97,7 +97,7 @@ func (rc *runningCapture) snapshot() []Event {
 func flowsFor(evs []Event, src, dst string, proto uint8, sport, dport uint32) []*flowlensv1.Flow {
 	var out []*flowlensv1.Flow
 	for _, ev := range evs {
-		f := ev.Flow
+		f := ev.FlowProto()
 		if f == nil || f.Ip.GetSource() != src || f.Ip.GetDestination() != dst {
 			continue
 		}

@@ -61,8 +61,8 @@ func TestCaptureNetnsIsolation(t *testing.T) {
 
 	evsB := capB.stop(t)
 	for _, ev := range evsB {
-		if ev.Flow != nil {
-			assert.NotEqual(t, flowlensv1.Verdict_DROPPED, ev.Flow.Verdict, "node B reported %v", ev.Flow)
+		if f := ev.FlowProto(); f != nil {
+			assert.NotEqual(t, flowlensv1.Verdict_DROPPED, f.Verdict, "node B reported %v", f)
 		}
 	}
 	assert.Empty(t, flowsFor(evsB, nodeA.pods[0].ip, nodeA.pods[1].ip, protoTCP, 0, 9))
@@ -110,7 +110,7 @@ func TestCaptureClusterIPCountedOnce(t *testing.T) {
 		"the reply was counted again at the client's veth")
 	n := 0
 	for _, ev := range evs {
-		if f := ev.Flow; f != nil && f.Ip.Source == client.ip && f.L4.GetTcp().GetSourcePort() == uint32(clientPort) {
+		if f := ev.FlowProto(); f != nil && f.Ip.Source == client.ip && f.L4.GetTcp().GetSourcePort() == uint32(clientPort) {
 			n++
 		}
 	}
@@ -142,7 +142,7 @@ func TestCaptureIPv6UDP(t *testing.T) {
 	})
 	require.Eventually(t, func() bool {
 		for _, ev := range rc.snapshot() {
-			if f := ev.Flow; f != nil && f.Verdict == flowlensv1.Verdict_DROPPED && f.L4.GetUdp().GetDestinationPort() == 7 {
+			if f := ev.FlowProto(); f != nil && f.Verdict == flowlensv1.Verdict_DROPPED && f.L4.GetUdp().GetDestinationPort() == 7 {
 				return true
 			}
 		}
@@ -156,7 +156,7 @@ func TestCaptureIPv6UDP(t *testing.T) {
 	require.NotEmpty(t, fs)
 	assert.Equal(t, flowlensv1.IPVersion_IPV6, fs[0].Ip.IpVersion)
 	for _, ev := range evs {
-		if f := ev.Flow; f != nil && f.L4.GetUdp().GetDestinationPort() == 7 {
+		if f := ev.FlowProto(); f != nil && f.L4.GetUdp().GetDestinationPort() == 7 {
 			assert.Equal(t, flowlensv1.Verdict_DROPPED, f.Verdict)
 			assert.Equal(t, "NETFILTER_DROP", f.DropReason)
 		}

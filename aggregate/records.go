@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/flowlens/flowlens/bpf"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
@@ -29,7 +28,7 @@ type aggregator struct {
 	ifName    func(index uint32) string
 	// monoToWall converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to Unix ns.
 	monoToWall int64
-	newUUID    func() string
+	newUUID    func() [16]byte
 
 	// flows is the state of every flow in the kernel table.
 	flows *flowStates
@@ -41,6 +40,8 @@ type aggregator struct {
 	discovered      uint64
 	reportedEvicted uint64
 	lastRingbufLost uint64
+	// recs is observe's result, reused: a flow yields at most two records.
+	recs []Record
 }
 
 func newAggregator(nodeName string, inference bool, idle time.Duration, reason func(uint32) string,
@@ -55,7 +56,7 @@ func newAggregator(nodeName string, inference bool, idle time.Duration, reason f
 		reason:     reason,
 		ifName:     ifName,
 		monoToWall: monoToWall,
-		newUUID:    uuid.NewString,
+		newUUID:    func() [16]byte { return uuid.New() },
 		flows:      newFlowStates(),
 	}
 }
@@ -68,10 +69,11 @@ func delta(cur, prev uint64) uint64 {
 }
 
 // observe records the current counters of key and returns the records they
-// produce. final reports everything still held (shutdown). idle is true when
-// the flow had no packet for the idle timeout: the caller deletes it from
-// the kernel table and calls forget.
-func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint64, final bool) (recs []*flowlensv1.Flow, idle bool) {
+// produce, valid until the next call. final reports everything still held
+// (shutdown). idle is true when the flow had no packet for the idle
+// timeout: the caller deletes it from the kernel table and calls forget.
+func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint64, final bool) (recs []Record, idle bool) {
+	recs = a.recs[:0]
 	st, added := a.flows.get(key)
 	if added {
 		a.discovered++
@@ -121,6 +123,7 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 		st.heldPkts -= fwd
 		st.heldBytes -= fwdBytes
 	}
+	a.recs = recs
 	return recs, idle
 }
 
@@ -170,73 +173,36 @@ func (a *aggregator) ringbufLost(total uint64) uint64 {
 	return d
 }
 
-func (a *aggregator) wall(mono uint64) *timestamppb.Timestamp {
-	return timestamppb.New(time.Unix(0, int64(mono)+a.monoToWall))
-}
+// wall converts a bpf_ktime_get_ns time to Unix nanoseconds.
+func (a *aggregator) wall(mono uint64) int64 { return int64(mono) + a.monoToWall }
 
-func (a *aggregator) record(key *bpf.FlowKey, cur *bpf.FlowStats, verdict flowlensv1.Verdict, pkts, bytes uint64) *flowlensv1.Flow {
-	src, dst := key.Addrs()
-	f := &flowlensv1.Flow{
-		Time:     a.wall(cur.LastNs),
-		NodeName: a.nodeName,
-		Verdict:  verdict,
-		Ip: &flowlensv1.IP{
-			Source:      src.String(),
-			Destination: dst.String(),
-			IpVersion:   flowlensv1.IPVersion_IPV4,
-		},
-		L4:      layer4(key),
-		IsReply: cur.IsReply != 0,
-		Counters: &flowlensv1.Counters{
-			Packets:   pkts,
-			Bytes:     bytes,
-			FirstSeen: a.wall(cur.FirstNs),
-			LastSeen:  a.wall(cur.LastNs),
-		},
-		Uuid: a.newUUID(),
+func (a *aggregator) record(key *bpf.FlowKey, cur *bpf.FlowStats, verdict flowlensv1.Verdict, pkts, bytes uint64) Record {
+	r := Record{
+		Key:       *key,
+		XlatDaddr: cur.XlatDaddr,
+		XlatDport: cur.XlatDport,
+		Xlat:      cur.Xlat != 0,
+		IsReply:   cur.IsReply != 0,
+		Obs:       cur.Obs,
+		TCPFlags:  cur.TcpFlags,
+		Ifindex:   cur.Ifindex,
+		Verdict:   verdict,
+		Packets:   pkts,
+		Bytes:     bytes,
+		FirstNs:   a.wall(cur.FirstNs),
+		LastNs:    a.wall(cur.LastNs),
+		UUID:      a.newUUID(),
+		NodeName:  a.nodeName,
 	}
-	if key.Family == 6 {
-		f.Ip.IpVersion = flowlensv1.IPVersion_IPV6
-	}
-	if key.Flags&bpf.FlowKeyAttempts != 0 {
-		f.AggregatedAttempts = pkts
-	}
-	if cur.Xlat != 0 {
-		// Report where the packets went (the backend), keeping what the
-		// pod addressed (a ClusterIP) in destination_original.
-		f.Ip.DestinationOriginal = f.Ip.Destination
-		// The service port the pod addressed; enrichment names the service
-		// from it and destination_original.
-		f.DestinationService = &flowlensv1.Service{Port: uint32(key.Dport)}
-		xk := *key
-		xk.Daddr, xk.Dport = cur.XlatDaddr, cur.XlatDport
-		_, xdst := xk.Addrs()
-		f.Ip.Destination = xdst.String()
-		f.L4 = layer4(&xk)
-	}
-	switch cur.Obs {
-	case bpf.ObsFromPod:
-		f.TrafficDirection = flowlensv1.TrafficDirection_EGRESS
-	case bpf.ObsToPod:
-		f.TrafficDirection = flowlensv1.TrafficDirection_INGRESS
-	}
-	ifindex := cur.Ifindex
 	if verdict == flowlensv1.Verdict_DROPPED {
-		f.DropReason = a.reason(cur.DropReason)
-		f.ObservationPoint = flowlensv1.ObservationPoint_KFREE_SKB
-		ifindex = cur.DropIfindex
-	} else if cur.Obs == bpf.ObsToPod {
-		f.ObservationPoint = flowlensv1.ObservationPoint_TO_POD
-	} else {
-		f.ObservationPoint = flowlensv1.ObservationPoint_FROM_POD
+		r.DropReason = a.reason(cur.DropReason)
+		r.Ifindex = cur.DropIfindex
 	}
-	if ifindex != 0 {
-		f.Interface = &flowlensv1.Interface{Index: ifindex, Name: a.ifName(ifindex)}
+	if r.Ifindex != 0 {
+		// Named now: the link may be gone by the time the record is built.
+		r.IfName = a.ifName(r.Ifindex)
 	}
-	if key.Proto == protoTCP {
-		f.TcpFlags = tcpFlags(cur.TcpFlags)
-	}
-	return f
+	return r
 }
 
 const (
@@ -246,33 +212,3 @@ const (
 	protoICMPv6 = 58
 	protoSCTP   = 132
 )
-
-func layer4(k *bpf.FlowKey) *flowlensv1.Layer4 {
-	sp, dp := uint32(k.Sport), uint32(k.Dport)
-	switch k.Proto {
-	case protoTCP:
-		return &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{SourcePort: sp, DestinationPort: dp}}}
-	case protoUDP:
-		return &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Udp{Udp: &flowlensv1.UDP{SourcePort: sp, DestinationPort: dp}}}
-	case protoSCTP:
-		return &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Sctp{Sctp: &flowlensv1.SCTP{SourcePort: sp, DestinationPort: dp}}}
-	case protoICMP:
-		return &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Icmpv4{Icmpv4: &flowlensv1.ICMPv4{Type: dp >> 8, Code: dp & 0xff}}}
-	case protoICMPv6:
-		return &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Icmpv6{Icmpv6: &flowlensv1.ICMPv6{Type: dp >> 8, Code: dp & 0xff}}}
-	}
-	return nil
-}
-
-func tcpFlags(f uint8) *flowlensv1.TCPFlags {
-	return &flowlensv1.TCPFlags{
-		FIN: f&0x01 != 0,
-		SYN: f&0x02 != 0,
-		RST: f&0x04 != 0,
-		PSH: f&0x08 != 0,
-		ACK: f&0x10 != 0,
-		URG: f&0x20 != 0,
-		ECE: f&0x40 != 0,
-		CWR: f&0x80 != 0,
-	}
-}

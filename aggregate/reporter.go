@@ -160,9 +160,9 @@ func trySend(out chan<- Event, ev Event, deadline time.Time) bool {
 	}
 }
 
-func (r *reporter) send(recs []*flowlensv1.Flow, deadline time.Time) {
-	for _, rec := range recs {
-		if !trySend(r.out, Event{Flow: rec}, deadline) {
+func (r *reporter) send(recs []Record, deadline time.Time) {
+	for i := range recs {
+		if !trySend(r.out, Event{Record: recs[i]}, deadline) {
 			r.lost(flowlensv1.LostEventSource_AGENT_QUEUE, 1)
 		}
 	}

@@ -72,6 +72,8 @@ type fixture struct {
 
 const sec = uint64(time.Second)
 
+var testUUID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+
 func newFixture(t *testing.T, inference bool, outCap int) *fixture {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -81,7 +83,7 @@ func newFixture(t *testing.T, inference bool, outCap int) *fixture {
 	reasons := bpf.DropReasons{12: "NETFILTER_DROP"}
 	names := map[uint32]string{3: "vethaaaa", 4: "vethbbbb", 9: "cni0"}
 	agg := newAggregator("node-1", inference, time.Minute, reasons.Name, func(i uint32) string { return names[i] }, int64(1_000_000*sec))
-	agg.newUUID = func() string { return "uuid" }
+	agg.newUUID = func() [16]byte { return testUUID }
 	fx.rep = &reporter{agg: agg, table: fx.table, out: fx.out, metrics: m, log: slog.New(slog.DiscardHandler),
 		now: func() uint64 { return fx.mono }}
 	return fx
@@ -124,8 +126,8 @@ type rec struct {
 func recs(evs []Event) []rec {
 	var out []rec
 	for _, ev := range evs {
-		if ev.Flow != nil {
-			out = append(out, rec{ev.Flow.Verdict, ev.Flow.Counters.Packets, ev.Flow.Counters.Bytes})
+		if f := ev.FlowProto(); f != nil {
+			out = append(out, rec{f.Verdict, f.Counters.Packets, f.Counters.Bytes})
 		}
 	}
 	return out
@@ -220,9 +222,9 @@ func TestReporterRecordFields(t *testing.T) {
 
 	evs := fx.flush(false)
 	require.Len(t, evs, 2)
-	f := evs[1].Flow // sorted by sport: the ICMP key (7) first
+	f := evs[1].FlowProto() // sorted by sport: the ICMP key (7) first
 	if f.L4.GetTcp() == nil {
-		f = evs[0].Flow
+		f = evs[0].FlowProto()
 	}
 	assert.Equal(t, "node-1", f.NodeName)
 	assert.Equal(t, "10.42.0.10", f.Ip.Source)
@@ -235,11 +237,11 @@ func TestReporterRecordFields(t *testing.T) {
 	assert.True(t, f.TcpFlags.SYN && f.TcpFlags.ACK && !f.TcpFlags.FIN)
 	assert.Equal(t, int64(1_000_099), f.Time.Seconds, "monotonic converted to wall clock")
 	assert.Equal(t, int64(1_000_090), f.Counters.FirstSeen.Seconds)
-	assert.Equal(t, "uuid", f.Uuid)
+	assert.Equal(t, "01020304-0506-0708-090a-0b0c0d0e0f10", f.Uuid)
 
-	d := evs[0].Flow
+	d := evs[0].FlowProto()
 	if d.L4.GetIcmpv4() == nil {
-		d = evs[1].Flow
+		d = evs[1].FlowProto()
 	}
 	assert.Equal(t, drop, d.Verdict)
 	assert.Equal(t, "NETFILTER_DROP", d.DropReason)
@@ -384,7 +386,7 @@ flowlens_errors_total{kind="iterate"} 0
 
 func BenchmarkObserve(b *testing.B) {
 	agg := newAggregator("n", false, time.Minute, bpf.DropReasons{}.Name, nil, 0)
-	agg.newUUID = func() string { return "" }
+	agg.newUUID = func() [16]byte { return [16]byte{} }
 	keys := make([]bpf.FlowKey, 1024)
 	for i := range keys {
 		keys[i] = tcpKey(uint16(i))
@@ -404,7 +406,7 @@ func TestReporterServiceTranslation(t *testing.T) {
 	fx.put(k, bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod, Xlat: 1, XlatDaddr: mapped("10.42.0.11"), XlatDport: 5353})
 	evs := fx.flush(false)
 	require.Len(t, evs, 1)
-	f := evs[0].Flow
+	f := evs[0].FlowProto()
 	assert.Equal(t, "10.42.0.11", f.Ip.Destination, "the backend the packets reached")
 	assert.Equal(t, "10.43.0.10", f.Ip.DestinationOriginal, "the ClusterIP the pod sent to")
 	assert.Equal(t, uint32(5353), f.L4.GetUdp().DestinationPort)
@@ -423,7 +425,7 @@ func FuzzRecord(f *testing.F) {
 		}
 		st := bpf.FlowStats{Pkts: 1, DropPkts: 1, Obs: bpf.ObsFromPod, Xlat: 1}
 		for _, v := range []flowlensv1.Verdict{fwd, drop} {
-			if f := agg.record(&k, &st, v, 1, 1); f.Ip == nil {
+			if r := agg.record(&k, &st, v, 1, 1); r.Proto().Ip == nil {
 				t.Fatal("record without addresses")
 			}
 		}

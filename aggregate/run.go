@@ -13,10 +13,28 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// Event is one item of the output: exactly one field is set.
+// Event is one item of the output: a Record (aggregation's flows), Lost, or
+// a Flow built elsewhere (tests, other sources). Exactly one is set; a
+// Record is set when its Verdict is.
 type Event struct {
-	Flow *flowlensv1.Flow
-	Lost *flowlensv1.LostEvents
+	Record Record
+	Flow   *flowlensv1.Flow
+	Lost   *flowlensv1.LostEvents
+}
+
+// IsRecord reports whether the event carries a Record.
+func (e *Event) IsRecord() bool { return e.Record.Verdict != flowlensv1.Verdict_VERDICT_UNSPECIFIED }
+
+// FlowProto returns the event's flow as a proto: Flow, or the Record
+// built into a new one; nil for lost events.
+func (e *Event) FlowProto() *flowlensv1.Flow {
+	if e.Flow != nil {
+		return e.Flow
+	}
+	if e.IsRecord() {
+		return e.Record.Proto()
+	}
+	return nil
 }
 
 // Kernel is what aggregation needs from the kernel side (*bpf.Capture).

@@ -4,6 +4,8 @@ package deploy
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -84,4 +86,30 @@ func TestDaemonSetArgsAreValidAgentFlags(t *testing.T) {
 	assert.True(t, f.Match(&flowlensv1.Flow{Verdict: flowlensv1.Verdict_DROPPED}))
 	assert.False(t, f.Match(&flowlensv1.Flow{Verdict: flowlensv1.Verdict_FORWARDED}))
 	assert.Equal(t, "127.0.0.1:4280", cfg.GRPCAddress, "the API stays on the node's loopback")
+}
+
+// TestDaemonSetMemory keeps the DaemonSet's memory settings in the order
+// the GC and the OOM killer need (daemonset.yaml says where the figures
+// come from): the Go runtime's soft limit plus the kernel maps charged to
+// the cgroup fit in the request, and the request in the hard limit.
+func TestDaemonSetMemory(t *testing.T) {
+	raw, err := os.ReadFile("base/daemonset.yaml")
+	require.NoError(t, err)
+	var ds appsv1.DaemonSet
+	require.NoError(t, yaml.UnmarshalStrict(raw, &ds))
+	c := ds.Spec.Template.Spec.Containers[0]
+	var goMemLimit string
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			goMemLimit = e.Value
+		}
+	}
+	mib, ok := strings.CutSuffix(goMemLimit, "MiB")
+	require.True(t, ok, "GOMEMLIMIT %q in MiB", goMemLimit)
+	soft, err := strconv.ParseInt(mib, 10, 64)
+	require.NoError(t, err)
+	const kernelMaps = 26 // MiB at the default map sizes, preallocated at load
+	request, limit := c.Resources.Requests.Memory().Value()>>20, c.Resources.Limits.Memory().Value()>>20
+	assert.LessOrEqual(t, soft+kernelMaps, request, "GOMEMLIMIT and the kernel maps fit in the request")
+	assert.LessOrEqual(t, request, limit)
 }

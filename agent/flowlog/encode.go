@@ -179,7 +179,8 @@ func (e *enc) timestamp(name string, t *timestamppb.Timestamp) {
 			n /= 1000
 			digits -= 3
 		}
-		frac := strconv.AppendUint(nil, uint64(n), 10)
+		var digitsBuf [9]byte // on the stack: no allocation per timestamp
+		frac := strconv.AppendUint(digitsBuf[:0], uint64(n), 10)
 		e.b = append(e.b, '.')
 		for range digits - len(frac) {
 			e.b = append(e.b, '0')

@@ -68,20 +68,23 @@ func NewRing(capacity int) *Ring {
 }
 
 // Write publishes ev (a flow or a lost-events record). The ring keeps
-// flows in compact form and lost events as they are: ev must not be
-// modified afterwards, and the endpoints of a flow are kept by reference
-// (they are the enrichment cache's shared, read-only messages). Write never
-// blocks on readers; it is safe to call from several goroutines, though the
-// pipeline normally calls it from one.
-func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) {
+// flows in compact form, copying what it needs, and lost events (and a
+// flow the compact form cannot carry) as they are: kept reports the
+// latter, and then ev must not be modified afterwards. Otherwise the
+// caller may reuse ev's messages at once, except the endpoints of a flow,
+// which are kept by reference (they are the enrichment cache's shared,
+// read-only messages). Write never blocks on readers; it is safe to call
+// from several goroutines, though the pipeline normally calls it from one.
+func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) (kept bool) {
 	if ev == nil {
-		return
+		return false
 	}
 	e := &entry{nano: eventNano(ev)}
 	if fl, ok := compactOf(ev); ok {
 		e.fl = fl
 	} else {
 		e.ev = ev
+		kept = true
 	}
 	r.mu.Lock()
 	seq := r.head.Load()
@@ -100,6 +103,7 @@ func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) {
 		r.waiting.Store(false)
 	}
 	r.mu.Unlock()
+	return kept
 }
 
 func eventNano(ev *flowlensv1.GetFlowsResponse) int64 {
