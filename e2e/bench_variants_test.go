@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/flowlens/flowlens/internal/testenv"
-	"github.com/flowlens/flowlens/lab/scenario"
 	"github.com/flowlens/flowlens/lab/traffic"
 )
 
@@ -89,16 +88,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	l := startLab(b, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	var pods [2]*scenario.Pod
-	for i := range pods {
-		p, err := l.AddPod(ctx, scenario.PodSpec{Namespace: "other", Name: fmt.Sprintf("iperf-%d", i), Node: 1, Labels: map[string]string{"app": "iperf"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		pods[i] = p
-	}
-	from := traffic.Endpoint{NetNS: pods[0].NetNS, IP: pods[0].IP}
-	to := traffic.Endpoint{NetNS: pods[1].NetNS, IP: pods[1].IP}
+	from, to := iperfPods(ctx, b, l)
 	// measure returns the rates and the CPU nanoseconds per packet of
 	// iperf3's client and server (the datapath's cost, see traffic.Run.CPU).
 	probe := os.Getenv("FLOWLENS_BENCH_PROBE") != ""
