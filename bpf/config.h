@@ -15,7 +15,7 @@ volatile const __u32 netns_ino = 0;
 
 /* How long packets of a flow may wait in a CPU's hot slot (maps.h) before
  * they reach the flow table: bpf.PendingDelay. */
-volatile const __u64 flush_delay_ns = 1000000;
+volatile const __u64 flush_delay_ns = 10000000;
 
 /* Entries inserted into flows (by any program), minus the entries the
  * programs removed themselves (a connection attempt folded into its

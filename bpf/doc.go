@@ -3,7 +3,9 @@
 // counters, raw, to package aggregate, which turns them into
 // flowlens.v1.Flow records.
 //
-// Kernel side (flowlens.c, see its header comment): tc_from_pod and
+// Kernel side (flowlens.c, see its header comment; it includes one header
+// per concept: parse.h, flow.h, pods.h, hotslot.h, tc.h, conntrack.h,
+// netfilter.h, drops.h): tc_from_pod and
 // tc_to_pod on each pod's host-side veth (TCX, or tc clsact), nf_accept as a
 // netfilter link after the filter table on FORWARD/INPUT/OUTPUT (IPv4 and
 // IPv6), and kfree_skb on tp_btf/kfree_skb. They share the flows LRU hash;

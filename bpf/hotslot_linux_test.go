@@ -77,7 +77,7 @@ func TestHotSlotPacketsReachFlow(t *testing.T) {
 			if tc.interleaved != 0 {
 				send(t, tc.interleaved, 1)
 			}
-			time.Sleep(50 * time.Millisecond) // well past the flush delay
+			time.Sleep(5 * PendingDelay) // well past the flush delay
 			assert.EqualValues(t, tc.n, pkts(tc.sport))
 			if tc.interleaved != 0 {
 				assert.EqualValues(t, 1, pkts(tc.interleaved))

@@ -26,18 +26,7 @@ func BenchmarkDatapath(b *testing.B) {
 	l := startLab(b, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	// Two pods no policy rule targets (the lab writes rules from each pod's
-	// TargetOf list, left empty here): iperf3's control
-	// connection and its UDP data share a port, which the scenario's
-	// policies would split.
-	var pods [2]*scenario.Pod
-	for i := range pods {
-		p, err := l.AddPod(ctx, scenario.PodSpec{Namespace: "other", Name: fmt.Sprintf("iperf-%d", i), Node: 1, Labels: map[string]string{"app": "iperf"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		pods[i] = p
-	}
+	from, to := iperfPods(ctx, b, l)
 	// Nine pairs: on this shared VM a pair's ratio moves by several percent,
 	// more than the goals' 2-3 %; the median of nine and its quartiles
 	// (reported) tell an effect from that.
@@ -59,8 +48,7 @@ func BenchmarkDatapath(b *testing.B) {
 			return nil
 		}, nil
 	}
-	end := func(p *scenario.Pod) traffic.Endpoint { return traffic.Endpoint{NetNS: p.NetNS, IP: p.IP} }
-	f, err := traffic.Overhead{From: end(pods[0]), To: end(pods[1]), Rounds: rounds, Seconds: 3, Attach: attach}.Run(ctx)
+	f, err := traffic.Overhead{From: from, To: to, Rounds: rounds, Seconds: 3, Attach: attach}.Run(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,6 +57,23 @@ func BenchmarkDatapath(b *testing.B) {
 		b.ReportMetric(agentCPU/(f.PacketsWith/1e6), "agent-cpu-s/Mpkt")
 	}
 	b.ReportMetric(rss, "agent-peak-rss-MB")
+}
+
+// iperfPods adds the two pods iperf3 runs between on node1: pods no policy
+// rule targets (the lab writes rules from each pod's TargetOf list, left
+// empty here), as iperf3's control connection and its UDP data share a
+// port, which the scenario's policies would split.
+func iperfPods(ctx context.Context, b *testing.B, l *testLab) (from, to traffic.Endpoint) {
+	b.Helper()
+	var ends [2]traffic.Endpoint
+	for i := range ends {
+		p, err := l.AddPod(ctx, scenario.PodSpec{Namespace: "other", Name: fmt.Sprintf("iperf-%d", i), Node: 1, Labels: map[string]string{"app": "iperf"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ends[i] = traffic.Endpoint{NetNS: p.NetNS, IP: p.IP}
+	}
+	return ends[0], ends[1]
 }
 
 // procCPU is a process's CPU seconds, summed over its threads from

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"time"
@@ -20,6 +21,19 @@ type Endpoint struct {
 type Run struct {
 	Rate    float64 // TCP bits/s or UDP received packets/s
 	Packets float64 // packets the client sent (UDP) or an estimate from bytes (TCP, 1448-byte segments)
+	// CPU is the CPU seconds the client and the server used, the kernel's work in their
+	// context included (the veth path, its BPF programs, softirqs the kernel ran on their
+	// behalf): per unit of traffic it is a cost that other load on the machine changes far
+	// less than it changes the rate.
+	CPU float64
+}
+
+// cpuSeconds is what a waited-for process used, user and system.
+func cpuSeconds(ps *os.ProcessState) float64 {
+	if ps == nil {
+		return 0
+	}
+	return (ps.UserTime() + ps.SystemTime()).Seconds()
 }
 
 type iperfJSON struct {
@@ -46,7 +60,17 @@ func Iperf(ctx context.Context, from, to Endpoint, udp bool, seconds int) (Run, 
 	if err := srv.Start(); err != nil {
 		return Run{}, fmt.Errorf("start iperf3 server: %w", err)
 	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var cpu float64
+	stopServer := func() {
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+		cpu += cpuSeconds(srv.ProcessState)
+	}
+	defer func() {
+		if srv.ProcessState == nil {
+			stopServer()
+		}
+	}()
 	args := []string{"netns", "exec", from.NetNS, "iperf3", "-c", to.IP.String(), "-p", "5201", "-t", strconv.Itoa(seconds), "-J"}
 	if udp {
 		args = append(args, "-u", "-l", "64", "-b", "0")
@@ -55,7 +79,9 @@ func Iperf(ctx context.Context, from, to Endpoint, udp bool, seconds int) (Run, 
 	// The server needs a moment to listen; iperf3 reports that (and any other failure) in its
 	// JSON, not always in its exit code.
 	for try := 0; ; try++ {
-		out, err := exec.CommandContext(ctx, "ip", args...).Output()
+		cl := exec.CommandContext(ctx, "ip", args...)
+		out, err := cl.Output()
+		cpu += cpuSeconds(cl.ProcessState)
 		r.Error = ""
 		if jerr := json.Unmarshal(out, &r); jerr != nil && err == nil {
 			err = jerr
@@ -68,8 +94,20 @@ func Iperf(ctx context.Context, from, to Endpoint, udp bool, seconds int) (Run, 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The server ends after its one test (-1); its report may still be on its way out.
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			_ = srv.Process.Kill()
+		}
+	}()
+	_ = srv.Wait()
+	close(done)
+	cpu += cpuSeconds(srv.ProcessState)
 	if udp {
-		return Run{Rate: (r.End.Sum.Packets - r.End.Sum.LostPackets) / r.End.Sum.Seconds, Packets: r.End.Sum.Packets}, nil
+		return Run{Rate: (r.End.Sum.Packets - r.End.Sum.LostPackets) / r.End.Sum.Seconds, Packets: r.End.Sum.Packets, CPU: cpu}, nil
 	}
-	return Run{Rate: r.End.SumReceived.BitsPerSecond, Packets: r.End.SumSent.Bytes / 1448}, nil
+	return Run{Rate: r.End.SumReceived.BitsPerSecond, Packets: r.End.SumSent.Bytes / 1448, CPU: cpu}, nil
 }

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The per-CPU hot slot (see struct hot_slot in maps.h): tc_from_pod counts
+ * the further packets of the flow a CPU counted last there, and a pinned
+ * timer adds them to the flow table within flush_delay_ns.
+ */
+#ifndef __FLOWLENS_HOTSLOT_H
+#define __FLOWLENS_HOTSLOT_H
+
+#include "types.h"
+#include "config.h"
+#include "maps.h"
+#include "flow.h"
+#include "pods.h"
+
+/* This CPU's hot slot. */
+static __always_inline struct hot_slot *hot_slot(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&hot, &cpu);
+}
+
+/* flush_pending adds the packets waiting in the hot slot to their flow.
+ * Not inlined: it runs once per run of a flow's packets. */
+static __noinline int flush_pending(struct hot_slot *hs)
+{
+	if (!hs->pkts)
+		return 0;
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &hs->key);
+	if (!st) {
+		/* Pruned or evicted since the slot cached it: count the packets
+		 * in a new entry, as a packet arriving now would be. */
+		flow_create(&hs->key, OBS_FROM_POD, hs->key_ifindex, hs->last_ns);
+		learn_pod(hs->key.saddr, hs->key_ifindex);
+		st = bpf_map_lookup_elem(&flows, &hs->key);
+	}
+	if (st)
+		add(st, hs->tcp_flags, hs->bytes, hs->pkts, hs->key_ifindex, OBS_FROM_POD, false, hs->last_ns);
+	hs->pkts = 0;
+	hs->bytes = 0;
+	hs->tcp_flags = 0;
+	return 0;
+}
+
+static int flush_timer(void *map, __u32 *key, struct hot_slot *hs)
+{
+	hs->armed = 0;
+	flush_pending(hs);
+	return 0;
+}
+
+/* arm_flush makes sure the timer will flush the slot; false when it cannot
+ * (a kernel without CPU-pinned BPF timers, < 6.7): then nothing waits. */
+static __always_inline bool arm_flush(struct hot_slot *hs)
+{
+	if (hs->armed)
+		return true;
+	if (hs->timer_ok == 0) {
+		/* -EBUSY: initialised already, by a program loaded before. */
+		long err = bpf_timer_init(&hs->timer, &hot, CLOCK_MONOTONIC);
+		if ((err && err != -16) || bpf_timer_set_callback(&hs->timer, flush_timer)) {
+			hs->timer_ok = 2;
+			return false;
+		}
+		hs->timer_ok = 1;
+	}
+	if (hs->timer_ok != 1)
+		return false;
+	/* Pinned: the callback runs on this CPU, never at the same time as
+	 * this program (softirqs of one CPU do not interleave). */
+	if (bpf_timer_start(&hs->timer, flush_delay_ns, BPF_F_TIMER_CPU_PIN)) {
+		hs->timer_ok = 2;
+		return false;
+	}
+	hs->armed = 1;
+	return true;
+}
+
+/* hot_cache makes the slot's flow the one of st. */
+static __always_inline void hot_cache(struct hot_slot *hs, const struct flow_key *key, __u32 ifindex, struct flow_stats *st)
+{
+	__builtin_memcpy(&hs->key, key, sizeof(hs->key));
+	hs->key_ifindex = ifindex;
+	hs->nf_ct = st->nf_ct;
+	hs->nf_epoch = st->nf_epoch;
+	hs->nf_fwd = st->fwd_pkts != 0;
+	hs->cached = 1;
+}
+
+#endif /* __FLOWLENS_HOTSLOT_H */

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The veth programs: tc_from_pod (ingress on a pod's host-side veth, what
+ * the pod sends) and tc_to_pod (egress, what is delivered to it).
+ */
+#ifndef __FLOWLENS_TC_H
+#define __FLOWLENS_TC_H
+
+#include "types.h"
+#include "maps.h"
+#include "parse.h"
+#include "flow.h"
+#include "pods.h"
+#include "hotslot.h"
+
+static __always_inline __u64 tc_segs(struct __sk_buff *skb)
+{
+	__u32 segs = skb->gso_segs;
+	return segs ? segs : 1;
+}
+
+/* IP-layer length, so veth counts and netfilter/kfree counts agree. */
+static __always_inline __u64 tc_l3_len(struct __sk_buff *skb)
+{
+	return skb->len > ETH_HLEN ? skb->len - ETH_HLEN : 0;
+}
+
+static __always_inline bool is_multicast(const struct flow_key *k)
+{
+	if (k->family == FAMILY_IPV4)
+		return (k->daddr[12] & 0xf0) == 0xe0 ||
+		       (k->daddr[12] == 0xff && k->daddr[13] == 0xff && k->daddr[14] == 0xff && k->daddr[15] == 0xff);
+	return k->daddr[0] == 0xff;
+}
+
+SEC("tc")
+int tc_from_pod(struct __sk_buff *skb)
+{
+	struct hot_slot *hs = hot_slot();
+	if (!hs)
+		return TC_ACT_UNSPEC; /* never: a slot per CPU */
+	hs->ifindex = skb->ifindex;
+	hs->len = 0;
+	struct pkt_info pi;
+	if (parse_tc(skb, &pi) < 0)
+		return TC_ACT_UNSPEC;
+
+	/* The coarse clock (a tick's resolution) is a plain read, the precise
+	 * one a clocksource read on every packet; flow times need no better. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
+	bool nf_hot;
+	if (hs->cached && hs->key_ifindex == skb->ifindex && same_key(&hs->key, &pi.key) && arm_flush(hs)) {
+		/* The flow this CPU counted last: the packet waits in the slot. */
+		hs->pkts += segs;
+		hs->bytes += len;
+		hs->last_ns = now;
+		hs->tcp_flags |= pi.tcp_flags;
+		nf_hot = hs->nf_fwd && hs->nf_epoch == nf_epoch(now);
+	} else {
+		flush_pending(hs); /* the previous flow's, before the slot changes */
+		bool created = false;
+		struct flow_stats *st = count(&pi, len, segs, skb->ifindex, OBS_FROM_POD, false, &created, now);
+		if (created)
+			learn_pod(pi.key.saddr, skb->ifindex);
+		if (!st) {
+			hs->cached = 0;
+			return TC_ACT_UNSPEC;
+		}
+		hot_cache(hs, &pi.key, skb->ifindex, st);
+		nf_hot = hs->nf_fwd && hs->nf_epoch == nf_epoch(now);
+	}
+	/* nf_accept matched this flow (to its conntrack entry, if any) in this
+	 * epoch: tell it which entry, so for this packet (next on this CPU) it
+	 * returns before any lookup. */
+	if (nf_hot) {
+		hs->ct = hs->nf_ct;
+		hs->len = len;
+	}
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tc_to_pod(struct __sk_buff *skb)
+{
+	__u32 iif = skb->ingress_ifindex;
+	struct hot_slot *hs = hot_slot();
+	if (iif && hs && hs->ifindex == iif)
+		return TC_ACT_UNSPEC; /* the common case of the one below */
+	if (iif && bpf_map_lookup_elem(&pod_ifs, &iif))
+		return TC_ACT_UNSPEC; /* entered on a pod veth: counted there */
+
+	struct pkt_info pi;
+	if (parse_tc(skb, &pi) < 0)
+		return TC_ACT_UNSPEC;
+
+	/* A flow counted here in this epoch: what the lookups below decided
+	 * for it still holds, so this one lookup is all. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
+	if (st && st->to_epoch == nf_epoch(now) && st->obs == OBS_TO_POD && st->ifindex == skb->ifindex) {
+		add(st, pi.tcp_flags, len, segs, skb->ifindex, OBS_TO_POD, true, now);
+		return TC_ACT_UNSPEC;
+	}
+
+	struct addr_key src;
+	__builtin_memcpy(src.addr, pi.key.saddr, 16);
+	if (bpf_map_lookup_elem(&local_pods, &src))
+		return TC_ACT_UNSPEC; /* counted at the sender's veth */
+	if (bpf_map_lookup_elem(&nat_counted, &pi.key))
+		return TC_ACT_UNSPEC; /* same, seen here after NAT */
+
+	/* The destination of a unicast packet delivered here is this veth's
+	 * pod: learn it too, so a drop towards a pod that never sent anything
+	 * yet is still known as ingress to a local pod. */
+	if (!is_multicast(&pi.key)) {
+		struct addr_key dst;
+		__builtin_memcpy(dst.addr, pi.key.daddr, 16);
+		__u32 *known = bpf_map_lookup_elem(&local_pods, &dst);
+		if (!known || *known != skb->ifindex) {
+			__u32 ifindex = skb->ifindex;
+			bpf_map_update_elem(&local_pods, &dst, &ifindex, BPF_ANY);
+		}
+	}
+
+	/* A ClusterIP reply from a backend on another node: count it under the
+	 * backend's key (see svc_replies). */
+	struct flow_key *backend = bpf_map_lookup_elem(&svc_replies, &pi.key);
+	if (backend)
+		__builtin_memcpy(&pi.key, backend, sizeof(pi.key));
+
+	bool created = false;
+	st = count(&pi, len, segs, skb->ifindex, OBS_TO_POD, true, &created, now);
+	if (!st)
+		return TC_ACT_UNSPEC;
+	if (!backend)
+		st->to_epoch = nf_epoch(now); /* this key is the packet's: see above */
+	else if (!st->is_reply)
+		st->is_reply = 1;
+	return TC_ACT_UNSPEC;
+}
+
+#endif /* __FLOWLENS_TC_H */
