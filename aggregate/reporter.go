@@ -32,6 +32,12 @@ type reporter struct {
 	log     *slog.Logger
 	now     func() uint64 // CLOCK_MONOTONIC ns; monoNow unless a test sets it
 
+	// patience is how long a flush may wait for room in out before it
+	// counts a record lost: a full table's flush is a burst far larger
+	// than the queue, which the pipeline drains in a fraction of an
+	// interval. Zero never waits.
+	patience time.Duration
+
 	// passStart is when the last flush's pass over the table began
 	// (CLOCK_MONOTONIC ns): it read every drop counted before then.
 	passStart uint64
@@ -77,8 +83,11 @@ func (r *reporter) flush(final bool) {
 		r.log.Warn("read kernel counters", "err", err)
 	}
 	var deadline time.Time
-	if final {
+	switch {
+	case final:
 		deadline = time.Now().Add(2 * time.Second)
+	case r.patience > 0:
+		deadline = time.Now().Add(r.patience)
 	}
 
 	now := r.monoNow()
@@ -140,17 +149,19 @@ func (r *reporter) lost(src flowlensv1.LostEventSource, n uint64) {
 	r.pendLost[src] += n
 }
 
-// trySend sends without blocking, or until deadline when it is set.
+// trySend sends without blocking, or until deadline when it is set and
+// not yet past.
 func trySend(out chan<- Event, ev Event, deadline time.Time) bool {
 	select {
 	case out <- ev:
 		return true
 	default:
 	}
-	if deadline.IsZero() {
+	wait := time.Until(deadline)
+	if deadline.IsZero() || wait <= 0 {
 		return false
 	}
-	t := time.NewTimer(time.Until(deadline))
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case out <- ev:

@@ -431,3 +431,68 @@ func FuzzRecord(f *testing.F) {
 		}
 	})
 }
+
+// A flush far larger than the queue waits for the pipeline to make room
+// (up to its patience) instead of losing what does not fit at once; a
+// pipeline that does not drain in time still costs counted loss, not a
+// stalled capture.
+func TestReporterFlushWaitsForRoom(t *testing.T) {
+	tests := []struct {
+		name     string
+		patience time.Duration
+		drain    bool
+		wantLost uint64
+	}{
+		{name: "pipeline drains: nothing lost", patience: 5 * time.Second, drain: true, wantLost: 0},
+		{name: "no patience: what does not fit is lost", patience: 0, drain: true, wantLost: 96},
+		{name: "pipeline stuck: lost after the patience", patience: 50 * time.Millisecond, drain: false, wantLost: 96},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, false, 4)
+			fx.rep.patience = tt.patience
+			for i := uint16(1); i <= 100; i++ {
+				fx.put(tcpKey(i), bpf.FlowStats{Pkts: 1, FwdPkts: 1, Obs: bpf.ObsFromPod})
+			}
+			got := make(chan int)
+			stop := make(chan struct{})
+			go func() {
+				n := 0
+				if tt.drain {
+					// Slower than the reporter, as the pipeline is; without
+					// patience the reporter is done before it starts.
+					time.Sleep(10 * time.Millisecond)
+					for {
+						select {
+						case ev := <-fx.out:
+							if ev.Lost == nil {
+								n++
+							}
+							time.Sleep(100 * time.Microsecond)
+							continue
+						case <-stop:
+						}
+						break
+					}
+				}
+				got <- n
+			}()
+			start := time.Now()
+			fx.rep.flush(false)
+			took := time.Since(start)
+			if tt.drain {
+				time.Sleep(50 * time.Millisecond)
+			}
+			close(stop)
+			n := <-got
+			if !tt.drain {
+				n = len(recs(fx.flush(false))) // what sits in out
+				assert.GreaterOrEqual(t, took, tt.patience, "waited for room first")
+			}
+			assert.Equal(t, float64(tt.wantLost), losttest.Scrape(t, fx.reg)["AGENT_QUEUE"])
+			if tt.drain {
+				assert.Equal(t, 100-int(tt.wantLost), n, "records the pipeline received")
+			}
+		})
+	}
+}

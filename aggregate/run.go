@@ -90,7 +90,9 @@ func (s *Source) Run(ctx context.Context, out chan<- Event) error {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	monoToWall := time.Now().UnixNano() - ts.Nano()
 	agg := newAggregator(cfg.NodeName, false, cfg.IdleTimeout, s.k.DropReason, s.k.InterfaceName, monoToWall)
-	rep := &reporter{agg: agg, table: s.k, out: out, metrics: s.metrics, log: s.log}
+	// Half an interval leaves the other half for drop events waiting
+	// behind a flush that the pipeline holds up.
+	rep := &reporter{agg: agg, table: s.k, out: out, metrics: s.metrics, log: s.log, patience: cfg.FlushInterval / 2}
 
 	drops := make(chan bpf.DropEvent, 1024)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
