@@ -34,6 +34,17 @@ type (
 	watchFunc = func(context.Context, metav1.ListOptions) (watch.Interface, error)
 )
 
+// typedClient is the List and Watch of one of the fake's typed clients.
+type typedClient[L runtime.Object] interface {
+	List(context.Context, metav1.ListOptions) (L, error)
+	Watch(context.Context, metav1.ListOptions) (watch.Interface, error)
+}
+
+// typed adapts a typed client to a list-watch's untyped functions.
+func typed[L runtime.Object](c typedClient[L]) (listFunc, watchFunc) {
+	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) }, c.Watch
+}
+
 // ListWatch serves the typed resources kubeapi's scheme holds.
 func (c Clientset) ListWatch(gv schema.GroupVersion, resource string) cache.ListerWatcher {
 	core, disc, netw := c.CoreV1(), c.DiscoveryV1(), c.NetworkingV1()
@@ -43,35 +54,17 @@ func (c Clientset) ListWatch(gv schema.GroupVersion, resource string) cache.List
 	)
 	switch gv.WithResource(resource) {
 	case corev1.SchemeGroupVersion.WithResource("pods"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Pods("").List(ctx, o)
-		}
-		wat = core.Pods("").Watch
+		list, wat = typed(core.Pods(""))
 	case corev1.SchemeGroupVersion.WithResource("namespaces"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Namespaces().List(ctx, o)
-		}
-		wat = core.Namespaces().Watch
+		list, wat = typed(core.Namespaces())
 	case corev1.SchemeGroupVersion.WithResource("nodes"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Nodes().List(ctx, o)
-		}
-		wat = core.Nodes().Watch
+		list, wat = typed(core.Nodes())
 	case corev1.SchemeGroupVersion.WithResource("services"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return core.Services("").List(ctx, o)
-		}
-		wat = core.Services("").Watch
+		list, wat = typed(core.Services(""))
 	case discoveryv1.SchemeGroupVersion.WithResource("endpointslices"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return disc.EndpointSlices("").List(ctx, o)
-		}
-		wat = disc.EndpointSlices("").Watch
+		list, wat = typed(disc.EndpointSlices(""))
 	case networkingv1.SchemeGroupVersion.WithResource("networkpolicies"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return netw.NetworkPolicies("").List(ctx, o)
-		}
-		wat = netw.NetworkPolicies("").Watch
+		list, wat = typed(netw.NetworkPolicies(""))
 	default:
 		panic(fmt.Sprintf("kubeapitest: no fake for %s %s", gv, resource))
 	}
@@ -88,15 +81,9 @@ func (c Clientset) MetadataListWatch(r schema.GroupVersionResource) cache.Lister
 	)
 	switch r {
 	case appsv1.SchemeGroupVersion.WithResource("replicasets"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return apps.ReplicaSets("").List(ctx, o)
-		}
-		wat = apps.ReplicaSets("").Watch
+		list, wat = typed(apps.ReplicaSets(""))
 	case batchv1.SchemeGroupVersion.WithResource("jobs"):
-		list = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return batch.Jobs("").List(ctx, o)
-		}
-		wat = batch.Jobs("").Watch
+		list, wat = typed(batch.Jobs(""))
 	default:
 		panic(fmt.Sprintf("kubeapitest: no metadata fake for %s", r))
 	}
