@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -22,15 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/flowlens/flowlens/agent/observer"
 	"github.com/flowlens/flowlens/aggregate"
 	"github.com/flowlens/flowlens/bpf"
+	"github.com/flowlens/flowlens/deploy"
+	"github.com/flowlens/flowlens/lab/scenario"
 )
 
 // The node the memory benchmark sizes the DaemonSet for (issue 9).
@@ -41,9 +38,9 @@ const (
 	memFlows      = 65536 // the kernel table's and the ring's default size
 )
 
-func memPodIP(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, 42, byte(i / 250), byte(i%250 + 2)})
-}
+// memNode is the cluster the memory benchmark holds, the same the e2e
+// BenchmarkAgentRSS feeds the agent binary.
+var memNode = scenario.Synthetic{Pods: memPods, Namespaces: memNamespaces, Policies: memPolicies, Base: netip.MustParseAddr("10.42.0.0")}
 
 // BenchmarkAgentMemory builds the whole agent-side state the DaemonSet's
 // memory must hold, through build as New does: 5,000 pods and 1,000
@@ -55,15 +52,25 @@ func memPodIP(i int) netip.Addr {
 // to itself, the process's highest resident set over two flush intervals,
 // split into RssAnon and RssFile, and the GC's CPU meanwhile; the test
 // binary's own baseline is in the resident set, as the agent binary's is.
-// GOMEMLIMIT and GOGC in the environment apply as they do to the agent
-// (the DaemonSet sets them). Run with -benchtime=1x.
+// The DaemonSet's GOMEMLIMIT applies, as it does to the agent, unless
+// GOMEMLIMIT is set in the environment. Run with -benchtime=1x.
 func BenchmarkAgentMemory(b *testing.B) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		c, err := deploy.AgentContainer()
+		require.NoError(b, err)
+		limit, err := deploy.GoMemLimit(c)
+		require.NoError(b, err)
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(limit))
+	}
 	for b.Loop() {
 		dir := b.TempDir()
 		file, policies := filepath.Join(dir, "cluster.yaml"), filepath.Join(dir, "policies.yaml")
-		cluster, pols := memCluster(b)
+		cluster, pols, err := memNode.YAML()
+		require.NoError(b, err)
 		require.NoError(b, os.WriteFile(file, cluster, 0o600))
 		require.NoError(b, os.WriteFile(policies, pols, 0o600))
+		// The stand-in for the kernel's table is kernel memory in the agent.
+		kernel := newFullTable()
 		before := liveHeap()
 		// The binary's pages the test binary touched before any state.
 		baseFile := procStatus(b, "RssFile:")
@@ -78,7 +85,6 @@ func BenchmarkAgentMemory(b *testing.B) {
 		cfg.FlowLog = []string{"-"}
 		in, err := parseInputs(cfg)
 		require.NoError(b, err)
-		kernel := newFullTable()
 		src, err := aggregate.New(kernel, nil, prometheus.NewRegistry())
 		require.NoError(b, err)
 		a, err := build(ctx, cfg, in, slog.New(slog.DiscardHandler), io.Discard, prometheus.NewRegistry(), src, nil)
@@ -182,61 +188,6 @@ func procStatus(b *testing.B, field string) float64 {
 	return 0
 }
 
-// memCluster is the cluster file: namespaces, pods shaped like a
-// Deployment's (labels, owner, ports) and per namespace a default deny plus
-// allow rules selecting apps by label from other namespaces' teams.
-func memCluster(b *testing.B) (cluster, policies []byte) {
-	var out, pols bytes.Buffer
-	add := func(o any) {
-		raw, err := yaml.Marshal(o)
-		require.NoError(b, err)
-		to := &out
-		if _, ok := o.(*networkingv1.NetworkPolicy); ok {
-			to = &pols
-		}
-		to.WriteString("---\n")
-		to.Write(raw)
-	}
-	for n := range memNamespaces {
-		add(&corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("ns-%d", n), Labels: map[string]string{"kubernetes.io/metadata.name": fmt.Sprintf("ns-%d", n), "team": fmt.Sprintf("t%d", n%7)}}})
-	}
-	for i := range memPods {
-		app := fmt.Sprintf("app-%d", i/5)
-		add(&corev1.Pod{
-			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", i/5%memNamespaces), Name: fmt.Sprintf("%s-5d8f-%05d", app, i),
-				Labels:          map[string]string{"app.kubernetes.io/name": app, "app.kubernetes.io/instance": app, "pod-template-hash": "5d8f", "tier": "web"},
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: app + "-5d8f", Controller: ptr(true)}}},
-			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", i%5), Containers: []corev1.Container{{Name: "c",
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}}}},
-			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: memPodIP(i).String(), PodIPs: []corev1.PodIP{{IP: memPodIP(i).String()}}},
-		})
-	}
-	for p := range memPolicies {
-		ns := fmt.Sprintf("ns-%d", p%memNamespaces)
-		np := &networkingv1.NetworkPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("allow-%d", p)}}
-		if p < memNamespaces {
-			np.Name = "default-deny"
-			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-		} else {
-			port := intstr.FromString("http")
-			np.Spec.PodSelector.MatchLabels = map[string]string{"app.kubernetes.io/name": fmt.Sprintf("app-%d", p)}
-			np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{
-				From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": fmt.Sprintf("t%d", p%7)}},
-					PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}}},
-				Ports: []networkingv1.NetworkPolicyPort{{Port: &port}},
-			}}
-			np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.42.0.0/16"}}}}}
-		}
-		add(np)
-	}
-	return out.Bytes(), pols.Bytes()
-}
-
-func ptr[T any](v T) *T { return &v }
-
 // bytesOf is the memory of a generated struct, laid out as the kernel's.
 func bytesOf[T bpf.FlowKey | bpf.FlowStats](v *T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
@@ -253,7 +204,7 @@ type fullTable struct {
 func newFullTable() *fullTable {
 	t := &fullTable{keys: make([]bpf.FlowKey, memFlows)}
 	for i := range t.keys {
-		t.keys[i] = bpf.FlowKey{Saddr: memPodIP(i % memPods).As16(), Daddr: memPodIP((i*7 + 1) % memPods).As16(),
+		t.keys[i] = bpf.FlowKey{Saddr: memNode.PodIP(i % memPods).As16(), Daddr: memNode.PodIP((i*7 + 1) % memPods).As16(),
 			Sport: uint16(i), Dport: 8080, Proto: 6, Family: 4}
 	}
 	return t

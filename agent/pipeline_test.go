@@ -204,7 +204,7 @@ func BenchmarkPipeline(b *testing.B) {
 	names := addrNamer{}
 	recs := make([]aggregate.Record, 4096)
 	for i := range recs {
-		src, dst := memPodIP(i%memPods), memPodIP((i*7+1)%memPods)
+		src, dst := memNode.PodIP(i%memPods), memNode.PodIP((i*7+1)%memPods)
 		for _, a := range []netip.Addr{src, dst} {
 			names[a] = &flowlensv1.Endpoint{Kind: flowlensv1.EndpointKind_POD, Namespace: fmt.Sprintf("ns-%d", i%50),
 				PodName: fmt.Sprintf("pod-%d", i), NodeName: "node-0",

@@ -1,17 +1,13 @@
-// Package deploy holds the Kubernetes manifests; its test keeps the
-// PrometheusRule in step with the rules file promtool tests.
 package deploy
 
 import (
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/flowlens/flowlens/agent"
@@ -66,12 +62,8 @@ func TestManifestsParse(t *testing.T) {
 // arguments with the agent's own flag set and validation, so a typo in a
 // flag or a flow-log filter fails here and not on a user's cluster.
 func TestDaemonSetArgsAreValidAgentFlags(t *testing.T) {
-	raw, err := os.ReadFile("base/daemonset.yaml")
+	c, err := AgentContainer()
 	require.NoError(t, err)
-	var ds appsv1.DaemonSet
-	require.NoError(t, yaml.UnmarshalStrict(raw, &ds))
-	require.Len(t, ds.Spec.Template.Spec.Containers, 1)
-	c := ds.Spec.Template.Spec.Containers[0]
 	assert.Equal(t, []string{"/flowlens-agent"}, c.Command)
 
 	cfg := agent.DefaultConfig()
@@ -93,23 +85,40 @@ func TestDaemonSetArgsAreValidAgentFlags(t *testing.T) {
 // come from): the Go runtime's soft limit plus the kernel maps charged to
 // the cgroup fit in the request, and the request in the hard limit.
 func TestDaemonSetMemory(t *testing.T) {
-	raw, err := os.ReadFile("base/daemonset.yaml")
+	c, err := AgentContainer()
 	require.NoError(t, err)
-	var ds appsv1.DaemonSet
-	require.NoError(t, yaml.UnmarshalStrict(raw, &ds))
-	c := ds.Spec.Template.Spec.Containers[0]
-	var goMemLimit string
-	for _, e := range c.Env {
-		if e.Name == "GOMEMLIMIT" {
-			goMemLimit = e.Value
-		}
-	}
-	mib, ok := strings.CutSuffix(goMemLimit, "MiB")
-	require.True(t, ok, "GOMEMLIMIT %q in MiB", goMemLimit)
-	soft, err := strconv.ParseInt(mib, 10, 64)
+	limitBytes, err := GoMemLimit(c)
 	require.NoError(t, err)
+	soft := limitBytes >> 20
 	const kernelMaps = 26 // MiB at the default map sizes, preallocated at load
 	request, limit := c.Resources.Requests.Memory().Value()>>20, c.Resources.Limits.Memory().Value()>>20
 	assert.LessOrEqual(t, soft+kernelMaps, request, "GOMEMLIMIT and the kernel maps fit in the request")
 	assert.LessOrEqual(t, request, limit)
+}
+
+func TestGoMemLimit(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  int64
+		err   string
+	}{
+		{value: "72MiB", want: 72 << 20},
+		{value: "1GiB", want: 1 << 30},
+		{value: "4096KiB", want: 4 << 20},
+		{value: "1000B", want: 1000},
+		{value: "123456", want: 123456},
+		{value: "72Mi", err: `GOMEMLIMIT "72Mi"`},
+		{value: "-1MiB", err: `GOMEMLIMIT "-1MiB"`},
+		{value: "", err: `GOMEMLIMIT ""`},
+	} {
+		got, err := GoMemLimit(corev1.Container{Env: []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: tc.value}}})
+		if tc.err != "" {
+			assert.ErrorContains(t, err, tc.err, tc.value)
+			continue
+		}
+		require.NoError(t, err, tc.value)
+		assert.Equal(t, tc.want, got, tc.value)
+	}
+	_, err := GoMemLimit(corev1.Container{})
+	assert.ErrorContains(t, err, "no GOMEMLIMIT")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,7 @@ type agentProc struct {
 	cmd   *exec.Cmd
 	mu    sync.Mutex
 	flows []*flowlensv1.Flow
+	lines int // flow-log lines, kept or not
 	bad   []string
 	done  chan struct{}
 	errb  lockedBuffer
@@ -91,14 +93,23 @@ func (b *lockedBuffer) String() string {
 
 func startAgent(t testing.TB, l *testLab, nodeName string, extra ...string) *agentProc {
 	t.Helper()
+	args := append([]string{"--node-name", nodeName, "--cluster-file", l.clusterFile, "--policies", l.policyFile,
+		"--flow-log", "-", "--flush-interval", "500ms", "--idle-timeout", "30s",
+		"--grpc-address", "127.0.0.1:4280", "--metrics-address", "127.0.0.1:9280", "--log-level", "debug"}, extra...)
+	a := launchAgent(t, l, nodeName, args, nil, 0)
+	a.waitAttached(len(podsOn(l, nodeName)))
+	return a
+}
+
+// launchAgent starts the agent binary in a node's namespace with exactly
+// args and, added to the test's, env. It keeps the first keep flows of its
+// flow log (all when keep is 0) and counts every line.
+func launchAgent(t testing.TB, l *testLab, nodeName string, args, env []string, keep int) *agentProc {
+	t.Helper()
 	node := l.Node(nodeName)
 	require.NotNil(t, node, "node %s", nodeName)
-	args := []string{"netns", "exec", node.NetNS, bins.agent,
-		"--node-name", nodeName, "--cluster-file", l.clusterFile, "--policies", l.policyFile,
-		"--flow-log", "-", "--flush-interval", "500ms", "--idle-timeout", "30s",
-		"--grpc-address", "127.0.0.1:4280", "--metrics-address", "127.0.0.1:9280", "--log-level", "debug"}
-	args = append(args, extra...)
-	a := &agentProc{t: t, node: node, cmd: exec.Command("ip", args...), done: make(chan struct{})}
+	a := &agentProc{t: t, node: node, cmd: exec.Command("ip", append([]string{"netns", "exec", node.NetNS, bins.agent}, args...)...), done: make(chan struct{})}
+	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stderr = &a.errb
 	stdout, err := a.cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -108,6 +119,13 @@ func startAgent(t testing.TB, l *testLab, nodeName string, extra ...string) *age
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			a.mu.Lock()
+			a.lines++
+			full := keep > 0 && len(a.flows) >= keep
+			a.mu.Unlock()
+			if full {
+				continue
+			}
 			fl := &flowlensv1.Flow{}
 			if err := protojson.Unmarshal(sc.Bytes(), fl); err != nil {
 				a.mu.Lock()
@@ -126,7 +144,6 @@ func startAgent(t testing.TB, l *testLab, nodeName string, extra ...string) *age
 			t.Logf("agent %s stderr:\n%s", nodeName, a.errb.String())
 		}
 	})
-	a.waitAttached(len(podsOn(l, nodeName)))
 	return a
 }
 

@@ -120,7 +120,7 @@ func TestSIGKILLAndRestart(t *testing.T) {
 }
 
 // metricsText scrapes the agent's /metrics from inside its namespace.
-func (a *agentProc) metricsText(t *testing.T) string {
+func (a *agentProc) metricsText(t testing.TB) string {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -170,7 +170,7 @@ func (a *agentProc) lostMetric(t *testing.T, source flowlensv1.LostEventSource) 
 
 // metric is the value of one series (name and labels as exposed) in the
 // agent's /metrics.
-func (a *agentProc) metric(t *testing.T, series string) float64 {
+func (a *agentProc) metric(t testing.TB, series string) float64 {
 	t.Helper()
 	for _, line := range strings.Split(a.metricsText(t), "\n") {
 		if rest, ok := strings.CutPrefix(line, series+" "); ok {
