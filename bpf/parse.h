@@ -13,7 +13,10 @@ struct pkt_info {
 	__u8 tcp_flags;
 };
 
-struct iphdr_min {
+/* The IPv4 header up to its addresses, for the general parser's copies
+ * and for parse_tc's direct access, which loads the addresses as words
+ * (the JITs of the architectures built for load unaligned words). */
+struct iphdr4 {
 	__u8 ver_ihl;
 	__u8 tos;
 	__be16 tot_len;
@@ -22,8 +25,8 @@ struct iphdr_min {
 	__u8 ttl;
 	__u8 protocol;
 	__u16 check;
-	__u8 saddr[4];
-	__u8 daddr[4];
+	__be32 saddr;
+	__be32 daddr;
 };
 
 struct ipv6hdr_min {
@@ -111,7 +114,7 @@ static __always_inline int parse_l3(void *src, bool kern, __u32 off, __u16 eth_p
 {
 	__builtin_memset(pi, 0, sizeof(*pi));
 	if (eth_proto == ETH_P_IP) {
-		struct iphdr_min ip;
+		struct iphdr4 ip;
 		if (load(src, kern, off, &ip, sizeof(ip)) < 0)
 			return -1;
 		__u32 ihl = (ip.ver_ihl & 0x0f) * 4;
@@ -119,8 +122,8 @@ static __always_inline int parse_l3(void *src, bool kern, __u32 off, __u16 eth_p
 			return -1;
 		pi->key.family = FAMILY_IPV4;
 		pi->key.proto = ip.protocol;
-		map_v4(pi->key.saddr, ip.saddr);
-		map_v4(pi->key.daddr, ip.daddr);
+		map_v4(pi->key.saddr, (const __u8 *)&ip.saddr);
+		map_v4(pi->key.daddr, (const __u8 *)&ip.daddr);
 		if (bpf_ntohs(ip.frag_off) & 0x1fff)
 			return 0; /* not the first fragment: no L4 header */
 		return parse_l4(src, kern, off + ihl, pi);
@@ -159,21 +162,6 @@ static __always_inline int parse_l3(void *src, bool kern, __u32 off, __u16 eth_p
 	return -1;
 }
 
-/* The IPv4 header as it lies in a packet, for direct access: word loads
- * (the JITs of the architectures built for load unaligned words). */
-struct iphdr_pkt {
-	__u8 ver_ihl;
-	__u8 tos;
-	__be16 tot_len;
-	__be16 id;
-	__be16 frag_off;
-	__u8 ttl;
-	__u8 protocol;
-	__u16 check;
-	__be32 saddr;
-	__be32 daddr;
-};
-
 /* TCP's header up to its flags: the largest L4 prefix the key needs. */
 #define L4_PREFIX 14
 
@@ -191,7 +179,7 @@ static __always_inline int parse_tc(struct __sk_buff *skb, struct pkt_info *pi)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	struct iphdr_pkt *ip = data + ETH_HLEN;
+	struct iphdr4 *ip = data + ETH_HLEN;
 	if (skb->protocol != bpf_htons(ETH_P_IP) || (void *)(ip + 1) + L4_PREFIX > end || ip->ver_ihl != 0x45 ||
 	    (ip->frag_off & bpf_htons(0x1fff)))
 		return parse_tc_slow(skb, pi);
