@@ -110,6 +110,40 @@ func TestFlowStatesWide(t *testing.T) {
 	assert.Empty(t, fs.wide, "a forgotten wide state")
 }
 
+// TestObservePastPackedState follows one flow whose counters pass 32 bits
+// and whose drops outrun its counted packets: the records stay exact while
+// its state is kept whole, and it is packed again once it fits.
+func TestObservePastPackedState(t *testing.T) {
+	const gib4 = 1 << 32
+	agg := newAggregator("node-1", false, time.Hour, bpf.DropReasons{}.Name, nil, 0)
+	key := tcpKey(1)
+	steps := []struct {
+		name  string
+		stats bpf.FlowStats
+		want  []rec
+		wide  bool
+	}{
+		{"below 4 GiB", bpf.FlowStats{Pkts: 10, Bytes: gib4 - 100, FwdPkts: 1}, []rec{{fwd, 10, gib4 - 100}}, false},
+		{"past 4 GiB", bpf.FlowStats{Pkts: 20, Bytes: gib4 + 900, FwdPkts: 1}, []rec{{fwd, 10, 1000}}, true},
+		{"drops matched", bpf.FlowStats{Pkts: 30, Bytes: gib4 + 1900, DropPkts: 2, DropBytes: 200, FwdPkts: 1},
+			[]rec{{drop, 2, 200}, {fwd, 8, 800}}, true},
+		{"drops ahead of counts", bpf.FlowStats{Pkts: 30, Bytes: gib4 + 1900, DropPkts: 5, DropBytes: 500, FwdPkts: 1},
+			[]rec{{drop, 3, 300}}, true},
+		{"debt paid", bpf.FlowStats{Pkts: 33, Bytes: gib4 + 2200, DropPkts: 5, DropBytes: 500, FwdPkts: 1}, nil, true},
+		{"recreated, fits again", bpf.FlowStats{Pkts: 4, Bytes: 400, FwdPkts: 1}, []rec{{fwd, 4, 400}}, false},
+	}
+	for _, step := range steps {
+		step.stats.Obs, step.stats.LastNs = bpf.ObsFromPod, 1
+		recs, _ := agg.observe(&key, &step.stats, 1, false)
+		var got []rec
+		for _, r := range recs {
+			got = append(got, rec{r.Verdict, r.Packets, r.Bytes})
+		}
+		assert.Equal(t, step.want, got, step.name)
+		assert.Equal(t, step.wide, len(agg.flows.wide) == 1, step.name)
+	}
+}
+
 // BenchmarkFlowStateMemory prints what the user-space state of a full
 // kernel flow table costs (issue 9): 65,536 IPv4 flows observed through
 // the aggregator, in bytes per flow and in total.
