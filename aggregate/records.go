@@ -32,9 +32,6 @@ type aggregator struct {
 
 	// flows is the state of every flow in the kernel table.
 	flows *flowStates
-	// pass numbers the passes over the table: a flow observed since the
-	// last sweep carries the current one.
-	pass uint32
 	// discovered counts keys first seen by user space; the kernel's
 	// flows_created minus this estimates entries evicted unread.
 	discovered      uint64
@@ -74,11 +71,10 @@ func delta(cur, prev uint64) uint64 {
 // timeout: the caller deletes it from the kernel table and calls forget.
 func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint64, final bool) (recs []Record, idle bool) {
 	recs = a.recs[:0]
-	st, added := a.flows.get(key)
+	i, st, added := a.flows.get(key)
 	if added {
 		a.discovered++
 	}
-	st.pass = a.pass
 	dPkts, dBytes := delta(cur.Pkts, st.pkts), delta(cur.Bytes, st.bytes)
 	dDrop, dDropBytes := delta(cur.DropPkts, st.dropPkts), delta(cur.DropBytes, st.dropBytes)
 	st.pkts, st.bytes, st.dropPkts, st.dropBytes = cur.Pkts, cur.Bytes, cur.DropPkts, cur.DropBytes
@@ -123,6 +119,7 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 		st.heldPkts -= fwd
 		st.heldBytes -= fwdBytes
 	}
+	a.flows.put(i, &st)
 	a.recs = recs
 	return recs, idle
 }
@@ -132,8 +129,8 @@ func (a *aggregator) observe(key *bpf.FlowKey, cur *bpf.FlowStats, nowMono uint6
 // it: they hold nothing new, and taken as current they would look like a
 // recreated entry and be counted again.
 func (a *aggregator) stale(key *bpf.FlowKey, cur *bpf.FlowStats) bool {
-	st := a.flows.find(key)
-	if st == nil {
+	st, ok := a.flows.find(key)
+	if !ok {
 		return false
 	}
 	return cur.Pkts < st.pkts || cur.Bytes < st.bytes || cur.DropPkts < st.dropPkts || cur.DropBytes < st.dropBytes ||
@@ -144,8 +141,7 @@ func (a *aggregator) stale(key *bpf.FlowKey, cur *bpf.FlowStats) bool {
 // starts the next pass. A flow reported between passes (its first drop)
 // counts as present in the pass that follows.
 func (a *aggregator) sweep() {
-	a.flows.keepOnly(func(st *flowState) bool { return st.pass == a.pass })
-	a.pass++
+	a.flows.sweep()
 }
 
 func (a *aggregator) forget(key *bpf.FlowKey) { a.flows.delete(key) }

@@ -10,35 +10,46 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// compactFlow is a flow record as the ring keeps it: 120 bytes (144 with
-// its ring entry) instead of the ~1.5 KB of its proto form. What repeats
+// compactFlow is a flow record as the ring keeps it: 80 bytes (96 with its
+// ring entry) instead of the ~1.5 KB of its proto form. What repeats
 // across flows is interned by value with unique: the strings and enums the
-// flows of one interface share (meta), the address pair, the service with
-// the address the pod addressed, the policy explanation; the endpoints are
-// the enrichment cache's shared messages. response rebuilds the exact proto
-// a client asked for; compactOf refuses what it cannot rebuild exactly, and
+// flows of one interface share (meta), and the peers: the address pair, the
+// service with the address the pod addressed, the endpoints (the
+// enrichment cache's shared messages) and the policy explanation, which
+// the flows between two pods share. response rebuilds the exact proto a
+// client asked for; compactOf refuses what it cannot rebuild exactly, and
 // the ring then keeps that record whole.
 type compactFlow struct {
-	// respTime is the GetFlowsResponse's own time.
-	respTime int64
+	time, firstSeen int64 // Unix nanoseconds
+	packets, bytes  uint64
 
-	time, firstSeen, lastSeen int64 // Unix nanoseconds
-	packets, bytes            uint64
-
-	meta    unique.Handle[flowMeta]
-	addrs   unique.Handle[addrPair] // zero when the flow has no IP
-	service uniqueService           // zero when neither a service nor an original destination
-
-	source, destination *flowlensv1.Endpoint // shared, read-only
-	policy              uniquePolicy
+	meta  unique.Handle[flowMeta]
+	peers unique.Handle[peers]
 
 	uuid [16]byte
+	// respTime (the GetFlowsResponse's own time) and lastSeen are in
+	// nanoseconds after time: the agent sets all three to the time of the
+	// flow's last packet, so they fit (a record where they do not is kept
+	// whole).
+	respTime, lastSeen int32
 	// attempts is aggregated_attempts: a flush interval's SYNs, far below
 	// 2^32 (a record above is kept whole).
 	attempts uint32
 	// port1, port2 are the source and destination ports, or the ICMP type
 	// and code.
 	port1, port2 uint16
+}
+
+// peers is who a flow is between and what policy says of it: the flows of
+// one connection, and mostly of one pod pair, share it.
+type peers struct {
+	// addrs are held here, not interned apart: where every flow has an
+	// address pair of its own (clients from outside), one interned value
+	// a flow costs far less than two.
+	addrs               addrPair
+	service             uniqueService        // zero when neither a service nor an original destination
+	source, destination *flowlensv1.Endpoint // shared, read-only
+	policy              uniquePolicy
 }
 
 // flowMeta is the part of a flow the flows of one interface mostly share,
@@ -103,13 +114,13 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 	var b builder
 	c, m := &b.c, &b.m
 	m.respNode, m.node, m.dropReason = resp.NodeName, fl.NodeName, fl.DropReason
-	c.source, c.destination = fl.Source, fl.Destination
+	b.p.source, b.p.destination = fl.Source, fl.Destination
 	if fl.AggregatedAttempts > math.MaxUint32 {
 		return compactFlow{}, false
 	}
 	c.attempts = uint32(fl.AggregatedAttempts)
 	m.isReply = fl.IsReply
-	ok := b.setTime(hasRespTime, &c.respTime, resp.Time) && b.setTime(hasTime, &c.time, fl.Time) &&
+	ok := b.setTime(hasTime, &c.time, fl.Time) && b.setOffset(hasRespTime, &c.respTime, resp.Time) &&
 		small(int32(fl.Verdict), &m.verdict) && small(int32(fl.TrafficDirection), &m.direction) &&
 		small(int32(fl.ObservationPoint), &m.obs) &&
 		b.setIP(fl.Ip) && b.setL4(fl.L4) && b.setCounters(fl.Counters) && b.setUUID(fl.Uuid)
@@ -128,11 +139,12 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 		b.svc = serviceKey{dstOrig: b.svc.dstOrig, namespace: s.Namespace, name: s.Name, port: s.Port, present: true}
 	}
 	if b.svc != (serviceKey{}) {
-		c.service = unique.Make(b.svc)
+		b.p.service = unique.Make(b.svc)
 	}
 	if p := fl.Policy; p != nil {
-		c.policy = unique.Make(policyKeyOf(p))
+		b.p.policy = unique.Make(policyKeyOf(p))
 	}
+	c.peers = unique.Make(b.p)
 	c.meta = unique.Make(b.m)
 	return b.c, true
 }
@@ -141,6 +153,7 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 type builder struct {
 	c   compactFlow
 	m   flowMeta
+	p   peers
 	svc serviceKey
 }
 
@@ -175,12 +188,30 @@ func (b *builder) setTime(bit presence, to *int64, t *timestamppb.Timestamp) boo
 	return true
 }
 
+// setOffset stores t in nanoseconds after the flow's time (set first) when
+// that is exact and fits.
+func (b *builder) setOffset(bit presence, to *int32, t *timestamppb.Timestamp) bool {
+	if t == nil {
+		return true
+	}
+	var at int64
+	if !b.setTime(bit, &at, t) {
+		return false
+	}
+	d := at - b.c.time
+	if (d < 0) != (at < b.c.time) || d != int64(int32(d)) {
+		return false // the subtraction overflowed, or too far apart
+	}
+	*to = int32(d)
+	return true
+}
+
 func (b *builder) setIP(ip *flowlensv1.IP) bool {
 	if ip == nil {
 		return true
 	}
 	b.m.has |= hasIP
-	b.c.addrs = unique.Make(addrPair{src: ip.Source, dst: ip.Destination})
+	b.p.addrs = addrPair{src: ip.Source, dst: ip.Destination}
 	b.svc.dstOrig = ip.DestinationOriginal
 	return small(int32(ip.IpVersion), &b.m.ipVersion)
 }
@@ -235,7 +266,7 @@ func (b *builder) setCounters(k *flowlensv1.Counters) bool {
 	}
 	b.m.has |= hasCounters
 	b.c.packets, b.c.bytes = k.Packets, k.Bytes
-	return b.setTime(hasFirstSeen, &b.c.firstSeen, k.FirstSeen) && b.setTime(hasLastSeen, &b.c.lastSeen, k.LastSeen)
+	return b.setTime(hasFirstSeen, &b.c.firstSeen, k.FirstSeen) && b.setOffset(hasLastSeen, &b.c.lastSeen, k.LastSeen)
 }
 
 func (b *builder) setUUID(s string) bool {

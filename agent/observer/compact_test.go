@@ -3,6 +3,7 @@ package observer
 import (
 	"context"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -49,6 +50,25 @@ func withFlow(edit func(*flowlensv1.Flow)) *flowlensv1.GetFlowsResponse {
 	return r
 }
 
+// atTime sets the times of r that the agent sets alike, the response's,
+// the flow's and its last packet's, to t; then edits r's flow.
+func atTime(t *timestamppb.Timestamp, r *flowlensv1.GetFlowsResponse, edits ...func(*flowlensv1.Flow)) *flowlensv1.GetFlowsResponse {
+	fl := r.GetFlow()
+	r.Time, fl.Time, fl.Counters.LastSeen = t, t, t
+	for _, edit := range edits {
+		edit(fl)
+	}
+	return r
+}
+
+// withTimes is a full flow with the response's time and the flow's last
+// packet's at other times than the flow's.
+func withTimes(resp, last time.Time) *flowlensv1.GetFlowsResponse {
+	r := fullFlow()
+	r.Time, r.GetFlow().Counters.LastSeen = timestamppb.New(resp), timestamppb.New(last)
+	return r
+}
+
 func TestCompactRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
@@ -58,10 +78,10 @@ func TestCompactRoundTrip(t *testing.T) {
 	}{
 		{name: "every field", in: fullFlow()},
 		{name: "bare flow", in: &flowlensv1.GetFlowsResponse{ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: &flowlensv1.Flow{}}}},
-		{name: "empty messages stay present", in: withFlow(func(f *flowlensv1.Flow) {
-			f.Ip, f.L4, f.Counters, f.Interface, f.TcpFlags = &flowlensv1.IP{}, &flowlensv1.Layer4{}, &flowlensv1.Counters{}, &flowlensv1.Interface{}, &flowlensv1.TCPFlags{}
-			f.DestinationService, f.Policy, f.Time = &flowlensv1.Service{}, &flowlensv1.PolicyVerdict{}, &timestamppb.Timestamp{}
-		})},
+		{name: "empty messages stay present", in: atTime(&timestamppb.Timestamp{}, withFlow(func(f *flowlensv1.Flow) {
+			f.Ip, f.L4, f.Interface, f.TcpFlags = &flowlensv1.IP{}, &flowlensv1.Layer4{}, &flowlensv1.Interface{}, &flowlensv1.TCPFlags{}
+			f.DestinationService, f.Policy = &flowlensv1.Service{}, &flowlensv1.PolicyVerdict{}
+		}), func(f *flowlensv1.Flow) { f.Counters = &flowlensv1.Counters{} })},
 		{name: "no sides", in: withFlow(func(f *flowlensv1.Flow) { f.Policy.Egress, f.Policy.Ingress = nil, nil })},
 		// The service and the original destination are interned together:
 		// either one alone comes back alone.
@@ -81,7 +101,17 @@ func TestCompactRoundTrip(t *testing.T) {
 		{name: "icmpv6", in: withFlow(func(f *flowlensv1.Flow) {
 			f.L4 = &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Icmpv6{Icmpv6: &flowlensv1.ICMPv6{Type: 1, Code: 4}}}
 		})},
-		{name: "time before 1970", in: withFlow(func(f *flowlensv1.Flow) { f.Time = &timestamppb.Timestamp{Seconds: -5, Nanos: 7} })},
+		{name: "time before 1970", in: atTime(&timestamppb.Timestamp{Seconds: -5, Nanos: 7}, fullFlow())},
+		// The response's time and the last packet's are kept as offsets
+		// from the flow's time (the agent sets all three alike).
+		{name: "times 2 s apart", in: withTimes(base.Add(2e9), base.Add(-2e9))},
+		{name: "response time 3 s later", whole: true, in: withTimes(base.Add(3e9), base)},
+		{name: "last seen 3 s earlier", whole: true, in: withTimes(base, base.Add(-3e9))},
+		{name: "times too far apart for int64", whole: true, in: func() *flowlensv1.GetFlowsResponse {
+			r := withTimes(base.AddDate(200, 0, 0), base)
+			r.GetFlow().Time = &timestamppb.Timestamp{Seconds: -1 << 33}
+			return r
+		}()},
 		{name: "port out of range", whole: true, in: withFlow(func(f *flowlensv1.Flow) {
 			f.L4 = &flowlensv1.Layer4{Protocol: &flowlensv1.Layer4_Tcp{Tcp: &flowlensv1.TCP{SourcePort: 70000}}}
 		})},
@@ -169,10 +199,10 @@ func TestCompactCoversEveryField(t *testing.T) {
 	assert.Empty(t, unset)
 }
 
-// TestCompactSize keeps a stored flow within the 144-byte allocation
+// TestCompactSize keeps a stored flow within the 96-byte allocation
 // size class (the proto form is ~1.5 KB; issue 9 measures the full ring).
 func TestCompactSize(t *testing.T) {
-	assert.LessOrEqual(t, unsafe.Sizeof(entry{}), uintptr(144))
+	assert.LessOrEqual(t, unsafe.Sizeof(entry{}), uintptr(96))
 }
 
 type recordFunc func(*flowlensv1.GetFlowsResponse)

@@ -53,7 +53,7 @@ func (x *expander) response(c *compactFlow) *flowlensv1.GetFlowsResponse {
 	return &flowlensv1.GetFlowsResponse{
 		ResponseTypes: &flowlensv1.GetFlowsResponse_Flow{Flow: fl},
 		NodeName:      m.respNode,
-		Time:          m.timestamp(hasRespTime, c.respTime, nil),
+		Time:          m.timestamp(hasRespTime, c.time+int64(c.respTime), nil),
 	}
 }
 
@@ -74,27 +74,27 @@ func (x *expander) fill(c *compactFlow, fl *flowlensv1.Flow, scratch *expander) 
 		ip, counters, iface = &scratch.ip, &scratch.counters, &scratch.iface
 		tm, first, last = &scratch.time, &scratch.firstSeen, &scratch.lastSeen
 	}
-	m := c.meta.Value()
+	m, p := c.meta.Value(), c.peers.Value()
 	*fl = flowlensv1.Flow{
 		Time:               m.timestamp(hasTime, c.time, tm),
 		NodeName:           m.node,
 		Verdict:            flowlensv1.Verdict(m.verdict),
 		DropReason:         m.dropReason,
 		L4:                 c.layer4(&m),
-		Source:             c.source,
-		Destination:        c.destination,
+		Source:             p.source,
+		Destination:        p.destination,
 		TrafficDirection:   flowlensv1.TrafficDirection(m.direction),
 		IsReply:            m.isReply,
 		ObservationPoint:   flowlensv1.ObservationPoint(m.obs),
-		Policy:             x.policy(c.policy),
+		Policy:             x.policy(p.policy),
 		AggregatedAttempts: uint64(c.attempts),
 	}
 	var svc serviceKey
-	if c.service != (uniqueService{}) {
-		svc = c.service.Value()
+	if p.service != (uniqueService{}) {
+		svc = p.service.Value()
 	}
 	if m.has&hasIP != 0 {
-		a := c.addrs.Value()
+		a := p.addrs
 		fl.Ip = reuse(ip)
 		*fl.Ip = flowlensv1.IP{Source: a.src, Destination: a.dst,
 			IpVersion: flowlensv1.IPVersion(m.ipVersion), DestinationOriginal: svc.dstOrig}
@@ -102,7 +102,7 @@ func (x *expander) fill(c *compactFlow, fl *flowlensv1.Flow, scratch *expander) 
 	if m.has&hasCounters != 0 {
 		fl.Counters = reuse(counters)
 		*fl.Counters = flowlensv1.Counters{Packets: c.packets, Bytes: c.bytes,
-			FirstSeen: m.timestamp(hasFirstSeen, c.firstSeen, first), LastSeen: m.timestamp(hasLastSeen, c.lastSeen, last)}
+			FirstSeen: m.timestamp(hasFirstSeen, c.firstSeen, first), LastSeen: m.timestamp(hasLastSeen, c.time+int64(c.lastSeen), last)}
 	}
 	if m.has&hasInterface != 0 {
 		fl.Interface = reuse(iface)

@@ -15,23 +15,36 @@ import (
 // BenchmarkRingMemory prints what a full recent-flow ring costs: the
 // default 65,536 flows as the agent stores them (endpoints shared with the
 // enrichment cache, a policy verdict each, 200 distinct explanations), in
-// bytes per flow and in total. The agent's whole state, ring included, is
-// agent's BenchmarkAgentMemory.
+// bytes per flow and in total; between pods, and from a client address of
+// its own each (a node serving clients outside the cluster). The agent's
+// whole state, ring included, is agent's BenchmarkAgentMemory.
 func BenchmarkRingMemory(b *testing.B) {
 	eps := benchEndpoints()
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		r := NewRing(DefaultRingCapacity)
-		for i := 0; i < DefaultRingCapacity; i++ {
-			r.Write(benchFlow(i, eps))
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/DefaultRingCapacity, "bytes/flow")
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB/full-ring")
-		runtime.KeepAlive(r)
+	for _, bc := range []struct {
+		name string
+		edit func(i int, fl *flowlensv1.Flow)
+	}{
+		{"pods", func(int, *flowlensv1.Flow) {}},
+		{"a client address each", func(i int, fl *flowlensv1.Flow) { fl.Ip.Source = fmt.Sprintf("203.0.%d.%d", i/256, i%256) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				r := NewRing(DefaultRingCapacity)
+				for i := 0; i < DefaultRingCapacity; i++ {
+					ev := benchFlow(i, eps)
+					bc.edit(i, ev.GetFlow())
+					r.Write(ev)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/DefaultRingCapacity, "bytes/flow")
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB/full-ring")
+				runtime.KeepAlive(r)
+			}
+		})
 	}
 }
 

@@ -28,7 +28,7 @@ type query struct {
 // the gRPC stream, or a counter in benchmarks. (The one sink is the
 // agent pipeline's: where annotated records go, this ring.)
 type clientStream interface {
-	// record sends one record; e.nano is its time.
+	// record sends one record; e.nano() is its time.
 	record(e *entry, ev *flowlensv1.GetFlowsResponse) error
 	lost(count uint64, first, last int64) error
 	// lastTime is the time of the last record sent, 0 if none.
@@ -41,11 +41,11 @@ type clientStream interface {
 // compact flow through the expander's scratch view; only a flow that
 // passes is rebuilt for sending.
 func (q *query) admit(e *entry) *flowlensv1.GetFlowsResponse {
-	if e.nano != 0 {
-		if q.since != 0 && e.nano < q.since {
+	if at := e.nano(); at != 0 {
+		if q.since != 0 && at < q.since {
 			return nil
 		}
-		if q.until != 0 && e.nano > q.until {
+		if q.until != 0 && at > q.until {
 			return nil
 		}
 	}
@@ -188,14 +188,14 @@ func (r *Ring) reportLost(from, to uint64, out clientStream) error {
 	first, last := out.lastTime(), int64(0)
 	for s := from; s < to; s++ {
 		if e, ok := r.read(s); ok {
-			first = e.nano
+			first = e.nano()
 			break
 		}
 	}
 	if e, ok := r.read(to - 1); ok {
-		last = e.nano
+		last = e.nano()
 	} else if e, ok := r.read(to); ok {
-		last = e.nano
+		last = e.nano()
 	}
 	return out.lost(to-from, first, last)
 }

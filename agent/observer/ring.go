@@ -16,8 +16,7 @@ const DefaultRingCapacity = 65536
 // entry is one published record. Entries are immutable once stored, so a
 // reader holding one never races the writer.
 type entry struct {
-	seq  uint64
-	nano int64 // event time in Unix nanoseconds, 0 when unknown
+	seq uint64
 	// ev is a record kept whole: lost events, and the rare flow compactOf
 	// cannot carry exactly. Otherwise the record is fl.
 	ev *flowlensv1.GetFlowsResponse
@@ -31,6 +30,22 @@ func (e *entry) response(x *expander) *flowlensv1.GetFlowsResponse {
 		return e.ev
 	}
 	return x.response(&e.fl)
+}
+
+// nano is the record's time in Unix nanoseconds, 0 when unknown: derived,
+// not stored, as it is one of the compact flow's times.
+func (e *entry) nano() int64 {
+	if e.ev != nil {
+		return eventNano(e.ev)
+	}
+	m := e.fl.meta.Value()
+	switch {
+	case m.has&hasRespTime != 0:
+		return e.fl.time + int64(e.fl.respTime)
+	case m.has&hasTime != 0:
+		return e.fl.time
+	}
+	return 0
 }
 
 // isFlow reports a flow record (not lost events).
@@ -79,7 +94,7 @@ func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) (kept bool) {
 	if ev == nil {
 		return false
 	}
-	e := &entry{nano: eventNano(ev)}
+	e := &entry{}
 	if fl, ok := compactOf(ev); ok {
 		e.fl = fl
 	} else {

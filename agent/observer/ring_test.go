@@ -24,7 +24,7 @@ type fakeSink struct {
 
 func (s *fakeSink) record(e *entry, ev *flowlensv1.GetFlowsResponse) error {
 	s.got = append(s.got, int(ev.GetFlow().GetCounters().GetPackets()))
-	s.lastNano = e.nano
+	s.lastNano = e.nano()
 	if s.onRecord != nil {
 		s.onRecord()
 	}

@@ -166,7 +166,7 @@ type grpcStream struct {
 func (o *grpcStream) lastTime() int64 { return o.lastNano }
 
 func (o *grpcStream) record(e *entry, ev *flowlensv1.GetFlowsResponse) error {
-	o.lastNano = e.nano
+	o.lastNano = e.nano()
 	if ev.GetNodeName() == "" || ev.GetTime() == nil {
 		// A record kept whole is shared with other readers: send a copy
 		// that shares the (read-only) payload.
@@ -175,7 +175,7 @@ func (o *grpcStream) record(e *entry, ev *flowlensv1.GetFlowsResponse) error {
 			cp.NodeName = o.srv.nodeName
 		}
 		if cp.Time == nil {
-			cp.Time = timestampOrNil(e.nano)
+			cp.Time = timestampOrNil(e.nano())
 		}
 		ev = cp
 	}
