@@ -136,6 +136,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return serveHTTP(gctx, a.cfg.MetricsAddress, a.deps.gatherer, a.ready, a.log.With("component", "http"))
 		})
 	}
+	if a.cfg.PprofAddress != "" {
+		g.Go(func() error { return servePprof(gctx, a.cfg.PprofAddress, a.log.With("component", "pprof")) })
+	}
 	for _, bg := range a.deps.background {
 		g.Go(func() error { return bg(gctx) })
 	}

@@ -76,6 +76,7 @@ type Config struct {
 
 	// Metrics and health.
 	MetricsAddress   string
+	PprofAddress     string
 	MetricsPodLabels bool
 
 	LogLevel  string
@@ -155,6 +156,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", c.TLSClientCA, "CA for client certificates (enables mTLS)")
 	fs.IntVar(&c.RingCapacity, "ring-capacity", c.RingCapacity, "recent flows kept for GetFlows")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", c.MetricsAddress, "address for /metrics, /healthz and /readyz (empty disables it)")
+	fs.StringVar(&c.PprofAddress, "pprof-address", c.PprofAddress, "loopback address for Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (default: off)")
 	fs.BoolVar(&c.MetricsPodLabels, "metrics-pod-labels", c.MetricsPodLabels, "add a pod label to flow metrics (higher cardinality; series of deleted pods are removed)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
@@ -207,7 +209,7 @@ func (c *Config) Validate() error {
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		return fmt.Errorf("--tls-client-ca needs --tls-cert and --tls-key")
 	}
-	for _, a := range []struct{ flag, addr string }{{"--grpc-address", c.GRPCAddress}, {"--metrics-address", c.MetricsAddress}} {
+	for _, a := range []struct{ flag, addr string }{{"--grpc-address", c.GRPCAddress}, {"--metrics-address", c.MetricsAddress}, {"--pprof-address", c.PprofAddress}} {
 		if a.addr == "" {
 			continue
 		}
@@ -218,6 +220,9 @@ func (c *Config) Validate() error {
 	if c.GRPCAddress != "" && c.TLSCert == "" && !c.GRPCInsecureListen && !loopback(c.GRPCAddress) {
 		return fmt.Errorf("--grpc-address %s: not loopback and TLS is off, so anyone who reaches it reads every flow; "+
 			"set --tls-cert/--tls-key, or --grpc-insecure-listen if that is meant", c.GRPCAddress)
+	}
+	if c.PprofAddress != "" && !loopback(c.PprofAddress) {
+		return fmt.Errorf("--pprof-address %s: not loopback; profiles show the agent's command line and code paths, reach them with kubectl port-forward", c.PprofAddress)
 	}
 	seen := map[string]bool{}
 	for _, p := range c.FlowLog {

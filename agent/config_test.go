@@ -1,11 +1,18 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/flowlens/flowlens/bpf"
 	"github.com/flowlens/flowlens/internal/testcerts"
@@ -98,4 +105,52 @@ func TestGRPCPlaintextOffLoopbackNeedsTheFlag(t *testing.T) {
 			assert.ErrorContains(t, err, "--grpc-insecure-listen")
 		}
 	}
+}
+
+// Profiles are served on loopback only, and only when asked for.
+func TestPprofAddress(t *testing.T) {
+	tests := []struct {
+		addr string
+		err  string
+	}{
+		{"", ""},
+		{"127.0.0.1:6060", ""},
+		{"[::1]:6060", ""},
+		{"0.0.0.0:6060", "--pprof-address 0.0.0.0:6060: not loopback"},
+		{":6060", "--pprof-address :6060: not loopback"},
+		{"6060", `--pprof-address "6060"`},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.NodeName = "n"
+		cfg.PprofAddress = tt.addr
+		err := cfg.Validate()
+		if tt.err == "" {
+			assert.NoError(t, err, tt.addr)
+			continue
+		}
+		assert.ErrorContains(t, err, tt.err, tt.addr)
+	}
+}
+
+// The profiles answer where --pprof-address says, and stop with ctx.
+func TestServePprof(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- servePprof(ctx, addr, slog.New(slog.DiscardHandler)) }()
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		resp, err = http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, errors.Join(err, resp.Body.Close()))
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "heap profile:")
+	cancel()
+	require.NoError(t, <-done)
 }

@@ -122,17 +122,24 @@ func TestSIGKILLAndRestart(t *testing.T) {
 // metricsText scrapes the agent's /metrics from inside its namespace.
 func (a *agentProc) metricsText(t testing.TB) string {
 	t.Helper()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	return string(a.get(t, "127.0.0.1:9280", "/metrics"))
+}
+
+// get is an HTTP GET of path from addr inside the agent's namespace.
+func (a *agentProc) get(t testing.TB, addr, path string) []byte {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			return dialInNetNS(ctx, a.node.NetNS, addr)
 		},
 	}}
-	resp, err := client.Get("http://127.0.0.1:9280/metrics")
+	resp, err := client.Get("http://" + addr + path)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	return string(body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "GET %s%s: %s", addr, path, body)
+	return body
 }
 
 // statusLost is the loss the agent's status reports for source.

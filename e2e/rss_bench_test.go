@@ -60,13 +60,15 @@ func BenchmarkAgentRSS(b *testing.B) {
 
 	c, err := deploy.AgentContainer()
 	require.NoError(b, err)
+	// The DaemonSet's environment, but a variable set for the test wins
+	// (GOMEMLIMIT=... prices another limit).
 	var env []string
 	for _, e := range c.Env {
-		if e.ValueFrom == nil {
+		if _, set := os.LookupEnv(e.Name); !set && e.ValueFrom == nil {
 			env = append(env, e.Name+"="+e.Value)
 		}
 	}
-	args := append([]string{"--node-name", "node1", "--cluster-file", cluster, "--policies", policies}, c.Args...)
+	args := append([]string{"--node-name", "node1", "--cluster-file", cluster, "--policies", policies, "--pprof-address", "127.0.0.1:6060"}, c.Args...)
 	a := launchAgent(b, l, "node1", args, env, 100)
 	a.waitAttached(len(podsOn(l, "node1")))
 
@@ -108,6 +110,10 @@ func BenchmarkAgentRSS(b *testing.B) {
 		}
 	}
 	cores := (procCPU(b, pid) - cpu0) / window.Seconds()
+	// FLOWLENS_HEAP_PROFILE=file writes what holds the agent's heap.
+	if path := os.Getenv("FLOWLENS_HEAP_PROFILE"); path != "" {
+		require.NoError(b, os.WriteFile(path, a.get(b, "127.0.0.1:6060", "/debug/pprof/heap?gc=1"), 0o600))
+	}
 	st := mustStatus(b, a)
 	heap := a.metric(b, "go_memstats_heap_inuse_bytes") / (1 << 20)
 	peak := readProcMem(b, pid).hwm
@@ -135,8 +141,8 @@ func BenchmarkAgentRSS(b *testing.B) {
 	b.ReportMetric(cores, "agent-cores")
 	perFlush := float64(st.GetSeenFlows()-seen0) / (window.Seconds() / bpf.DefaultFlushInterval.Seconds())
 	b.ReportMetric(perFlush, "flows/flush")
-	b.Logf("agent as deployed (%s), %d pods, %d policies, ring %d/%d, %.0f flows a flush: VmRSS %.1f MiB at most (RssAnon %.1f, RssFile %.1f, RssShmem %.1f), VmHWM %.1f; Go heap in use %.1f MiB; %.3f cores; %d flow-log lines; lost %v",
-		strings.Join(env, " "), rssNode.Pods, rssNode.Policies, st.GetNumFlows(), st.GetMaxFlows(), perFlush,
+	b.Logf("agent as deployed (%s; GOMEMLIMIT %q from the test's environment), %d pods, %d policies, ring %d/%d, %.0f flows a flush: VmRSS %.1f MiB at most (RssAnon %.1f, RssFile %.1f, RssShmem %.1f), VmHWM %.1f; Go heap in use %.1f MiB; %.3f cores; %d flow-log lines; lost %v",
+		strings.Join(env, " "), os.Getenv("GOMEMLIMIT"), rssNode.Pods, rssNode.Policies, st.GetNumFlows(), st.GetMaxFlows(), perFlush,
 		top.rss, top.anon, top.file, top.shmem, peak, heap, cores, lines, st.GetLostEvents())
 }
 
