@@ -141,13 +141,15 @@ func newIndex(cfg Config) *index {
 
 // Lookup implements Resolver. Order: pods, node addresses, ClusterIPs,
 // named CIDRs (longest prefix), cluster CIDRs (unknown), world.
-func (ix *index) Lookup(ip netip.Addr, at time.Time) Identity {
+// The result is named so that a pod's identity is filled in place.
+func (ix *index) Lookup(ip netip.Addr, at time.Time) (out Identity) {
 	ip = ip.Unmap()
 	ix.mu.RLock()
 	if s, ok := ix.podIPs[ip]; ok {
 		if p := s.pick(at, ix.grace); p != nil {
 			ix.mu.RUnlock()
-			return p.identity()
+			p.fill(&out)
+			return out
 		}
 	}
 	if h := ix.hostIPs[ip]; h != nil {

@@ -29,10 +29,10 @@ func newWorkloadInfo(w Workload) *workloadInfo {
 	return &workloadInfo{w: w, proto: []*flowlensv1.Workload{{Kind: w.Kind, Name: w.Name}}}
 }
 
-// identity is the Identity Lookup hands out for the pod, with its cached
-// Endpoint.
-func (p *podIdent) identity() Identity {
-	id := Identity{
+// fill sets id to the Identity Lookup hands out for the pod, with its
+// cached Endpoint.
+func (p *podIdent) fill(id *Identity) {
+	*id = Identity{
 		Kind:      flowlensv1.EndpointKind_POD,
 		Namespace: p.pod.namespace,
 		Name:      p.pod.name,
@@ -52,5 +52,4 @@ func (p *podIdent) identity() Identity {
 		}
 		id.ep = ep
 	}
-	return id
 }
