@@ -1,11 +1,15 @@
 package enrich
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -15,8 +19,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/yaml"
 
 	"github.com/flowlens/flowlens/kubeapi/kubeapitest"
+	"github.com/flowlens/flowlens/manifest"
 )
 
 const (
@@ -70,6 +77,19 @@ func benchCluster() []k8sruntime.Object {
 	return objs
 }
 
+// writeHeapProfile writes what holds the heap to $FLOWLENS_HEAP_PROFILE
+// when it is set (run with -memprofilerate=1 for every allocation).
+func writeHeapProfile(b *testing.B) {
+	path := os.Getenv("FLOWLENS_HEAP_PROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	require.NoError(b, pprof.WriteHeapProfile(f))
+	require.NoError(b, f.Close())
+}
+
 func heapInUse() uint64 {
 	var m runtime.MemStats
 	for range 3 {
@@ -94,6 +114,7 @@ func BenchmarkMemoryPerPod(b *testing.B) {
 		wcancel()
 		require.Equal(b, benchPods, k.Status().Pods)
 		after := heapInUse()
+		writeHeapProfile(b)
 		b.ReportMetric(float64(after-before)/benchPods, "bytes/pod")
 		b.ReportMetric(float64(after-before)/(1<<20), "MiB")
 		b.Logf("%d pods, %d services: %d bytes held, %.0f bytes per pod (services amortized)",
@@ -114,9 +135,9 @@ func benchStatic(b *testing.B) *index {
 		case *corev1.Namespace:
 			ix.upsertNamespace(slimNamespace(o))
 		case *corev1.Pod:
-			ix.upsertPod(newPodInfo(o), now)
+			ix.upsertPod(ix.podInfo(o), now)
 		case *corev1.Service:
-			ix.upsertService(slimService(o))
+			ix.upsertService(newServiceInfo(o))
 		}
 	}
 	ix.upsertNode(slimNode(node("node-0", "192.168.1.10", "10.42.0.0/24")))
@@ -172,7 +193,7 @@ func BenchmarkServiceLookups(b *testing.B) {
 	})
 	for _, o := range benchCluster() {
 		if es, ok := o.(*discoveryv1.EndpointSlice); ok {
-			ix.upsertSlice(slimSlice(es))
+			ix.upsertSlice(newSliceInfo(es))
 		}
 	}
 	backend := netip.AddrPortFrom(addr(benchIP(1234)), 8080)
@@ -200,18 +221,59 @@ func BenchmarkMemoryPerPodIndex(b *testing.B) {
 			case *corev1.Namespace:
 				ix.upsertNamespace(slimNamespace(o))
 			case *corev1.Pod:
-				ix.upsertPod(newPodInfo(o), now)
+				ix.upsertPod(ix.podInfo(o), now)
 			case *corev1.Service:
-				ix.upsertService(slimService(o))
+				ix.upsertService(newServiceInfo(o))
 			case *discoveryv1.EndpointSlice:
-				ix.upsertSlice(slimSlice(o))
+				ix.upsertSlice(newSliceInfo(o))
 			case *appsv1.ReplicaSet:
-				ix.upsertOwner("ReplicaSet", &o.ObjectMeta)
+				ix.upsertOwner("ReplicaSet", newOwnerInfo(&o.ObjectMeta))
 			}
 		}
 		after := heapInUse()
+		writeHeapProfile(b)
 		b.ReportMetric(float64(after-before)/benchPods, "bytes/pod")
 		b.Logf("index only: %.0f bytes per pod", float64(after-before)/benchPods)
 		runtime.KeepAlive(ix)
+	}
+}
+
+// BenchmarkMemoryStatic is the static source from a cluster file of the
+// same cluster (without the ReplicaSets, which a cluster file does not
+// hold): what stays of the decoded objects once NewStatic has indexed
+// them, as the agent's --cluster-file keeps it. Run with -benchtime=1x.
+func BenchmarkMemoryStatic(b *testing.B) {
+	var buf bytes.Buffer
+	for _, o := range benchCluster() {
+		switch o := o.(type) {
+		case *appsv1.ReplicaSet:
+			continue
+		case *corev1.Pod:
+			o.ManagedFields = nil // its stand-in bytes are no JSON
+		}
+		gvks, _, err := scheme.Scheme.ObjectKinds(o)
+		require.NoError(b, err)
+		o.GetObjectKind().SetGroupVersionKind(gvks[0])
+		raw, err := yaml.Marshal(o)
+		require.NoError(b, err)
+		buf.WriteString("---\n")
+		buf.Write(raw)
+	}
+	file := filepath.Join(b.TempDir(), "cluster.yaml")
+	require.NoError(b, os.WriteFile(file, buf.Bytes(), 0o600))
+	buf = bytes.Buffer{}
+	for b.Loop() {
+		before := heapInUse()
+		objs, err := manifest.Load(file)
+		require.NoError(b, err)
+		s, err := NewStatic(objs, Config{NodeName: "node-0"})
+		require.NoError(b, err)
+		objs = nil
+		after := heapInUse()
+		writeHeapProfile(b)
+		require.Equal(b, benchPods, s.Status().Pods)
+		b.ReportMetric(float64(after-before)/benchPods, "bytes/pod")
+		b.ReportMetric(float64(after-before)/(1<<20), "MiB")
+		runtime.KeepAlive(s)
 	}
 }

@@ -42,7 +42,7 @@ type Identity struct {
 	Ports []NamedPort
 
 	// ep caches the proto form so the hot path does not allocate; built once
-	// when the identity is published.
+	// when the identity is published (a pod's: on its first lookup).
 	ep *flowlensv1.Endpoint
 }
 
@@ -58,10 +58,12 @@ func (id Identity) Endpoint() *flowlensv1.Endpoint {
 	if id.ep != nil {
 		return id.ep
 	}
-	return id.buildEndpoint()
+	return id.buildEndpoint(nil)
 }
 
-func (id Identity) buildEndpoint() *flowlensv1.Endpoint {
+// buildEndpoint makes the proto form; workloads, when not nil, is the
+// shared proto form of id.Workload.
+func (id Identity) buildEndpoint(workloads []*flowlensv1.Workload) *flowlensv1.Endpoint {
 	ep := &flowlensv1.Endpoint{
 		Kind:      id.Kind,
 		Namespace: id.Namespace,
@@ -74,15 +76,16 @@ func (id Identity) buildEndpoint() *flowlensv1.Endpoint {
 	default:
 		ep.Name = id.Name
 	}
-	if id.Workload.Kind != "" {
-		ep.Workloads = []*flowlensv1.Workload{{Kind: id.Workload.Kind, Name: id.Workload.Name}}
+	if workloads == nil && id.Workload.Kind != "" {
+		workloads = []*flowlensv1.Workload{{Kind: id.Workload.Kind, Name: id.Workload.Name}}
 	}
+	ep.Workloads = workloads
 	return ep
 }
 
 // publish fills the cached proto; call once before the identity is shared.
 func (id *Identity) publish() *Identity {
-	id.ep = id.buildEndpoint()
+	id.ep = id.buildEndpoint(nil)
 	return id
 }
 

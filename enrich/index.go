@@ -9,7 +9,6 @@ import (
 	"github.com/flowlens/flowlens/internal/signal"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
 // index is the state both sources share: objects in, identities out. Writers
@@ -28,45 +27,54 @@ type index struct {
 	// nodes changed.
 	changed *signal.Signal
 
+	// shapes and workloads are shared by the pods of a workload; they
+	// lock themselves (the informers' transform interns shapes).
+	shapes    interned[string, podShape]
+	workloads interned[Workload, workloadInfo]
+
 	mu sync.RWMutex
 	// Everything below is guarded by mu.
-	podIPs   map[netip.Addr]*ipSlot   // non-hostNetwork pod IPs, with the last holder kept for the grace period
+	podIPs   map[netip.Addr]ipSlot    // non-hostNetwork pod IPs, with the last holder kept for the grace period
 	hostIPs  map[netip.Addr]*hostAddr // node addresses, Flannel gateway addresses and hostNetwork pod IPs
 	svcIPs   map[netip.Addr]*serviceState
-	backends map[backendKey][]ServiceRef // sorted by namespace/name
+	backends map[backendKey][]*ServiceRef // sorted by namespace/name; the services' own refs
 
-	pods       map[string]*podState // by namespace/name
+	pods       map[podKey]podState
 	namespaces map[string]*nsState
 	nodes      map[string]*nodeState
 	nodeIDs    map[string]*Identity // HOST or NODE identity per node name
 	services   map[string]*serviceState
-	slices     map[string]map[string]*discoveryv1.EndpointSlice // service key -> slice name -> slice
-	owners     map[ownerKey]Workload                            // ReplicaSets and Jobs -> their controller
+	slices     map[string][]*sliceInfo // by service key
+	owners     map[ownerKey]Workload   // ReplicaSets and Jobs -> their controller
 }
+
+// podKey is a pod's namespace and name.
+type podKey struct{ namespace, name string }
 
 // ipSlot is one pod IP: the pod holding it now (cur) and the one that held
-// it before (prev) until prev.until+grace.
+// it before (prev) until prev.until+grace. Kept by value in the map: the
+// common slot, one holder, costs no allocation of its own.
 type ipSlot struct {
-	cur, prev holder
+	cur  *podIdent
+	prev *displaced
 }
 
-type holder struct {
-	key   string // namespace/name of the pod
-	id    *Identity
-	until time.Time // when the pod stopped holding the IP (prev only)
+type displaced struct {
+	id    *podIdent
+	until time.Time // when the pod stopped holding the IP
 }
 
 // pick chooses the holder for a flow seen at at. A displaced or deleted pod
 // keeps the IP for flows seen before it let go; with no new holder it keeps
 // it for the grace period too. A zero at means now.
-func (s *ipSlot) pick(at time.Time, grace time.Duration) *Identity {
-	if s.cur.id != nil {
-		if s.prev.id != nil && !at.IsZero() && at.Before(s.prev.until) {
+func (s ipSlot) pick(at time.Time, grace time.Duration) *podIdent {
+	if s.cur != nil {
+		if s.prev != nil && !at.IsZero() && at.Before(s.prev.until) {
 			return s.prev.id
 		}
-		return s.cur.id
+		return s.cur
 	}
-	if s.prev.id != nil && (at.IsZero() || at.Before(s.prev.until.Add(grace))) {
+	if s.prev != nil && (at.IsZero() || at.Before(s.prev.until.Add(grace))) {
 		return s.prev.id
 	}
 	return nil
@@ -77,7 +85,7 @@ func (s *ipSlot) pick(at time.Time, grace time.Duration) *Identity {
 // has listed yet.
 type hostAddr struct {
 	fromNode *Identity
-	fromPods map[string]*Identity
+	fromPods map[podKey]*Identity
 }
 
 func (h *hostAddr) identity() *Identity {
@@ -90,10 +98,11 @@ func (h *hostAddr) identity() *Identity {
 	return nil
 }
 
+// podState is an indexed pod: id is nil for a hostNetwork pod or one that
+// holds no IP.
 type podState struct {
-	pod  *podInfo
-	ips  []netip.Addr
-	host bool
+	pod *podInfo
+	id  *podIdent
 }
 
 type nsState struct {
@@ -115,16 +124,16 @@ func newIndex(cfg Config) *index {
 		world:      (&Identity{Kind: flowlensv1.EndpointKind_WORLD}).publish(),
 		unknown:    (&Identity{Kind: flowlensv1.EndpointKind_ENDPOINT_KIND_UNSPECIFIED}).publish(),
 		changed:    signal.New(),
-		podIPs:     map[netip.Addr]*ipSlot{},
+		podIPs:     map[netip.Addr]ipSlot{},
 		hostIPs:    map[netip.Addr]*hostAddr{},
 		svcIPs:     map[netip.Addr]*serviceState{},
-		backends:   map[backendKey][]ServiceRef{},
-		pods:       map[string]*podState{},
+		backends:   map[backendKey][]*ServiceRef{},
+		pods:       map[podKey]podState{},
 		namespaces: map[string]*nsState{},
 		nodes:      map[string]*nodeState{},
 		nodeIDs:    map[string]*Identity{},
 		services:   map[string]*serviceState{},
-		slices:     map[string]map[string]*discoveryv1.EndpointSlice{},
+		slices:     map[string][]*sliceInfo{},
 		owners:     map[ownerKey]Workload{},
 	}
 	return ix
@@ -132,13 +141,15 @@ func newIndex(cfg Config) *index {
 
 // Lookup implements Resolver. Order: pods, node addresses, ClusterIPs,
 // named CIDRs (longest prefix), cluster CIDRs (unknown), world.
-func (ix *index) Lookup(ip netip.Addr, at time.Time) Identity {
+// The result is named so that a pod's identity is filled in place.
+func (ix *index) Lookup(ip netip.Addr, at time.Time) (out Identity) {
 	ip = ip.Unmap()
 	ix.mu.RLock()
-	if s := ix.podIPs[ip]; s != nil {
-		if id := s.pick(at, ix.grace); id != nil {
+	if s, ok := ix.podIPs[ip]; ok {
+		if p := s.pick(at, ix.grace); p != nil {
 			ix.mu.RUnlock()
-			return *id
+			p.fill(&out)
+			return out
 		}
 	}
 	if h := ix.hostIPs[ip]; h != nil {
@@ -200,11 +211,14 @@ func (ix *index) gc(now time.Time) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for ip, s := range ix.podIPs {
-		if s.prev.id != nil && !now.Before(s.prev.until.Add(ix.grace)) {
-			s.prev = holder{}
+		if s.prev == nil || now.Before(s.prev.until.Add(ix.grace)) {
+			continue
 		}
-		if s.cur.id == nil && s.prev.id == nil {
+		if s.cur == nil {
 			delete(ix.podIPs, ip)
+			continue
 		}
+		s.prev = nil
+		ix.podIPs[ip] = s
 	}
 }

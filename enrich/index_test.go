@@ -24,21 +24,22 @@ func TestHandlersUnwrapTombstones(t *testing.T) {
 func TestIPSlotPick(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	grace := time.Minute
-	old := &Identity{Name: "old"}
-	cur := &Identity{Name: "new"}
+	old := &podIdent{pod: &podInfo{name: "old"}}
+	cur := &podIdent{pod: &podInfo{name: "new"}}
+	gone := &displaced{id: old, until: t0}
 	tests := []struct {
 		name string
 		slot ipSlot
 		at   time.Time
-		want *Identity
+		want *podIdent
 	}{
-		{"only current", ipSlot{cur: holder{id: cur}}, t0, cur},
-		{"deleted, within grace", ipSlot{prev: holder{id: old, until: t0}}, t0.Add(30 * time.Second), old},
-		{"deleted, after grace", ipSlot{prev: holder{id: old, until: t0}}, t0.Add(grace), nil},
-		{"deleted, zero time", ipSlot{prev: holder{id: old, until: t0}}, time.Time{}, old},
-		{"reused, flow before the handover", ipSlot{cur: holder{id: cur}, prev: holder{id: old, until: t0}}, t0.Add(-time.Second), old},
-		{"reused, flow after the handover", ipSlot{cur: holder{id: cur}, prev: holder{id: old, until: t0}}, t0.Add(time.Second), cur},
-		{"reused, zero time", ipSlot{cur: holder{id: cur}, prev: holder{id: old, until: t0}}, time.Time{}, cur},
+		{"only current", ipSlot{cur: cur}, t0, cur},
+		{"deleted, within grace", ipSlot{prev: gone}, t0.Add(30 * time.Second), old},
+		{"deleted, after grace", ipSlot{prev: gone}, t0.Add(grace), nil},
+		{"deleted, zero time", ipSlot{prev: gone}, time.Time{}, old},
+		{"reused, flow before the handover", ipSlot{cur: cur, prev: gone}, t0.Add(-time.Second), old},
+		{"reused, flow after the handover", ipSlot{cur: cur, prev: gone}, t0.Add(time.Second), cur},
+		{"reused, zero time", ipSlot{cur: cur, prev: gone}, time.Time{}, cur},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,13 +79,13 @@ func TestConcurrentLookups(t *testing.T) {
 	for i := range 2000 {
 		ip := fmt.Sprintf("10.42.0.%d", i%50+2)
 		name := fmt.Sprintf("p-%d", i%60)
-		ix.upsertPod(newPodInfo(pod("a", name, []string{ip}, labels("i", fmt.Sprint(i)))), time.Now())
+		ix.upsertPod(ix.podInfo(pod("a", name, []string{ip}, labels("i", fmt.Sprint(i)))), time.Now())
 		if i%3 == 0 {
 			ix.deletePod("a", fmt.Sprintf("p-%d", (i+7)%60), time.Now())
 		}
 		if i%100 == 0 {
 			ix.upsertNamespace(namespace("a", "k", fmt.Sprint(i)))
-			ix.upsertService(service("a", "s", "10.43.0.10", corev1.ServicePort{Name: "http", Port: 80}))
+			ix.upsertService(newServiceInfo(service("a", "s", "10.43.0.10", corev1.ServicePort{Name: "http", Port: 80})))
 			ix.gc(time.Now())
 		}
 	}

@@ -81,19 +81,19 @@ func NewKube(ctx context.Context, api API, cfg Config, log *slog.Logger, reg pro
 			handlers(k.upsertNamespace, func(n *corev1.Namespace) { k.deleteNamespace(n.Name) })},
 		{"nodes", api.Nodes, &corev1.Node{}, handlers(k.upsertNode, func(n *corev1.Node) { k.deleteNode(n.Name) })},
 		{"services", api.Services, &corev1.Service{},
-			handlers(k.upsertService, func(s *corev1.Service) { k.deleteService(s.Namespace, s.Name) })},
+			handlers(k.upsertService, func(s *serviceInfo) { k.deleteService(s.namespace, s.name) })},
 		{"endpointslices", api.EndpointSlices, &discoveryv1.EndpointSlice{}, handlers(k.upsertSlice, k.deleteSlice)},
 		{"replicasets", api.ReplicaSets, &metav1.PartialObjectMetadata{},
-			handlers(func(m *metav1.PartialObjectMetadata) { k.upsertOwner("ReplicaSet", &m.ObjectMeta) },
-				func(m *metav1.PartialObjectMetadata) { k.deleteOwner("ReplicaSet", m.Namespace, m.Name) })},
+			handlers(func(o *ownerInfo) { k.upsertOwner("ReplicaSet", o) },
+				func(o *ownerInfo) { k.deleteOwner("ReplicaSet", o.namespace, o.name) })},
 		{"jobs", api.Jobs, &metav1.PartialObjectMetadata{},
-			handlers(func(m *metav1.PartialObjectMetadata) { k.upsertOwner("Job", &m.ObjectMeta) },
-				func(m *metav1.PartialObjectMetadata) { k.deleteOwner("Job", m.Namespace, m.Name) })},
+			handlers(func(o *ownerInfo) { k.upsertOwner("Job", o) },
+				func(o *ownerInfo) { k.deleteOwner("Job", o.namespace, o.name) })},
 	}
 	informers := make([]cache.SharedIndexInformer, 0, len(resources))
 	for _, r := range resources {
 		inf := k.newInformer(r.name, r.lw, r.obj)
-		if err := inf.SetTransform(slim); err != nil {
+		if err := inf.SetTransform(k.slim); err != nil {
 			return nil, fmt.Errorf("set transform for %s: %w", r.name, err)
 		}
 		if err := inf.SetWatchErrorHandlerWithContext(k.watchErrorHandler(r.name)); err != nil {

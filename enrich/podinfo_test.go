@@ -54,7 +54,7 @@ func TestPodInfoRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			info := newPodInfo(tt.in)
+			info := newIndex(Config{}).podInfo(tt.in)
 			assert.Equal(t, tt.want, info.pod())
 			cp, ok := info.DeepCopyObject().(*podInfo)
 			require.True(t, ok)
@@ -67,16 +67,47 @@ func TestPodInfoRoundTrip(t *testing.T) {
 	}
 }
 
-// TestPodInfoEveryField fails when podInfo gains a field fullPod does not
-// set, so a new field cannot go unchecked by the round trip.
+// TestPodInfoEveryField fails when podInfo or its shape gains a field
+// fullPod does not set, so a new field cannot go unchecked by the round
+// trip.
 func TestPodInfoEveryField(t *testing.T) {
-	v := reflect.ValueOf(*newPodInfo(fullPod()))
-	for i := range v.NumField() {
-		assert.False(t, v.Field(i).IsZero(), "podInfo.%s is not set by fullPod", v.Type().Field(i).Name)
+	info := newIndex(Config{}).podInfo(fullPod())
+	for _, v := range []reflect.Value{reflect.ValueOf(*info), reflect.ValueOf(*info.podShape)} {
+		for i := range v.NumField() {
+			assert.False(t, v.Field(i).IsZero(), "%s.%s is not set by fullPod", v.Type().Name(), v.Type().Field(i).Name)
+		}
 	}
-	info := newPodInfo(fullPod())
 	assert.Equal(t, "pg", info.label("app"))
+	assert.Equal(t, "x", info.label("a-b"))
 	assert.Empty(t, info.label("missing"))
-	assert.Equal(t, []string{"a-b=x", "a=y", "app=pg"}, pairStrings(info.labels), "sorted as labelStrings sorts")
-	assert.Equal(t, labelStrings(fullPod().Labels), pairStrings(info.labels))
+	assert.Empty(t, info.label("ap"))
+	assert.Equal(t, []string{"a-b=x", "a=y", "app=pg"}, info.labels, "sorted as labelStrings sorts")
+	assert.Equal(t, labelStrings(fullPod().Labels), info.labels)
+	assert.Equal(t, []NamedPort{{"postgresql", 5432, "TCP"}, {"metrics", 9187, "TCP"}, {"dns", 53, "UDP"}}, info.named)
+}
+
+// TestPodShapes: pods of one template share a shape, and a shape is
+// exactly its pods' labels even when a key holds "=" (a static file is
+// not validated).
+func TestPodShapes(t *testing.T) {
+	ix := newIndex(Config{})
+	a := ix.podInfo(pod("a", "web-1", nil, labels("app", "web", "tier", "fe"), ownedBy("ReplicaSet", "web-1a")))
+	b := ix.podInfo(pod("a", "web-2", nil, labels("app", "web", "tier", "fe"), ownedBy("ReplicaSet", "web-1a"), onNode("node-b")))
+	assert.Same(t, a.podShape, b.podShape, "same namespace, labels, ports and controller")
+	assert.Equal(t, "node-b", b.nodeName())
+	for _, other := range []*corev1.Pod{
+		pod("b", "web-3", nil, labels("app", "web", "tier", "fe"), ownedBy("ReplicaSet", "web-1a")),
+		pod("a", "web-4", nil, labels("app", "web", "tier", "be"), ownedBy("ReplicaSet", "web-1a")),
+		pod("a", "web-5", nil, labels("app", "web", "tier", "fe"), ownedBy("ReplicaSet", "web-2b")),
+		pod("a", "web-6", nil, labels("app", "web", "tier", "fe"), ownedBy("ReplicaSet", "web-1a"), hostNetwork),
+		pod("a", "web-7", nil, labels("app", "web", "tierfe", ""), ownedBy("ReplicaSet", "web-1a")),
+	} {
+		assert.NotSame(t, a.podShape, ix.podInfo(other).podShape, other.Name)
+	}
+
+	odd := ix.podInfo(pod("a", "odd", nil, labels("a=b", "c", "a", "b=c", "x", "")))
+	assert.Equal(t, map[string]string{"a=b": "c", "a": "b=c", "x": ""}, odd.labelMap())
+	assert.Equal(t, "b=c", odd.label("a"))
+	assert.Equal(t, "c", odd.label("a=b"))
+	assert.Equal(t, []string{"a=b=c", "a=b=c", "x="}, odd.labels)
 }

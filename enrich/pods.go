@@ -7,9 +7,7 @@ import (
 	"strings"
 	"time"
 
-	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func objKey(namespace, name string) string { return namespace + "/" + name }
@@ -18,23 +16,17 @@ func objKey(namespace, name string) string { return namespace + "/" + name }
 // more (the kubelet may hand it to a new pod while the object lingers), and
 // a hostNetwork pod's IPs are the node's and resolve to the node.
 func (ix *index) upsertPod(pod *podInfo, now time.Time) {
-	key := objKey(pod.namespace, pod.name)
-	var ips []netip.Addr
-	if pod.phase != corev1.PodSucceeded && pod.phase != corev1.PodFailed {
-		ips = podAddrs(pod)
-	}
-	host := pod.hostNetwork
+	key := pod.key()
+	ips := heldAddrs(pod)
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	old := ix.pods[key]
-	if old != nil {
-		ix.releasePodLocked(key, old, ips, host, now)
+	if old, ok := ix.pods[key]; ok {
+		ix.releasePodLocked(key, old.pod, ips, pod.hostNetwork, now)
 	}
-	st := &podState{pod: pod, ips: ips, host: host}
-	ix.pods[key] = st
-	if host {
-		nodeID := ix.nodeIdentityLocked(pod.nodeName)
+	st := podState{pod: pod}
+	if pod.hostNetwork {
+		nodeID := ix.nodeIdentityLocked(pod.nodeName())
 		for _, ip := range ips {
 			h := ix.hostIPs[ip]
 			if h == nil {
@@ -42,27 +34,28 @@ func (ix *index) upsertPod(pod *podInfo, now time.Time) {
 				ix.hostIPs[ip] = h
 			}
 			if h.fromPods == nil {
-				h.fromPods = map[string]*Identity{}
+				h.fromPods = map[podKey]*Identity{}
 			}
 			h.fromPods[key] = nodeID
 		}
 	} else if len(ips) > 0 {
-		id := ix.podIdentityLocked(pod)
+		st.id = ix.podIdentityLocked(pod)
 		for _, ip := range ips {
-			ix.claimLocked(ip, key, id, now)
+			ix.claimLocked(ip, st.id, now)
 		}
 	}
+	ix.pods[key] = st
 	ix.changed.Notify()
 }
 
 // releasePodLocked lets go of the IPs an older version of the pod held and
 // the new version (keep, keepHost) does not.
-func (ix *index) releasePodLocked(key string, old *podState, keep []netip.Addr, keepHost bool, now time.Time) {
-	for _, ip := range old.ips {
-		if old.host == keepHost && slices.Contains(keep, ip) {
+func (ix *index) releasePodLocked(key podKey, old *podInfo, keep []netip.Addr, keepHost bool, now time.Time) {
+	for _, ip := range heldAddrs(old) {
+		if old.hostNetwork == keepHost && slices.Contains(keep, ip) {
 			continue
 		}
-		if old.host {
+		if old.hostNetwork {
 			ix.dropHostPodLocked(ip, key)
 		} else {
 			ix.releaseLocked(ip, key, now)
@@ -71,51 +64,46 @@ func (ix *index) releasePodLocked(key string, old *podState, keep []netip.Addr, 
 }
 
 func (ix *index) deletePod(namespace, name string, now time.Time) {
-	key := objKey(namespace, name)
+	key := podKey{namespace, name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	old := ix.pods[key]
-	if old == nil {
+	old, ok := ix.pods[key]
+	if !ok {
 		return
 	}
-	ix.releasePodLocked(key, old, nil, false, now)
+	ix.releasePodLocked(key, old.pod, nil, false, now)
 	delete(ix.pods, key)
 	ix.changed.Notify()
 }
 
-// claimLocked gives ip to the pod key. If another pod still holds it (its
-// delete not seen yet, or a terminal pod's IP reused) the new pod takes it
-// and the old one becomes the previous holder.
-func (ix *index) claimLocked(ip netip.Addr, key string, id *Identity, now time.Time) {
+// claimLocked gives ip to the pod id names. If another pod still holds it
+// (its delete not seen yet, or a terminal pod's IP reused) the new pod
+// takes it and the old one becomes the previous holder.
+func (ix *index) claimLocked(ip netip.Addr, id *podIdent, now time.Time) {
+	key := id.pod.key()
 	s := ix.podIPs[ip]
-	if s == nil {
-		s = &ipSlot{}
-		ix.podIPs[ip] = s
-	}
 	switch {
-	case s.cur.id != nil && s.cur.key == key:
-		s.cur.id = id
-		return
-	case s.cur.id != nil:
-		s.prev = holder{key: s.cur.key, id: s.cur.id, until: now}
-	case s.prev.id != nil && s.prev.key == key:
+	case s.cur != nil && s.cur.pod.key() == key:
+	case s.cur != nil:
+		s.prev = &displaced{id: s.cur, until: now}
+	case s.prev != nil && s.prev.id.pod.key() == key:
 		// The same pod is back (an update after a missed delete): it never
 		// really let go.
-		s.prev = holder{}
+		s.prev = nil
 	}
-	s.cur = holder{key: key, id: id}
+	s.cur = id
+	ix.podIPs[ip] = s
 }
 
-func (ix *index) releaseLocked(ip netip.Addr, key string, now time.Time) {
-	s := ix.podIPs[ip]
-	if s == nil || s.cur.id == nil || s.cur.key != key {
+func (ix *index) releaseLocked(ip netip.Addr, key podKey, now time.Time) {
+	s, ok := ix.podIPs[ip]
+	if !ok || s.cur == nil || s.cur.pod.key() != key {
 		return
 	}
-	s.prev = holder{key: s.cur.key, id: s.cur.id, until: now}
-	s.cur = holder{}
+	ix.podIPs[ip] = ipSlot{prev: &displaced{id: s.cur, until: now}}
 }
 
-func (ix *index) dropHostPodLocked(ip netip.Addr, key string) {
+func (ix *index) dropHostPodLocked(ip netip.Addr, key podKey) {
 	h := ix.hostIPs[ip]
 	if h == nil {
 		return
@@ -124,6 +112,15 @@ func (ix *index) dropHostPodLocked(ip netip.Addr, key string) {
 	if h.fromNode == nil && len(h.fromPods) == 0 {
 		delete(ix.hostIPs, ip)
 	}
+}
+
+// heldAddrs are the addresses the pod holds: none in a terminal phase,
+// otherwise podAddrs.
+func heldAddrs(pod *podInfo) []netip.Addr {
+	if pod.phase == corev1.PodSucceeded || pod.phase == corev1.PodFailed {
+		return nil
+	}
+	return podAddrs(pod)
 }
 
 // podAddrs returns status.podIPs (falling back to status.podIP), unmapped
@@ -149,56 +146,34 @@ func podAddrs(pod *podInfo) []netip.Addr {
 	return out
 }
 
-func (ix *index) podIdentityLocked(pod *podInfo) *Identity {
-	var nsLabels []string
-	if ns := ix.namespaces[pod.namespace]; ns != nil {
-		nsLabels = ns.labels
+func (ix *index) podIdentityLocked(pod *podInfo) *podIdent {
+	id := &podIdent{pod: pod, ns: ix.namespaces[pod.namespace]}
+	w := ix.workloadLocked(pod)
+	if w.Kind == "Pod" {
+		// A bare pod is a workload of its own: nothing to share.
+		id.wl = newWorkloadInfo(w)
+	} else {
+		id.wl = ix.workloads.get(w, func() *workloadInfo { return newWorkloadInfo(w) })
 	}
-	id := &Identity{
-		Kind:            flowlensv1.EndpointKind_POD,
-		Namespace:       pod.namespace,
-		Name:            pod.name,
-		Labels:          pairStrings(pod.labels),
-		NamespaceLabels: nsLabels,
-		Workload:        ix.workloadLocked(pod),
-		NodeName:        pod.nodeName,
-		Ports:           containerPorts(pod),
-	}
-	return id.publish()
+	return id
 }
 
 // rebuildPodsLocked refreshes the identities of the pods match selects,
 // after their namespace's labels or their owner's controller changed.
 func (ix *index) rebuildPodsLocked(match func(*podInfo) bool) {
 	for key, st := range ix.pods {
-		if st.host || len(st.ips) == 0 || !match(st.pod) {
+		if st.id == nil || !match(st.pod) {
 			continue
 		}
-		id := ix.podIdentityLocked(st.pod)
-		for _, ip := range st.ips {
-			s := ix.podIPs[ip]
-			if s == nil {
-				continue
-			}
-			if s.cur.key == key {
-				s.cur.id = id
+		st.id = ix.podIdentityLocked(st.pod)
+		ix.pods[key] = st
+		for _, ip := range heldAddrs(st.pod) {
+			if s, ok := ix.podIPs[ip]; ok && s.cur != nil && s.cur.pod.key() == key {
+				s.cur = st.id
+				ix.podIPs[ip] = s
 			}
 		}
 	}
-}
-
-// pairStrings renders sorted key, value pairs as "k=v" strings.
-func pairStrings(kv []string) []string {
-	if len(kv) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		out = append(out, kv[i]+"="+kv[i+1])
-	}
-	// Sorted as labelStrings sorts: "a-b=x" comes before "a=y".
-	sort.Strings(out)
-	return out
 }
 
 // labelStrings renders labels as sorted "k=v" strings.
@@ -211,18 +186,6 @@ func labelStrings(m map[string]string) []string {
 		out = append(out, k+"="+v)
 	}
 	sort.Strings(out)
-	return out
-}
-
-func containerPorts(pod *podInfo) []NamedPort {
-	var out []NamedPort
-	for _, p := range pod.ports {
-		proto := string(p.protocol)
-		if proto == "" {
-			proto = string(corev1.ProtocolTCP)
-		}
-		out = append(out, NamedPort{Name: p.name, Port: uint16(p.port), Protocol: proto})
-	}
 	return out
 }
 
@@ -297,12 +260,12 @@ func (ix *index) workloadLocked(pod *podInfo) Workload {
 
 // upsertOwner records what controls a ReplicaSet or Job (a Deployment, a
 // CronJob, or nothing) and renames its pods when that changed.
-func (ix *index) upsertOwner(kind string, meta *metav1.ObjectMeta) {
-	w := Workload{Kind: kind, Name: meta.Name}
-	if ref := metav1.GetControllerOfNoCopy(meta); ref != nil {
-		w = Workload{Kind: ref.Kind, Name: ref.Name}
+func (ix *index) upsertOwner(kind string, o *ownerInfo) {
+	w := o.controller
+	if w.Kind == "" {
+		w = Workload{Kind: kind, Name: o.name}
 	}
-	k := ownerKey{kind, meta.Namespace, meta.Name}
+	k := ownerKey{kind, o.namespace, o.name}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if old, ok := ix.owners[k]; ok && old == w {

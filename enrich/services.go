@@ -13,19 +13,16 @@ import (
 // serviceNameLabel ties an EndpointSlice to its Service.
 const serviceNameLabel = discoveryv1.LabelServiceName
 
+// serviceState is an indexed Service: the object and its identity.
 type serviceState struct {
-	namespace, name string
-	ips             []netip.Addr
-	ports           []servicePort
-	id              *Identity
-	// backendKeys are the backends this service added, to remove them when
-	// its slices or ports change.
-	backendKeys []backendKey
+	*serviceInfo
+	id *Identity
 }
 
+// servicePort is a port of a Service; the backends behind it share its
+// ref.
 type servicePort struct {
-	name  string
-	port  uint16
+	ref   ServiceRef
 	proto uint8
 }
 
@@ -60,8 +57,8 @@ func (ix *index) LookupService(ip netip.Addr, port uint16, proto string) (Servic
 		return ServiceRef{}, false
 	}
 	for _, p := range s.ports {
-		if p.port == port && p.proto == pn {
-			return ServiceRef{Namespace: s.namespace, Name: s.name, Port: p.port, PortName: p.name}, true
+		if p.ref.Port == port && p.proto == pn {
+			return p.ref, true
 		}
 	}
 	return ServiceRef{}, false
@@ -73,7 +70,7 @@ func (ix *index) ServiceForBackend(backend netip.AddrPort, proto string) (Servic
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if refs := ix.backends[k]; len(refs) > 0 {
-		return refs[0], true
+		return *refs[0], true
 	}
 	return ServiceRef{}, false
 }
@@ -95,21 +92,16 @@ func serviceAddrs(svc *corev1.Service) []netip.Addr {
 	return out
 }
 
-func (ix *index) upsertService(svc *corev1.Service) {
-	key := objKey(svc.Namespace, svc.Name)
+func (ix *index) upsertService(svc *serviceInfo) {
+	key := objKey(svc.namespace, svc.name)
 	st := &serviceState{
-		namespace: svc.Namespace,
-		name:      svc.Name,
-		ips:       serviceAddrs(svc),
+		serviceInfo: svc,
 		id: (&Identity{
 			Kind:      flowlensv1.EndpointKind_SERVICE,
-			Namespace: svc.Namespace,
-			Name:      svc.Name,
-			Labels:    labelStrings(svc.Labels),
+			Namespace: svc.namespace,
+			Name:      svc.name,
+			Labels:    svc.labels,
 		}).publish(),
-	}
-	for _, p := range svc.Spec.Ports {
-		st.ports = append(st.ports, servicePort{name: p.Name, port: uint16(p.Port), proto: protoNumber(string(p.Protocol))})
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -120,7 +112,7 @@ func (ix *index) upsertService(svc *corev1.Service) {
 	for _, ip := range st.ips {
 		ix.svcIPs[ip] = st
 	}
-	ix.rebuildBackendsLocked(key)
+	ix.addBackendsLocked(st)
 }
 
 func (ix *index) deleteService(namespace, name string) {
@@ -142,43 +134,73 @@ func (ix *index) removeServiceLocked(st *serviceState) {
 	ix.dropBackendsLocked(st)
 }
 
-func (ix *index) upsertSlice(es *discoveryv1.EndpointSlice) {
-	svc := es.Labels[serviceNameLabel]
-	if svc == "" {
+func (ix *index) upsertSlice(es *sliceInfo) {
+	if es.service == "" {
 		return
 	}
-	key := objKey(es.Namespace, svc)
+	key := objKey(es.namespace, es.service)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	m := ix.slices[key]
-	if m == nil {
-		m = map[string]*discoveryv1.EndpointSlice{}
-		ix.slices[key] = m
+	st := ix.services[key]
+	if st != nil {
+		ix.dropBackendsLocked(st)
 	}
-	m[es.Name] = es
-	ix.rebuildBackendsLocked(key)
+	ss := ix.slices[key]
+	if i := slices.IndexFunc(ss, func(s *sliceInfo) bool { return s.name == es.name }); i >= 0 {
+		ss[i] = es
+	} else {
+		ix.slices[key] = append(ss, es)
+	}
+	if st != nil {
+		ix.addBackendsLocked(st)
+	}
 }
 
-func (ix *index) deleteSlice(es *discoveryv1.EndpointSlice) {
-	svc := es.Labels[serviceNameLabel]
-	if svc == "" {
+func (ix *index) deleteSlice(es *sliceInfo) {
+	if es.service == "" {
 		return
 	}
-	key := objKey(es.Namespace, svc)
+	key := objKey(es.namespace, es.service)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if m := ix.slices[key]; m != nil {
-		delete(m, es.Name)
-		if len(m) == 0 {
-			delete(ix.slices, key)
+	st := ix.services[key]
+	if st != nil {
+		ix.dropBackendsLocked(st)
+	}
+	ss := slices.DeleteFunc(ix.slices[key], func(s *sliceInfo) bool { return s.name == es.name })
+	if len(ss) == 0 {
+		delete(ix.slices, key)
+	} else {
+		ix.slices[key] = ss
+	}
+	if st != nil {
+		ix.addBackendsLocked(st)
+	}
+}
+
+// backendsLocked calls yield with every backend of the service: its
+// ports joined with its EndpointSlices' ports (by port name, as kube-proxy
+// does), at every endpoint address, ready or not (a flow to a terminating
+// backend still went through the service). A key can come more than once.
+// It depends on the service and its slices only, so that the backends
+// added can be found again to drop them: drop before the slices change.
+func (ix *index) backendsLocked(st *serviceState, yield func(backendKey, *ServiceRef)) {
+	for _, es := range ix.slices[objKey(st.namespace, st.name)] {
+		for _, ep := range es.ports {
+			i := slices.IndexFunc(st.ports, func(sp servicePort) bool { return sp.ref.PortName == ep.name && sp.proto == ep.proto })
+			if i < 0 {
+				continue
+			}
+			for _, a := range es.addrs {
+				yield(backendKey{addr: a, port: ep.port, proto: ep.proto}, &st.ports[i].ref)
+			}
 		}
 	}
-	ix.rebuildBackendsLocked(key)
 }
 
 func (ix *index) dropBackendsLocked(st *serviceState) {
-	for _, k := range st.backendKeys {
-		refs := slices.DeleteFunc(ix.backends[k], func(r ServiceRef) bool {
+	ix.backendsLocked(st, func(k backendKey, _ *ServiceRef) {
+		refs := slices.DeleteFunc(ix.backends[k], func(r *ServiceRef) bool {
 			return r.Namespace == st.namespace && r.Name == st.name
 		})
 		if len(refs) == 0 {
@@ -186,73 +208,27 @@ func (ix *index) dropBackendsLocked(st *serviceState) {
 		} else {
 			ix.backends[k] = refs
 		}
-	}
-	st.backendKeys = nil
+	})
 }
 
-// rebuildBackendsLocked joins a service's ports with its EndpointSlices'
-// ports (by port name, as kube-proxy does) and indexes every endpoint
-// address, ready or not: a flow to a terminating backend still went through
-// the service.
-func (ix *index) rebuildBackendsLocked(key string) {
-	st := ix.services[key]
-	if st == nil {
-		return
-	}
-	ix.dropBackendsLocked(st)
-	seen := map[backendKey]struct{}{}
-	for _, es := range ix.slices[key] {
-		for _, ep := range es.Ports {
-			if ep.Port == nil {
-				continue
-			}
-			name := ""
-			if ep.Name != nil {
-				name = *ep.Name
-			}
-			proto := uint8(6)
-			if ep.Protocol != nil {
-				proto = protoNumber(string(*ep.Protocol))
-			}
-			var ref ServiceRef
-			found := false
-			for _, sp := range st.ports {
-				if sp.name == name && sp.proto == proto {
-					ref = ServiceRef{Namespace: st.namespace, Name: st.name, Port: sp.port, PortName: sp.name}
-					found = true
-					break
-				}
-			}
-			if !found {
-				continue
-			}
-			for _, e := range es.Endpoints {
-				for _, a := range e.Addresses {
-					addr, err := netip.ParseAddr(a)
-					if err != nil {
-						continue
-					}
-					k := backendKey{addr: addr.Unmap(), port: uint16(*ep.Port), proto: proto}
-					if _, dup := seen[k]; dup {
-						continue
-					}
-					seen[k] = struct{}{}
-					st.backendKeys = append(st.backendKeys, k)
-					ix.backends[k] = insertRef(ix.backends[k], ref)
-				}
-			}
-		}
-	}
+func (ix *index) addBackendsLocked(st *serviceState) {
+	ix.backendsLocked(st, func(k backendKey, ref *ServiceRef) {
+		ix.backends[k] = insertRef(ix.backends[k], ref)
+	})
 }
 
 // insertRef keeps refs sorted by namespace/name so the answer for a backend
-// shared by several services does not depend on event order.
-func insertRef(refs []ServiceRef, r ServiceRef) []ServiceRef {
-	i, _ := slices.BinarySearchFunc(refs, r, func(a, b ServiceRef) int {
+// shared by several services does not depend on event order. A service
+// already there (a key it has twice) is not added again.
+func insertRef(refs []*ServiceRef, r *ServiceRef) []*ServiceRef {
+	i, found := slices.BinarySearchFunc(refs, r, func(a, b *ServiceRef) int {
 		if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+	if found {
+		return refs
+	}
 	return slices.Insert(refs, i, r)
 }

@@ -7,24 +7,25 @@ import (
 )
 
 // slim is the informers' transform: it keeps only what enrichment and the
-// policy engine read; pods become a podInfo of their own. Keep in sync with
+// policy engine read; pods, Services, EndpointSlices and the owners become
+// small types of their own (podInfo, objinfo.go). Keep in sync with
 // what pods.go, nodes.go, services.go and the policy engine (labels, IPs,
 // hostNetwork, containerPorts) read.
 // Tombstones (cache.DeletedFinalStateUnknown) never reach a transform.
-func slim(obj any) (any, error) {
+func (ix *index) slim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		return newPodInfo(o), nil
+		return ix.podInfo(o), nil
 	case *corev1.Namespace:
 		return slimNamespace(o), nil
 	case *corev1.Node:
 		return slimNode(o), nil
 	case *corev1.Service:
-		return slimService(o), nil
+		return newServiceInfo(o), nil
 	case *discoveryv1.EndpointSlice:
-		return slimSlice(o), nil
+		return newSliceInfo(o), nil
 	case *metav1.PartialObjectMetadata: // a ReplicaSet or a Job
-		return &metav1.PartialObjectMetadata{ObjectMeta: slimMeta(&o.ObjectMeta, false)}, nil
+		return newOwnerInfo(&o.ObjectMeta), nil
 	}
 	return obj, nil
 }
@@ -39,30 +40,6 @@ func slimNode(o *corev1.Node) *corev1.Node {
 		Spec:       corev1.NodeSpec{PodCIDR: o.Spec.PodCIDR, PodCIDRs: o.Spec.PodCIDRs},
 		Status:     corev1.NodeStatus{Addresses: o.Status.Addresses},
 	}
-}
-
-func slimService(o *corev1.Service) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: slimMeta(&o.ObjectMeta, true),
-		Spec: corev1.ServiceSpec{
-			Type:       o.Spec.Type,
-			ClusterIP:  o.Spec.ClusterIP,
-			ClusterIPs: o.Spec.ClusterIPs,
-			Ports:      o.Spec.Ports,
-		},
-	}
-}
-
-func slimSlice(o *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
-	eps := make([]discoveryv1.Endpoint, len(o.Endpoints))
-	for i, e := range o.Endpoints {
-		eps[i] = discoveryv1.Endpoint{Addresses: e.Addresses, NodeName: e.NodeName}
-	}
-	meta := slimMeta(&o.ObjectMeta, false)
-	if svc, ok := o.Labels[serviceNameLabel]; ok {
-		meta.Labels = map[string]string{serviceNameLabel: svc}
-	}
-	return &discoveryv1.EndpointSlice{ObjectMeta: meta, AddressType: o.AddressType, Endpoints: eps, Ports: o.Ports}
 }
 
 // slimMeta keeps identity, resourceVersion (the informer needs it), the

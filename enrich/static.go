@@ -42,13 +42,13 @@ func NewStatic(objs *manifest.Objects, cfg Config) (*Static, error) {
 		s.upsertNode(slimNode(&objs.Nodes[i]))
 	}
 	for i := range objs.Pods {
-		s.upsertPod(newPodInfo(&objs.Pods[i]), now)
+		s.upsertPod(s.podInfo(&objs.Pods[i]), now)
 	}
 	for i := range objs.Services {
-		s.upsertService(slimService(&objs.Services[i]))
+		s.upsertService(newServiceInfo(&objs.Services[i]))
 	}
 	for i := range objs.EndpointSlices {
-		s.upsertSlice(slimSlice(&objs.EndpointSlices[i]))
+		s.upsertSlice(newSliceInfo(&objs.EndpointSlices[i]))
 	}
 	// Drain the construction-time signal: nothing changes after this.
 	s.changed.Drain()
