@@ -1,0 +1,69 @@
+package policy
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+// Set is a validated policy set reduced to what Compile needs (selectors,
+// rules, ports), without the decoded objects: the agent keeps a Set to
+// recompile whenever pods change. It is immutable and safe for concurrent
+// use.
+type Set struct {
+	// policies are sorted by namespace/name: informers list in no
+	// particular order, and explanations should not vary.
+	policies []*parsed
+}
+
+// NewSet validates the policies. Invalid policies are reported together
+// (errors.Join of *PolicyError); nothing is skipped.
+func NewSet(policies []networkingv1.NetworkPolicy) (*Set, error) {
+	s := &Set{policies: make([]*parsed, 0, len(policies))}
+	var errs []error
+	seen := map[string]bool{}
+	for i := range policies {
+		np := &policies[i]
+		if k := np.Namespace + "/" + np.Name; seen[k] {
+			errs = append(errs, &PolicyError{Namespace: np.Namespace, Name: np.Name, Err: errors.New("defined twice")})
+			continue
+		} else {
+			seen[k] = true
+		}
+		p, err := parse(np)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.policies = append(s.policies, p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	slices.SortFunc(s.policies, func(a, b *parsed) int {
+		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name))
+	})
+	return s, nil
+}
+
+// Len is the number of policies.
+func (s *Set) Len() int { return len(s.policies) }
+
+// portNames are the named ports the rules refer to.
+func (s *Set) portNames() map[string]bool {
+	names := map[string]bool{}
+	for _, p := range s.policies {
+		for _, rules := range [][]parsedRule{p.ingress, p.egress} {
+			for _, r := range rules {
+				for _, pt := range r.ports {
+					if pt.named != "" {
+						names[pt.named] = true
+					}
+				}
+			}
+		}
+	}
+	return names
+}
