@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Set is a validated policy set reduced to what Compile needs (selectors,
@@ -42,10 +43,46 @@ func NewSet(policies []networkingv1.NetworkPolicy) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	s.sharePeers()
 	slices.SortFunc(s.policies, func(a, b *parsed) int {
 		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name))
 	})
 	return s, nil
+}
+
+// sharePeers makes peers with the same selectors share one selector and
+// memo key: policies repeat the same few namespace and pod selectors
+// ("team: a", "tier: web"), and a kept Set holds each once. The binder
+// already treats selectors with the same String as one.
+func (s *Set) sharePeers() {
+	sels := map[string]labels.Selector{}
+	share := func(sel labels.Selector) labels.Selector {
+		if sel == nil {
+			return nil
+		}
+		k := sel.String()
+		if c, ok := sels[k]; ok {
+			return c
+		}
+		sels[k] = sel
+		return sel
+	}
+	keys := map[string]string{}
+	for _, p := range s.policies {
+		for _, rules := range [][]parsedRule{p.ingress, p.egress} {
+			for _, r := range rules {
+				for i := range r.peers {
+					pp := &r.peers[i]
+					pp.nsSel, pp.podSel = share(pp.nsSel), share(pp.podSel)
+					if k, ok := keys[pp.key]; ok {
+						pp.key = k
+					} else {
+						keys[pp.key] = pp.key
+					}
+				}
+			}
+		}
+	}
 }
 
 // Len is the number of policies.
