@@ -15,29 +15,17 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// WithLabelValues is the one series of the family with these label values,
-// as a Collector for testutil.ToFloat64 (as a CounterVec's would be).
+// WithLabelValues is the one series of the family with these label values
+// as a Collector, for testutil.ToFloat64; like a CounterVec's, it creates
+// the series at zero when there is none.
 func (f *counterFamily) WithLabelValues(vals ...string) prometheus.Collector {
-	return seriesCollector{f: f, key: keyOf(vals...)}
-}
-
-type seriesCollector struct {
-	f   *counterFamily
-	key seriesKey
-}
-
-func (c seriesCollector) Describe(ch chan<- *prometheus.Desc) { c.f.Describe(ch) }
-
-func (c seriesCollector) Collect(ch chan<- prometheus.Metric) {
-	c.f.set.mu.Lock()
-	v, ok := c.f.set.series[c.key]
-	c.f.set.mu.Unlock()
-	if !ok {
-		return
-	}
-	one := &counterSet{names: c.f.set.names, byName: c.f.set.byName, descs: c.f.set.descs,
-		series: map[seriesKey]*seriesValues{c.key: v}}
-	one.family(c.f.i).Collect(ch)
+	k := keyOf(vals...)
+	f.set.add(&k)
+	f.set.mu.Lock()
+	v := f.set.series[k]
+	f.set.mu.Unlock()
+	one := &counterSet{names: f.set.names, byName: f.set.byName, descs: f.set.descs, series: map[seriesKey]*seriesValues{k: v}}
+	return one.family(f.i)
 }
 
 // A counterSet's families scrape exactly as CounterVecs counting the same
