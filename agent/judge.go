@@ -33,8 +33,13 @@ type policyJudge struct {
 
 	engine atomic.Pointer[policy.Engine]
 
-	mu       sync.Mutex // guards policies, loaded, status
-	policies []networkingv1.NetworkPolicy
+	mu sync.Mutex // guards policies, invalid, loaded, status
+	// policies is the latest set, parsed as it arrives: the decoded
+	// objects are not kept (issue 9), only what a recompile needs.
+	policies *policy.Set
+	// invalid is why the latest set does not parse (policies is then nil):
+	// every rebuild reports it, as a compile error, until a set parses.
+	invalid error
 	// loaded is false until the source delivered its first set: judging
 	// by an empty set meanwhile would call every flow NOT_ISOLATED.
 	loaded bool
@@ -88,8 +93,9 @@ func (j *policyJudge) State() (string, string) {
 
 // setPolicies replaces the intended set and asks for a rebuild.
 func (j *policyJudge) setPolicies(p []networkingv1.NetworkPolicy) {
+	set, err := policy.NewSet(p)
 	j.mu.Lock()
-	j.policies = p
+	j.policies, j.invalid = set, err
 	j.loaded = true
 	j.mu.Unlock()
 	j.changed.Notify()
@@ -133,7 +139,7 @@ func (j *policyJudge) run(ctx context.Context) error {
 
 func (j *policyJudge) rebuild() {
 	j.mu.Lock()
-	pols, loaded := j.policies, j.loaded
+	pols, invalid, loaded := j.policies, j.invalid, j.loaded
 	j.mu.Unlock()
 	if !loaded {
 		return
@@ -146,13 +152,17 @@ func (j *policyJudge) rebuild() {
 		}
 	}
 	start := time.Now()
-	e, err := policy.Compile(cs, pols)
+	var e *policy.Engine
+	err := invalid
+	if err == nil {
+		e, err = pols.Compile(cs)
+	}
 	if err != nil {
 		j.log.Error("intended policy set does not compile; keeping the last good set", "err", err)
 		j.setStatus(fmt.Sprintf("error (keeping the last good set): %v", err))
 		return
 	}
 	j.engine.Store(e.WithEnforcer(j.enforcer))
-	j.setStatus(fmt.Sprintf("ok: %d policies, %d pods", len(pols), len(cs.Pods)))
-	j.log.Debug("intended policy set compiled", "policies", len(pols), "pods", len(cs.Pods), "took", time.Since(start))
+	j.setStatus(fmt.Sprintf("ok: %d policies, %d pods", pols.Len(), len(cs.Pods)))
+	j.log.Debug("intended policy set compiled", "policies", pols.Len(), "pods", len(cs.Pods), "took", time.Since(start))
 }

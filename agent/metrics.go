@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,17 +25,31 @@ type flowMetrics struct {
 	// mu guards the maps, and is held while series are added or deleted so
 	// a flow of a pod being forgotten cannot leave a series nobody tracks.
 	mu sync.Mutex
-	// podWorkload is the workload of each namespace/pod seen in a series.
-	podWorkload map[[2]string]string
-	// workloadPods are the pods seen in each namespace/workload's series.
-	workloadPods map[[2]string]map[string]struct{}
+	// workloadPods are the pods seen in each namespace/workload's series:
+	// a handful each (the local pods of a workload), so a slice, a
+	// fraction of a map's size, searched in place.
+	workloadPods map[[2]string][]string
 
-	flows      *prometheus.CounterVec
-	packets    *prometheus.CounterVec
-	bytes      *prometheus.CounterVec
-	mismatches *prometheus.CounterVec
-	policy     *prometheus.CounterVec
+	// traffic counts flows, packets and bytes by the local pod's labels;
+	// mismatchCounts by both ends' namespaces. Their series are plain
+	// values (see counterSet): one per workload, and one per namespace
+	// pair, add up at 5,000 pods.
+	traffic, mismatchCounts *counterSet
+	// flows, packets, bytes and mismatches are the families as the
+	// registry sees them.
+	flows, packets, bytes, mismatches *counterFamily
+	policy                            *prometheus.CounterVec
 }
+
+// The label positions of traffic's series.
+const (
+	lVerdict = iota
+	lDropReason
+	lDirection
+	lNamespace
+	lWorkload
+	lPod
+)
 
 func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*flowMetrics, error) {
 	labels := []string{"verdict", "drop_reason", "direction", "namespace", "workload"}
@@ -44,24 +59,23 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 	m := &flowMetrics{
 		podLabels:    podLabels,
 		node:         node,
-		podWorkload:  map[[2]string]string{},
-		workloadPods: map[[2]string]map[string]struct{}{},
-		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+		workloadPods: map[[2]string][]string{},
+		traffic: newCounterSet(labels, prometheus.CounterOpts{
 			Name: "flowlens_flows_total", Help: "Flow records observed, by kernel verdict and the local pod's namespace and workload.",
-		}, labels),
-		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, prometheus.CounterOpts{
 			Name: "flowlens_packets_total", Help: "Packets observed, by kernel verdict and the local pod's namespace and workload.",
-		}, labels),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}, prometheus.CounterOpts{
 			Name: "flowlens_bytes_total", Help: "Bytes observed, by kernel verdict and the local pod's namespace and workload.",
-		}, labels),
-		mismatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+		}),
+		mismatchCounts: newCounterSet([]string{"mismatch", "source_namespace", "destination_namespace"}, prometheus.CounterOpts{
 			Name: "flowlens_policy_mismatches_total", Help: "Flow records where the kernel's verdict disagrees with the intended NetworkPolicy set.",
-		}, []string{"mismatch", "source_namespace", "destination_namespace"}),
+		}),
 		policy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowlens_policy_verdicts_total", Help: "Flow records by intended NetworkPolicy verdict and kernel verdict.",
 		}, []string{"intended", "verdict", "namespace"}),
 	}
+	m.flows, m.packets, m.bytes = m.traffic.family(0), m.traffic.family(1), m.traffic.family(2)
+	m.mismatches = m.mismatchCounts.family(0)
 	for _, c := range []prometheus.Collector{m.flows, m.packets, m.bytes, m.mismatches, m.policy} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -70,7 +84,8 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 	// Each kind of mismatch exists at zero from the start (namespaces
 	// empty), so sum() in alerts and dashboards reads 0 rather than no data.
 	for _, mm := range []flowlensv1.Mismatch{flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW, flowlensv1.Mismatch_ENFORCER_ALLOW} {
-		m.mismatches.WithLabelValues(mm.String(), "", "")
+		k := keyOf(mm.String(), "", "")
+		m.mismatchCounts.add(&k)
 	}
 	return m, nil
 }
@@ -78,17 +93,15 @@ func newFlowMetrics(reg prometheus.Registerer, node string, podLabels bool) (*fl
 func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 	local := m.localEndpoint(fl)
 	ns, workload, pod := local.GetNamespace(), workloadName(local), local.GetPodName()
-	vals := []string{fl.GetVerdict().String(), fl.GetDropReason(), directionLabel(fl), ns, workload}
+	k := keyOf(fl.GetVerdict().String(), fl.GetDropReason(), directionLabel(fl), ns, workload)
 	if m.podLabels {
-		vals = append(vals, pod)
+		k[lPod] = pod
 	}
 	m.mu.Lock()
 	if pod != "" {
 		m.track(ns, workload, pod)
 	}
-	m.flows.WithLabelValues(vals...).Inc()
-	m.packets.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetPackets()))
-	m.bytes.WithLabelValues(vals...).Add(float64(fl.GetCounters().GetBytes()))
+	m.traffic.add(&k, 1, fl.GetCounters().GetPackets(), fl.GetCounters().GetBytes())
 	m.mu.Unlock()
 	if pv := fl.GetPolicy(); pv != nil {
 		m.policy.WithLabelValues(pv.GetVerdict().String(), fl.GetVerdict().String(), ns).Inc()
@@ -96,28 +109,24 @@ func (m *flowMetrics) observe(fl *flowlensv1.Flow) {
 		// kept out of the mismatch alert by its selector.
 		switch mm := pv.GetMismatch(); mm {
 		case flowlensv1.Mismatch_UNEXPECTED_DROP, flowlensv1.Mismatch_UNEXPECTED_ALLOW, flowlensv1.Mismatch_ENFORCER_ALLOW:
-			m.mismatches.WithLabelValues(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace()).Inc()
+			k := keyOf(mm.String(), fl.GetSource().GetNamespace(), fl.GetDestination().GetNamespace())
+			m.mismatchCounts.add(&k, 1)
 		}
 	}
 }
 
 // track records that pod's flows are counted under workload. m.mu is held.
 func (m *flowMetrics) track(ns, workload, pod string) {
-	pk := [2]string{ns, pod}
-	if w, ok := m.podWorkload[pk]; ok && w == workload {
-		return
-	}
-	m.podWorkload[pk] = workload
 	wk := [2]string{ns, workload}
-	if m.workloadPods[wk] == nil {
-		m.workloadPods[wk] = map[string]struct{}{}
+	if pods := m.workloadPods[wk]; !slices.Contains(pods, pod) {
+		m.workloadPods[wk] = append(pods, pod)
 	}
-	m.workloadPods[wk][pod] = struct{}{}
 }
 
 // forgetGonePods deletes the series of workloads none of whose pods is in
 // the cluster any more (and, with pod labels, of each gone pod), so
-// short-lived pods do not grow the series count without bound.
+// short-lived pods do not grow the series count without bound. A pod
+// counted under two workloads (its owner named only later) leaves both.
 func (m *flowMetrics) forgetGonePods(current []corev1.Pod) {
 	live := make(map[[2]string]struct{}, len(current))
 	for i := range current {
@@ -125,27 +134,23 @@ func (m *flowMetrics) forgetGonePods(current []corev1.Pod) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for pk, workload := range m.podWorkload {
-		if _, ok := live[pk]; ok {
+	for wk, pods := range m.workloadPods {
+		pods = slices.DeleteFunc(pods, func(pod string) bool {
+			if _, ok := live[[2]string{wk[0], pod}]; ok {
+				return false
+			}
+			if m.podLabels {
+				m.traffic.deleteMatching(func(k *seriesKey) bool { return k[lNamespace] == wk[0] && k[lPod] == pod })
+			}
+			return true
+		})
+		if len(pods) > 0 {
+			m.workloadPods[wk] = pods
 			continue
 		}
-		delete(m.podWorkload, pk)
-		if m.podLabels {
-			m.deleteSeries(prometheus.Labels{"namespace": pk[0], "pod": pk[1]})
-		}
-		wk := [2]string{pk[0], workload}
-		delete(m.workloadPods[wk], pk[1])
-		if len(m.workloadPods[wk]) == 0 {
-			delete(m.workloadPods, wk)
-			m.deleteSeries(prometheus.Labels{"namespace": wk[0], "workload": wk[1]})
-		}
+		delete(m.workloadPods, wk)
+		m.traffic.deleteMatching(func(k *seriesKey) bool { return k[lNamespace] == wk[0] && k[lWorkload] == wk[1] })
 	}
-}
-
-func (m *flowMetrics) deleteSeries(sel prometheus.Labels) {
-	m.flows.DeletePartialMatch(sel)
-	m.packets.DeletePartialMatch(sel)
-	m.bytes.DeletePartialMatch(sel)
 }
 
 func (m *flowMetrics) localEndpoint(fl *flowlensv1.Flow) *flowlensv1.Endpoint {

@@ -104,7 +104,7 @@ func TestPoliciesMalformedAtStartFailsLaterKeepsLastGood(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.HasPrefix(status(), "error (keeping the last good set)") },
 		5*time.Second, 10*time.Millisecond)
 	j.mu.Lock()
-	kept := len(j.policies)
+	kept := j.policies.Len()
 	j.mu.Unlock()
 	assert.Equal(t, 1, kept, "the last good set stays")
 	assert.NotNil(t, j.engine.Load(), "flows are still judged")

@@ -9,10 +9,11 @@ package policy
 
 import (
 	"cmp"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -47,15 +48,18 @@ func (r Ref) String() string {
 // Engine answers queries against one compiled state and policy set. It is
 // immutable and safe for concurrent use; rebuild it with Compile on change.
 type Engine struct {
-	pods   []pod
-	byIP   map[netip.Addr]int32
-	byName map[string]int32 // "namespace/name"
+	// pods are sorted by key (PodAddr searches them).
+	pods []pod
+	byIP addrIndex
 
 	policies []bound
-	// Per pod: the policies isolating it for ingress / egress, and the same
-	// as Refs, shared by every Verdict (callers must not modify them).
-	ingressOf, egressOf   [][]int32
-	ingressIso, egressIso [][]Ref
+	// isolations are the distinct lists of policies isolating a pod (for
+	// ingress or egress), isolations[0] the empty one: the pods of a
+	// workload share one, so a pod holds two indexes rather than lists.
+	isolations []isolation
+	// portSets are the distinct named container ports of pods (portSets[0]
+	// none), keeping only the names some rule refers to.
+	portSets [][]namedPort
 
 	// nodeOf names the node behind each node address.
 	nodeOf   map[netip.Addr]string
@@ -63,11 +67,18 @@ type Engine struct {
 }
 
 type pod struct {
-	key   string // "namespace/name"
-	ns    string
-	node  string
-	ip    netip.Addr
-	ports []namedPort
+	key  string // "namespace/name"
+	node string
+	ip   netip.Addr
+	// Indexes into portSets and, per direction, isolations.
+	ports, ingress, egress int32
+}
+
+// isolation is the policies isolating a pod, in policy order, and the same
+// as Refs, shared by every Verdict (callers must not modify them).
+type isolation struct {
+	policies []int32
+	refs     []Ref
 }
 
 type namedPort struct {
@@ -107,6 +118,16 @@ const nsNameLabel = "kubernetes.io/metadata.name"
 // Compile validates the policies and precomputes, per policy, the pods it
 // selects and, per rule peer, the pods it matches. Invalid policies are
 // reported together (errors.Join of *PolicyError); nothing is skipped.
+// It is NewSet and Set.Compile.
+func Compile(state ClusterState, policies []networkingv1.NetworkPolicy) (*Engine, error) {
+	s, err := NewSet(policies)
+	if err != nil {
+		return nil, err
+	}
+	return s.Compile(state)
+}
+
+// Compile binds the set to a cluster state.
 //
 // Pods are the pods of the state that are not hostNetwork and have an IP:
 // a hostNetwork pod shares its node's address and is, for NetworkPolicy,
@@ -114,39 +135,13 @@ const nsNameLabel = "kubernetes.io/metadata.name"
 // ignored (their IPs are reused). When two remaining pods claim the same IP
 // the one sorting first by namespace/name wins, so the result does not
 // depend on input order.
-func Compile(state ClusterState, policies []networkingv1.NetworkPolicy) (*Engine, error) {
-	e := &Engine{byIP: map[netip.Addr]int32{}, byName: map[string]int32{}, nodeOf: map[netip.Addr]string{}}
+func (s *Set) Compile(state ClusterState) (*Engine, error) {
+	e := &Engine{byIP: newAddrIndex(), nodeOf: map[netip.Addr]string{}}
 	for i := range state.Nodes {
 		for _, a := range nodeaddr.Of(&state.Nodes[i]) {
 			e.nodeOf[a] = state.Nodes[i].Name
 		}
 	}
-
-	parsedPolicies := make([]*parsed, 0, len(policies))
-	var errs []error
-	seen := map[string]bool{}
-	for i := range policies {
-		np := &policies[i]
-		if k := np.Namespace + "/" + np.Name; seen[k] {
-			errs = append(errs, &PolicyError{Namespace: np.Namespace, Name: np.Name, Err: errors.New("defined twice")})
-			continue
-		} else {
-			seen[k] = true
-		}
-		p, err := parse(np)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		parsedPolicies = append(parsedPolicies, p)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	// Informers list in no particular order; explanations should not vary.
-	slices.SortFunc(parsedPolicies, func(a, b *parsed) int {
-		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name))
-	})
 
 	nsLabels := map[string]labels.Set{}
 	for _, ns := range state.Namespaces {
@@ -158,15 +153,15 @@ func Compile(state ClusterState, policies []networkingv1.NetworkPolicy) (*Engine
 		nsLabels[ns.Name] = l
 	}
 
-	podLabels, err := e.indexPods(state.Pods)
+	podLabels, podNs, err := e.indexPods(state.Pods, s.portNames())
 	if err != nil {
 		return nil, err
 	}
 	podsByNs := map[string][]int32{}
-	for i, p := range e.pods {
-		podsByNs[p.ns] = append(podsByNs[p.ns], int32(i))
-		if _, ok := nsLabels[p.ns]; !ok {
-			nsLabels[p.ns] = labels.Set{nsNameLabel: p.ns}
+	for i, ns := range podNs {
+		podsByNs[ns] = append(podsByNs[ns], int32(i))
+		if _, ok := nsLabels[ns]; !ok {
+			nsLabels[ns] = labels.Set{nsNameLabel: ns}
 		}
 	}
 	nsNames := make([]string, 0, len(nsLabels))
@@ -177,32 +172,60 @@ func Compile(state ClusterState, policies []networkingv1.NetworkPolicy) (*Engine
 
 	b := binder{e: e, podLabels: podLabels, podsByNs: podsByNs, nsLabels: nsLabels, nsNames: nsNames, memo: map[string]bitset{}}
 	n := len(e.pods)
-	e.ingressOf, e.egressOf = make([][]int32, n), make([][]int32, n)
-	e.ingressIso, e.egressIso = make([][]Ref, n), make([][]Ref, n)
-	for _, p := range parsedPolicies {
+	// Per pod, the policies isolating it, until they are interned below.
+	ingressOf, egressOf := make([][]int32, n), make([][]int32, n)
+	e.policies = make([]bound, 0, len(s.policies))
+	for _, p := range s.policies {
 		idx := int32(len(e.policies))
 		bp := bound{ref: Ref{Namespace: p.ns, Name: p.name, Rule: -1}}
-		bp.ingress = b.rules(p, p.ingress)
-		bp.egress = b.rules(p, p.egress)
+		refs := make([]Ref, len(p.ingress)+len(p.egress))
+		bp.ingress = b.rules(p, p.ingress, refs[:len(p.ingress)])
+		bp.egress = b.rules(p, p.egress, refs[len(p.ingress):])
 		e.policies = append(e.policies, bp)
 		for _, i := range podsByNs[p.ns] {
 			if !p.podSelector.Matches(podLabels[i]) {
 				continue
 			}
 			if p.isIngress {
-				e.ingressOf[i] = append(e.ingressOf[i], idx)
-				e.ingressIso[i] = append(e.ingressIso[i], bp.ref)
+				ingressOf[i] = append(ingressOf[i], idx)
 			}
 			if p.isEgress {
-				e.egressOf[i] = append(e.egressOf[i], idx)
-				e.egressIso[i] = append(e.egressIso[i], bp.ref)
+				egressOf[i] = append(egressOf[i], idx)
 			}
 		}
+	}
+	groups := map[string]int32{"": 0}
+	e.isolations = []isolation{{}}
+	for i := range e.pods {
+		e.pods[i].ingress = e.isolation(groups, ingressOf[i])
+		e.pods[i].egress = e.isolation(groups, egressOf[i])
 	}
 	return e, nil
 }
 
-func (e *Engine) indexPods(pods []corev1.Pod) ([]labels.Set, error) {
+// isolation interns a list of policy indexes.
+func (e *Engine) isolation(groups map[string]int32, policies []int32) int32 {
+	key := make([]byte, 0, 4*len(policies))
+	for _, pi := range policies {
+		key = binary.LittleEndian.AppendUint32(key, uint32(pi))
+	}
+	if g, ok := groups[string(key)]; ok {
+		return g
+	}
+	iso := isolation{policies: slices.Clone(policies), refs: make([]Ref, len(policies))}
+	for k, pi := range policies {
+		iso.refs[k] = e.policies[pi].ref
+	}
+	g := int32(len(e.isolations))
+	e.isolations = append(e.isolations, iso)
+	groups[string(key)] = g
+	return g
+}
+
+// indexPods fills e.pods and e.byIP and returns each pod's labels and
+// namespace, for binding selectors. Only container ports named in
+// portNames are kept: no rule can match the others.
+func (e *Engine) indexPods(pods []corev1.Pod, portNames map[string]bool) ([]labels.Set, []string, error) {
 	type cand struct {
 		p   *corev1.Pod
 		key string
@@ -215,7 +238,7 @@ func (e *Engine) indexPods(pods []corev1.Pod) ([]labels.Set, error) {
 			continue
 		}
 		if p.Namespace == "" {
-			return nil, fmt.Errorf("pod %s: metadata.namespace is empty", p.Name)
+			return nil, nil, fmt.Errorf("pod %s: metadata.namespace is empty", p.Name)
 		}
 		ips := []string{}
 		if p.Status.PodIP != "" {
@@ -224,38 +247,67 @@ func (e *Engine) indexPods(pods []corev1.Pod) ([]labels.Set, error) {
 		for _, pip := range p.Status.PodIPs {
 			ips = append(ips, pip.IP)
 		}
+		key := p.Namespace + "/" + p.Name
 		for _, s := range ips {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
-				return nil, fmt.Errorf("pod %s/%s: status pod IP %q: %w", p.Namespace, p.Name, s, err)
+				return nil, nil, fmt.Errorf("pod %s/%s: status pod IP %q: %w", p.Namespace, p.Name, s, err)
 			}
-			cands = append(cands, cand{p: p, key: p.Namespace + "/" + p.Name, ip: a.Unmap()})
+			cands = append(cands, cand{p: p, key: key, ip: a.Unmap()})
 		}
 	}
+	// Sorted by key, a pod's addresses are adjacent and e.pods comes out
+	// sorted.
 	slices.SortStableFunc(cands, func(a, b cand) int { return cmp.Compare(a.key, b.key) })
-	var podLabels []labels.Set
+	var (
+		podLabels []labels.Set
+		podNs     []string
+	)
+	portSets := map[string]int32{"": 0}
+	e.portSets = [][]namedPort{nil}
 	for _, c := range cands {
-		if _, taken := e.byIP[c.ip]; taken {
+		if _, taken := e.byIP.get(c.ip); taken {
 			continue
 		}
-		idx, ok := e.byName[c.key]
-		if !ok {
-			idx = int32(len(e.pods))
-			e.byName[c.key] = idx
-			e.pods = append(e.pods, pod{key: c.key, ns: c.p.Namespace, node: c.p.Spec.NodeName, ip: c.ip, ports: containerPorts(c.p)})
+		idx := int32(len(e.pods) - 1)
+		if idx < 0 || e.pods[idx].key != c.key {
+			idx++
+			e.pods = append(e.pods, pod{key: c.key, node: c.p.Spec.NodeName, ip: c.ip, ports: e.portSet(portSets, c.p, portNames)})
 			podLabels = append(podLabels, labels.Set(c.p.Labels))
+			podNs = append(podNs, c.p.Namespace)
 		}
-		e.byIP[c.ip] = idx
+		e.byIP.set(c.ip, idx)
 	}
-	return podLabels, nil
+	e.pods = slices.Clip(e.pods)
+	return podLabels, podNs, nil
 }
 
-func containerPorts(p *corev1.Pod) []namedPort {
+// portSet interns the pod's container ports named in names.
+func (e *Engine) portSet(sets map[string]int32, p *corev1.Pod, names map[string]bool) int32 {
+	ports := containerPorts(p, names)
+	var key []byte
+	for _, np := range ports {
+		key = binary.AppendUvarint(key, uint64(len(np.name)))
+		key = append(key, np.name...)
+		key = binary.AppendUvarint(key, uint64(len(np.proto)))
+		key = append(key, np.proto...)
+		key = binary.LittleEndian.AppendUint16(key, np.port)
+	}
+	if i, ok := sets[string(key)]; ok {
+		return i
+	}
+	i := int32(len(e.portSets))
+	e.portSets = append(e.portSets, ports)
+	sets[string(key)] = i
+	return i
+}
+
+func containerPorts(p *corev1.Pod, names map[string]bool) []namedPort {
 	var out []namedPort
 	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {
 			for _, cp := range c.Ports {
-				if cp.Name == "" || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
+				if cp.Name == "" || !names[cp.Name] || cp.ContainerPort < 1 || cp.ContainerPort > 65535 {
 					continue
 				}
 				proto := cp.Protocol
@@ -266,7 +318,7 @@ func containerPorts(p *corev1.Pod) []namedPort {
 			}
 		}
 	}
-	return out
+	return slices.Clip(out)
 }
 
 // binder matches parsed selectors against the state. Peers with the same
@@ -280,13 +332,16 @@ type binder struct {
 	memo      map[string]bitset
 }
 
-func (b *binder) rules(p *parsed, rules []parsedRule) []boundRule {
+// rules binds a policy's ingress or egress rules; refs holds one Ref per
+// rule.
+func (b *binder) rules(p *parsed, rules []parsedRule, refs []Ref) []boundRule {
 	if rules == nil {
 		return nil
 	}
 	out := make([]boundRule, len(rules))
 	for ri, r := range rules {
-		br := boundRule{parsedRule: r, refs: []Ref{{Namespace: p.ns, Name: p.name, Rule: ri}}}
+		refs[ri] = Ref{Namespace: p.ns, Name: p.name, Rule: ri}
+		br := boundRule{parsedRule: r, refs: refs[ri : ri+1 : ri+1]}
 		for _, pp := range r.peers {
 			if pp.block != nil {
 				br.peers = append(br.peers, boundPeer{block: pp.block})
@@ -342,7 +397,7 @@ func (e *Engine) Enforcer() Enforcer { return e.enforcer }
 
 // PodAddr returns the IP of a pod given as "namespace/name".
 func (e *Engine) PodAddr(key string) (netip.Addr, bool) {
-	i, ok := e.byName[key]
+	i, ok := slices.BinarySearchFunc(e.pods, key, func(p pod, k string) int { return strings.Compare(p.key, k) })
 	if !ok {
 		return netip.Addr{}, false
 	}
@@ -351,7 +406,7 @@ func (e *Engine) PodAddr(key string) (netip.Addr, bool) {
 
 // PodAt returns the "namespace/name" of the pod with this IP.
 func (e *Engine) PodAt(a netip.Addr) (string, bool) {
-	i, ok := e.byIP[a.Unmap()]
+	i, ok := e.byIP.get(a.Unmap())
 	if !ok {
 		return "", false
 	}

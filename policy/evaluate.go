@@ -76,20 +76,22 @@ func (e *Engine) Evaluate(q Query) Verdict {
 	q.Src, q.Dst = q.Src.Unmap(), q.Dst.Unmap()
 	v := Verdict{Query: q}
 	src, dst := int32(-1), int32(-1)
-	if i, ok := e.byIP[q.Src]; ok {
+	if i, ok := e.byIP.get(q.Src); ok {
 		src = i
 		v.SrcPod = e.pods[i].key
 	}
-	if i, ok := e.byIP[q.Dst]; ok {
+	if i, ok := e.byIP.get(q.Dst); ok {
 		dst = i
 		v.DstPod = e.pods[i].key
 	}
 	v.Egress.Allowed, v.Ingress.Allowed = true, true
 	if src >= 0 {
-		v.Egress = e.side(e.egressOf[src], e.egressIso[src], true, src, dst, &q)
+		iso := &e.isolations[e.pods[src].egress]
+		v.Egress = e.side(iso.policies, iso.refs, true, src, dst, &q)
 	}
 	if dst >= 0 {
-		v.Ingress = e.side(e.ingressOf[dst], e.ingressIso[dst], false, src, dst, &q)
+		iso := &e.isolations[e.pods[dst].ingress]
+		v.Ingress = e.side(iso.policies, iso.refs, false, src, dst, &q)
 	}
 	v.Allowed = v.Egress.Allowed && v.Ingress.Allowed
 	v.Isolated = v.Egress.Isolated || v.Ingress.Isolated
@@ -184,7 +186,7 @@ func (e *Engine) portMatches(r *boundRule, dst int32, q *Query) bool {
 		if dst < 0 {
 			continue
 		}
-		for _, np := range e.pods[dst].ports {
+		for _, np := range e.portSets[e.pods[dst].ports] {
 			if np.name == p.named && np.proto == p.proto && np.port == q.Port {
 				return true
 			}

@@ -116,38 +116,63 @@ func AppendPort(b []byte, port uint16, proto corev1.Protocol) []byte {
 // Proto fills the API's PolicyVerdict: verdict, both sides and summary. The
 // mismatch (which needs the kernel's verdict, see MismatchOf) and the source
 // are left to the caller.
+//
+// The agent calls it for every flow it judges: the message and its sides
+// are one allocation, the refs two, and the summary is built on the stack.
 func (v Verdict) Proto() *flowlensv1.PolicyVerdict {
-	return &flowlensv1.PolicyVerdict{
-		Verdict:        v.Intended(),
-		Egress:         v.Egress.proto(),
-		Ingress:        v.Ingress.proto(),
-		Summary:        v.Summary(),
-		Enforcer:       v.Enforcer,
-		EnforcerReason: v.EnforcerAllows,
-	}
+	m := new(struct {
+		pv    flowlensv1.PolicyVerdict
+		sides [2]flowlensv1.PolicySide
+	})
+	var summary [256]byte
+	m.pv.Verdict = v.Intended()
+	m.pv.Summary = string(v.AppendSummary(summary[:0]))
+	m.pv.Enforcer = v.Enforcer
+	m.pv.EnforcerReason = v.EnforcerAllows
+	refs := newRefsProto(len(v.Egress.IsolatedBy) + len(v.Egress.AllowedBy) + len(v.Ingress.IsolatedBy) + len(v.Ingress.AllowedBy))
+	m.pv.Egress = v.Egress.proto(&m.sides[0], &refs)
+	m.pv.Ingress = v.Ingress.proto(&m.sides[1], &refs)
+	return &m.pv
 }
 
-func (s Side) proto() *flowlensv1.PolicySide {
-	return &flowlensv1.PolicySide{
-		Applicable: s.Applicable,
-		Isolated:   s.Isolated,
-		Allowed:    s.Allowed,
-		IsolatedBy: refsProto(s.IsolatedBy),
-		AllowedBy:  refsProto(s.AllowedBy),
-	}
+func (s *Side) proto(out *flowlensv1.PolicySide, refs *refsProto) *flowlensv1.PolicySide {
+	out.Applicable = s.Applicable
+	out.Isolated = s.Isolated
+	out.Allowed = s.Allowed
+	out.IsolatedBy = refs.take(s.IsolatedBy)
+	out.AllowedBy = refs.take(s.AllowedBy)
+	return out
 }
 
-func refsProto(refs []Ref) []*flowlensv1.PolicyRef {
+// refsProto hands out the PolicyRefs of one verdict from one array.
+type refsProto struct {
+	refs []flowlensv1.PolicyRef
+	ptrs []*flowlensv1.PolicyRef
+}
+
+func newRefsProto(n int) refsProto {
+	if n == 0 {
+		return refsProto{}
+	}
+	return refsProto{refs: make([]flowlensv1.PolicyRef, n), ptrs: make([]*flowlensv1.PolicyRef, n)}
+}
+
+// take converts refs (nil when there are none, as before).
+func (p *refsProto) take(refs []Ref) []*flowlensv1.PolicyRef {
 	if len(refs) == 0 {
 		return nil
 	}
-	out := make([]*flowlensv1.PolicyRef, len(refs))
+	out := p.ptrs[:len(refs):len(refs)]
+	p.ptrs = p.ptrs[len(refs):]
 	for i, r := range refs {
-		out[i] = &flowlensv1.PolicyRef{Namespace: r.Namespace, Name: r.Name}
+		pr := &p.refs[i]
+		pr.Namespace, pr.Name = r.Namespace, r.Name
 		if r.Rule >= 0 {
-			out[i].Rule = int32(r.Rule)
+			pr.Rule = int32(r.Rule)
 		}
+		out[i] = pr
 	}
+	p.refs = p.refs[len(refs):]
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/flowlens/flowlens/internal/signal"
@@ -20,6 +21,9 @@ import (
 // consumer recompiles on each.
 func WatchCluster(ctx context.Context, lw cache.ListerWatcher, log *slog.Logger, onChange func([]networkingv1.NetworkPolicy)) error {
 	inf := cache.NewSharedIndexInformerWithOptions(lw, &networkingv1.NetworkPolicy{}, cache.SharedIndexInformerOptions{})
+	if err := inf.SetTransform(slim); err != nil {
+		return fmt.Errorf("watch NetworkPolicies: %w", err)
+	}
 	changed := signal.New()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { changed.Notify() },
@@ -51,11 +55,29 @@ func WatchCluster(ctx context.Context, lw cache.ListerWatcher, log *slog.Logger,
 	}
 }
 
+// slim keeps of a NetworkPolicy what the judge and the drift read: its
+// name and spec. The informer's cache would otherwise hold every policy's
+// managedFields and kubectl's last-applied annotation, often larger than
+// the spec.
+func slim(obj any) (any, error) {
+	p, ok := obj.(*networkingv1.NetworkPolicy)
+	if !ok {
+		return obj, nil
+	}
+	return &networkingv1.NetworkPolicy{TypeMeta: p.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion,
+	}, Spec: p.Spec}, nil
+}
+
+// sorted copies the policies out of the informer's cache. The copies share
+// their specs' maps and slices with the cache: consumers only read them
+// (policy.NewSet parses, policy.Digests defaults a deep copy), and the
+// cache replaces objects rather than changing them.
 func sorted(list []any) []networkingv1.NetworkPolicy {
 	out := make([]networkingv1.NetworkPolicy, 0, len(list))
 	for _, o := range list {
 		if p, ok := o.(*networkingv1.NetworkPolicy); ok {
-			out = append(out, *p.DeepCopy())
+			out = append(out, *p)
 		}
 	}
 	sort.Slice(out, func(i, k int) bool {

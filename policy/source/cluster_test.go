@@ -56,3 +56,21 @@ func TestWatchClusterDeliversSortedSetOnEachChange(t *testing.T) {
 		t.Fatal("WatchCluster did not return after its context ended")
 	}
 }
+
+// The informer's cache keeps a policy's name and spec, not the metadata
+// nothing reads (managedFields, kubectl's last-applied annotation, labels).
+func TestSlimKeepsNameAndSpecOnly(t *testing.T) {
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "deny", ResourceVersion: "7", Labels: map[string]string{"app": "x"},
+			Annotations:   map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+	}
+	got, err := slim(np)
+	require.NoError(t, err)
+	assert.Equal(t, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "deny", ResourceVersion: "7"}, Spec: np.Spec}, got)
+	other := "not a policy"
+	got, err = slim(other)
+	require.NoError(t, err)
+	assert.Equal(t, other, got, "other objects pass through")
+}

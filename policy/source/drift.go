@@ -11,27 +11,30 @@ import (
 // Drift says how the cluster's applied NetworkPolicies differ from the
 // files (the set in git). Either side may change at any time, so the diff
 // is recomputed whenever either does; until both are known there is none.
-// It is safe for concurrent use.
+// It keeps each side's spec digests, not its objects. It is safe for
+// concurrent use.
 type Drift struct {
 	mu                     sync.Mutex // guards everything below
-	files, cluster         []networkingv1.NetworkPolicy
+	files, cluster         policy.SpecDigests
 	haveFiles, haveCluster bool
 	diff                   []string
 }
 
 // SetFiles records a newly loaded file set.
 func (d *Drift) SetFiles(p []networkingv1.NetworkPolicy) {
+	digests := policy.Digests(p)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.files, d.haveFiles = p, true
+	d.files, d.haveFiles = digests, true
 	d.recomputeLocked()
 }
 
 // SetCluster records the cluster's current set.
 func (d *Drift) SetCluster(p []networkingv1.NetworkPolicy) {
+	digests := policy.Digests(p)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.cluster, d.haveCluster = p, true
+	d.cluster, d.haveCluster = digests, true
 	d.recomputeLocked()
 }
 
@@ -50,7 +53,7 @@ func (d *Drift) recomputeLocked() {
 	if !d.haveFiles || !d.haveCluster {
 		return
 	}
-	d.diff = policy.Diff(d.files, d.cluster)
+	d.diff = policy.DiffDigests(d.files, d.cluster)
 	if d.diff == nil {
 		d.diff = []string{}
 	}
