@@ -38,7 +38,8 @@ func (s *staticState) Changed() <-chan struct{}                     { return nil
 func BenchmarkJudgeAndMetrics(b *testing.B) {
 	for b.Loop() {
 		dir := b.TempDir()
-		cluster, pols := memCluster(b)
+		cluster, pols, err := memNode.YAML()
+		require.NoError(b, err)
 		polFile := filepath.Join(dir, "policies.yaml")
 		require.NoError(b, os.WriteFile(polFile, pols, 0o600))
 		objs, err := manifest.Decode("cluster.yaml", bytes.NewReader(cluster))
@@ -69,7 +70,7 @@ func BenchmarkJudgeAndMetrics(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		allocs, bytes := ms.Mallocs, ms.TotalAlloc
 		for i, fl := range flows {
-			fl.Policy = j.Judge(PolicyQuery{Src: memPodIP(i % memPods), Dst: memPodIP((i*7 + 1) % memPods), Port: 8080, Protocol: "TCP"})
+			fl.Policy = j.Judge(PolicyQuery{Src: memNode.PodIP(i % memPods), Dst: memNode.PodIP((i*7 + 1) % memPods), Port: 8080, Protocol: "TCP"})
 			fl.Policy.Mismatch = policy.MismatchOf(fl.Verdict, fl.Policy)
 		}
 		runtime.ReadMemStats(&ms)
@@ -97,7 +98,7 @@ func BenchmarkJudgeAndMetrics(b *testing.B) {
 	}
 }
 
-// memEndpoints names memCluster's pods as the enrichment does: the
+// memEndpoints names memNode's pods as the enrichment does: the
 // Deployment is the ReplicaSet's name without its hash.
 func memEndpoints(pods []corev1.Pod) []*flowlensv1.Endpoint {
 	byIP := map[string]*flowlensv1.Endpoint{}
@@ -109,7 +110,7 @@ func memEndpoints(pods []corev1.Pod) []*flowlensv1.Endpoint {
 	}
 	out := make([]*flowlensv1.Endpoint, memPods)
 	for i := range out {
-		out[i] = byIP[memPodIP(i).String()]
+		out[i] = byIP[memNode.PodIP(i).String()]
 	}
 	return out
 }

@@ -102,6 +102,14 @@ func BenchmarkAgentRSS(b *testing.B) {
 	}
 
 	window := 2 * bpf.DefaultFlushInterval
+	// FLOWLENS_CPU_PROFILE=file writes where the agent's CPU goes meanwhile.
+	cpuProfile := make(chan []byte, 1)
+	if path := os.Getenv("FLOWLENS_CPU_PROFILE"); path != "" {
+		go func() {
+			cpuProfile <- a.get(b, "127.0.0.1:6060", fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())))
+		}()
+		defer func() { require.NoError(b, os.WriteFile(path, <-cpuProfile, 0o600)) }()
+	}
 	cpu0, seen0 := procCPU(b, pid), mustStatus(b, a).GetSeenFlows()
 	var top procMem
 	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
