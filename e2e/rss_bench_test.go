@@ -68,7 +68,14 @@ func BenchmarkAgentRSS(b *testing.B) {
 			env = append(env, e.Name+"="+e.Value)
 		}
 	}
-	args := append([]string{"--node-name", "node1", "--cluster-file", cluster, "--policies", policies, "--pprof-address", "127.0.0.1:6060"}, c.Args...)
+	// FLOWLENS_BENCH_AGENT_ARGS adds flags to the DaemonSet's, e.g.
+	// "--queue-size 4096" to price another setting.
+	args := append([]string{"--node-name", "node1", "--cluster-file", cluster, "--policies", policies}, c.Args...)
+	args = append(args, strings.Fields(os.Getenv("FLOWLENS_BENCH_AGENT_ARGS"))...)
+	// Profiles only when asked for: serving them turns heap sampling on.
+	if os.Getenv("FLOWLENS_HEAP_PROFILE") != "" || os.Getenv("FLOWLENS_CPU_PROFILE") != "" {
+		args = append(args, "--pprof-address", "127.0.0.1:6060")
+	}
 	a := launchAgent(b, l, "node1", args, env, 100)
 	a.waitAttached(len(podsOn(l, "node1")))
 
@@ -149,8 +156,8 @@ func BenchmarkAgentRSS(b *testing.B) {
 	b.ReportMetric(cores, "agent-cores")
 	perFlush := float64(st.GetSeenFlows()-seen0) / (window.Seconds() / bpf.DefaultFlushInterval.Seconds())
 	b.ReportMetric(perFlush, "flows/flush")
-	b.Logf("agent as deployed (%s; GOMEMLIMIT %q from the test's environment), %d pods, %d policies, ring %d/%d, %.0f flows a flush: VmRSS %.1f MiB at most (RssAnon %.1f, RssFile %.1f, RssShmem %.1f), VmHWM %.1f; Go heap in use %.1f MiB; %.3f cores; %d flow-log lines; lost %v",
-		strings.Join(env, " "), os.Getenv("GOMEMLIMIT"), rssNode.Pods, rssNode.Policies, st.GetNumFlows(), st.GetMaxFlows(), perFlush,
+	b.Logf("agent as deployed (%s; GOMEMLIMIT %q from the test's environment; extra flags %q), %d pods, %d policies, ring %d/%d, %.0f flows a flush: VmRSS %.1f MiB at most (RssAnon %.1f, RssFile %.1f, RssShmem %.1f), VmHWM %.1f; Go heap in use %.1f MiB; %.3f cores; %d flow-log lines; lost %v",
+		strings.Join(env, " "), os.Getenv("GOMEMLIMIT"), os.Getenv("FLOWLENS_BENCH_AGENT_ARGS"), rssNode.Pods, rssNode.Policies, st.GetNumFlows(), st.GetMaxFlows(), perFlush,
 		top.rss, top.anon, top.file, top.shmem, peak, heap, cores, lines, st.GetLostEvents())
 }
 
