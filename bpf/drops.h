@@ -72,14 +72,15 @@ static __always_inline bool is_attempt(__u8 flags)
 static __always_inline bool forget_hot_attempt(const struct flow_key *key, __u64 segs, __u64 len)
 {
 	struct hot_slot *hs = hot_slot();
-	if (!hs || !hs->cached || !same_key(&hs->key, key))
+	struct hot_entry *he = hs ? hot_find(hs, key) : NULL;
+	if (!he)
 		return true;
-	if (hs->pkts > segs || (hs->tcp_flags & ~TCP_SYN))
+	if (he->pkts > segs || (he->tcp_flags & ~TCP_SYN))
 		return false;
-	hs->pkts = 0;
-	hs->bytes = 0;
-	hs->tcp_flags = 0;
-	hs->cached = 0;
+	he->pkts = 0;
+	he->bytes = 0;
+	he->tcp_flags = 0;
+	he->cached = 0;
 	return true;
 }
 

@@ -67,22 +67,27 @@ type flowlensHotSlot struct {
 		_      structs.HostLayout
 		Opaque [2]uint64
 	}
-	Key        flowlensFlowKey
-	Ct         uint64
-	Ifindex    uint32
-	Len        uint32
-	Pkts       uint64
-	Bytes      uint64
-	LastNs     uint64
-	NfCt       uint64
-	NfEpoch    uint32
-	KeyIfindex uint32
-	TcpFlags   uint8
-	Cached     uint8
-	NfFwd      uint8
-	Armed      uint8
-	TimerOk    uint8
-	Pad        [11]uint8
+	Ct      uint64
+	Ifindex uint32
+	Len     uint32
+	E       [2]struct {
+		_          structs.HostLayout
+		Key        flowlensFlowKey
+		Pkts       uint64
+		Bytes      uint64
+		LastNs     uint64
+		NfCt       uint64
+		NfEpoch    uint32
+		KeyIfindex uint32
+		TcpFlags   uint8
+		Cached     uint8
+		NfFwd      uint8
+		Pad        [5]uint8
+	}
+	Mru     uint8
+	Armed   uint8
+	TimerOk uint8
+	Pad     [45]uint8
 }
 
 type flowlensLpmKey struct {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The per-CPU hot slot (see struct hot_slot in maps.h): tc_from_pod counts
- * the further packets of the flow a CPU counted last there, and a pinned
- * timer adds them to the flow table within flush_delay_ns.
+ * the further packets of the two flows a CPU counted last there, and a
+ * pinned timer adds them to the flow table within flush_delay_ns.
  */
 #ifndef __FLOWLENS_HOTSLOT_H
 #define __FLOWLENS_HOTSLOT_H
@@ -20,32 +20,33 @@ static __always_inline struct hot_slot *hot_slot(void)
 	return bpf_map_lookup_elem(&hot, &cpu);
 }
 
-/* flush_pending adds the packets waiting in the hot slot to their flow.
- * Not inlined: it runs once per run of a flow's packets. */
-static __noinline int flush_pending(struct hot_slot *hs)
+/* flush_pending adds the packets waiting in a hot slot's entry to their
+ * flow. Not inlined: it runs once per run of a flow's packets. */
+static __noinline int flush_pending(struct hot_entry *he)
 {
-	if (!hs->pkts)
+	if (!he->pkts)
 		return 0;
-	struct flow_stats *st = bpf_map_lookup_elem(&flows, &hs->key);
+	struct flow_stats *st = bpf_map_lookup_elem(&flows, &he->key);
 	if (!st) {
 		/* Pruned or evicted since the slot cached it: count the packets
 		 * in a new entry, as a packet arriving now would be. */
-		flow_create(&hs->key, OBS_FROM_POD, hs->key_ifindex, hs->last_ns);
-		learn_pod(hs->key.saddr, hs->key_ifindex);
-		st = bpf_map_lookup_elem(&flows, &hs->key);
+		flow_create(&he->key, OBS_FROM_POD, he->key_ifindex, he->last_ns);
+		learn_pod(he->key.saddr, he->key_ifindex);
+		st = bpf_map_lookup_elem(&flows, &he->key);
 	}
 	if (st)
-		add(st, hs->tcp_flags, hs->bytes, hs->pkts, hs->key_ifindex, OBS_FROM_POD, false, hs->last_ns);
-	hs->pkts = 0;
-	hs->bytes = 0;
-	hs->tcp_flags = 0;
+		add(st, he->tcp_flags, he->bytes, he->pkts, he->key_ifindex, OBS_FROM_POD, false, he->last_ns);
+	he->pkts = 0;
+	he->bytes = 0;
+	he->tcp_flags = 0;
 	return 0;
 }
 
 static int flush_timer(void *map, __u32 *key, struct hot_slot *hs)
 {
 	hs->armed = 0;
-	flush_pending(hs);
+	flush_pending(&hs->e[0]);
+	flush_pending(&hs->e[1]);
 	return 0;
 }
 
@@ -76,15 +77,28 @@ static __always_inline bool arm_flush(struct hot_slot *hs)
 	return true;
 }
 
-/* hot_cache makes the slot's flow the one of st. */
-static __always_inline void hot_cache(struct hot_slot *hs, const struct flow_key *key, __u32 ifindex, struct flow_stats *st)
+/* hot_cache makes the entry's flow the one of st. */
+static __always_inline void hot_cache(struct hot_entry *he, const struct flow_key *key, __u32 ifindex, struct flow_stats *st)
 {
-	__builtin_memcpy(&hs->key, key, sizeof(hs->key));
-	hs->key_ifindex = ifindex;
-	hs->nf_ct = st->nf_ct;
-	hs->nf_epoch = st->nf_epoch;
-	hs->nf_fwd = st->fwd_pkts != 0;
-	hs->cached = 1;
+	__builtin_memcpy(&he->key, key, sizeof(he->key));
+	he->key_ifindex = ifindex;
+	he->nf_ct = st->nf_ct;
+	he->nf_epoch = st->nf_epoch;
+	he->nf_fwd = st->fwd_pkts != 0;
+	he->cached = 1;
+}
+
+
+/* hot_find is the slot's entry caching key, or NULL. A key is in at most
+ * one entry (tc_from_pod replaces the entry holding the key, whichever
+ * veth it was cached on), so the first match is the only one. */
+static __always_inline struct hot_entry *hot_find(struct hot_slot *hs, const struct flow_key *key)
+{
+	if (hs->e[0].cached && same_key(&hs->e[0].key, key))
+		return &hs->e[0];
+	if (hs->e[1].cached && same_key(&hs->e[1].key, key))
+		return &hs->e[1];
+	return NULL;
 }
 
 #endif /* __FLOWLENS_HOTSLOT_H */

@@ -14,10 +14,11 @@ import (
 	"github.com/flowlens/flowlens/lab/netns"
 )
 
-// Packets of the flow a CPU counted last wait in its hot slot (maps.h) and
+// Packets of the flows a CPU counted last wait in its hot slot (maps.h) and
 // reach the flow table within the flush delay, with no further packet to
 // push them: after a burst and a pause, the flow holds every datagram, once.
-// A second flow's burst in between makes the first flush at once.
+// Other flows' packets in between (the slot's two entries taken in turn,
+// evicting each other) lose none and count none twice.
 func TestHotSlotPacketsReachFlow(t *testing.T) {
 	requireRoot(t)
 	br := newBridge(t, 2)
@@ -34,18 +35,25 @@ func TestHotSlotPacketsReachFlow(t *testing.T) {
 	require.Eventually(t, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
 
 	src, dst := br.Pods[0], br.Pods[1]
-	// Unconnected: no server listens, and the port unreachable replies
-	// must not fail the writes.
-	send := func(t *testing.T, sport, n int) {
+	// send writes n datagrams from each of sports, in turns (one from each
+	// port, then again). Unconnected: no server listens, and the port
+	// unreachable replies must not fail the writes.
+	send := func(t *testing.T, sports []int, n int) {
 		require.NoError(t, netns.Do(src.NetNS, func() error {
-			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: src.IP.AsSlice(), Port: sport})
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			for range n {
-				if _, err := conn.WriteToUDP([]byte("hot"), &net.UDPAddr{IP: dst.IP.AsSlice(), Port: 5353}); err != nil {
+			conns := make([]*net.UDPConn, len(sports))
+			for i, sport := range sports {
+				conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: src.IP.AsSlice(), Port: sport})
+				if err != nil {
 					return err
+				}
+				defer conn.Close()
+				conns[i] = conn
+			}
+			for range n {
+				for _, conn := range conns {
+					if _, err := conn.WriteToUDP([]byte("hot"), &net.UDPAddr{IP: dst.IP.AsSlice(), Port: 5353}); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -65,22 +73,25 @@ func TestHotSlotPacketsReachFlow(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		name        string
-		sport, n    int
-		interleaved int // a second flow's burst right after, from this port
+		name   string
+		bursts [][]int // each burst's source ports, sent in turns
+		n      int     // datagrams from each port of a burst
 	}{
-		{name: "a burst alone", sport: 40001, n: 37},
-		{name: "then another flow", sport: 40002, n: 41, interleaved: 40003},
+		{name: "a burst alone", bursts: [][]int{{40001}}, n: 37},
+		{name: "then another flow", bursts: [][]int{{40002}, {40003}}, n: 41},
+		{name: "two flows in turns", bursts: [][]int{{40004, 40005}}, n: 43},
+		{name: "three flows in turns", bursts: [][]int{{40006, 40007, 40008}}, n: 29},
+		{name: "two flows, then a third", bursts: [][]int{{40009, 40010}, {40011}}, n: 31},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			send(t, tc.sport, tc.n)
-			if tc.interleaved != 0 {
-				send(t, tc.interleaved, 1)
+			for _, ports := range tc.bursts {
+				send(t, ports, tc.n)
 			}
 			time.Sleep(5 * PendingDelay) // well past the flush delay
-			assert.EqualValues(t, tc.n, pkts(tc.sport))
-			if tc.interleaved != 0 {
-				assert.EqualValues(t, 1, pkts(tc.interleaved))
+			for _, ports := range tc.bursts {
+				for _, sport := range ports {
+					assert.EqualValues(t, tc.n, pkts(sport), "from port %d", sport)
+				}
 			}
 		})
 	}

@@ -80,37 +80,14 @@ struct {
 	__type(value, struct flow_key);
 } svc_replies SEC(".maps");
 
-/* What tc_from_pod last did on a CPU, for the hooks the same packet
- * reaches next on the same CPU (the veth's receive runs the bridge, the
- * netfilter hooks and the destination veth's egress in one softirq), and
- * the flow it last counted there. Indexed by CPU: an array rather than a
- * per-CPU one, because the kernel keeps bpf_timer out of per-CPU maps.
- * - ifindex: a pod veth tc_from_pod runs on. tc_to_pod skips a packet that
- *   entered on it (counted there) without the pod_ifs lookup.
- * - ct, len: when nf_accept matched the packet's flow in this epoch (to
- *   its conntrack entry, flow_stats.nf_ct, or to none), that entry's tag
- *   and the packet's IP length. nf_accept, finding a packet of the same
- *   entry and direction, ingress veth and length, has nothing to add and
- *   returns before any lookup. One-shot: nf_accept clears len.
- * - key (when cached): the flow tc_from_pod last counted on this CPU, with
- *   the flow's veth (key_ifindex) and what nf_accept last decided for it
- *   (nf_ct, nf_epoch, nf_fwd: copied from the flow, and written by nf_accept
- *   when it matches this key). A further packet of that flow adds to
- *   pkts/bytes/tcp_flags here instead of looking the flow up: the flow-table
- *   lookup is most of tc_from_pod's cost under load. The pending counts
- *   reach the flow (flush_pending) when another flow's packet arrives on
- *   this CPU, or flush_delay_ns (config.h) after the first of them (timer, pinned to
- *   this CPU): user space sees every packet once, at most that much later.
- *   Only tc_from_pod and the timer (softirqs of this CPU, which never
- *   interleave) touch key and the pending counts.
- * Internal to the programs (not in types.h: user space never reads it). */
-struct hot_slot {
-	struct bpf_timer timer;
+/* One flow a hot slot caches: the flow (key, on the veth key_ifindex),
+ * what nf_accept last decided for it (nf_ct, nf_epoch, nf_fwd: copied from
+ * the flow when cached, and written by nf_accept when it matches the key),
+ * and its packets counted here but not yet in the flow (pkts, bytes,
+ * tcp_flags, last_ns). */
+struct hot_entry {
 	struct flow_key key;
-	__u64 ct;
-	__u32 ifindex;
-	__u32 len;
-	__u64 pkts; /* pending: counted here, not yet in the flow */
+	__u64 pkts;
 	__u64 bytes;
 	__u64 last_ns;
 	__u64 nf_ct;
@@ -119,10 +96,47 @@ struct hot_slot {
 	__u8 tcp_flags;
 	__u8 cached;    /* key is valid */
 	__u8 nf_fwd;    /* nf_accept has seen the flow past policy */
+	__u8 pad[5];
+};
+
+/* What tc_from_pod last did on a CPU, for the hooks the same packet
+ * reaches next on the same CPU (the veth's receive runs the bridge, the
+ * netfilter hooks and the destination veth's egress in one softirq), and
+ * the two flows it last counted there. Indexed by CPU: an array rather
+ * than a per-CPU one, because the kernel keeps bpf_timer out of per-CPU
+ * maps.
+ * - ifindex: a pod veth tc_from_pod runs on. tc_to_pod skips a packet that
+ *   entered on it (counted there) without the pod_ifs lookup.
+ * - ct, len: when nf_accept matched the packet's flow in this epoch (to
+ *   its conntrack entry, flow_stats.nf_ct, or to none), that entry's tag
+ *   and the packet's IP length. nf_accept, finding a packet of the same
+ *   entry and direction, ingress veth and length, has nothing to add and
+ *   returns before any lookup. One-shot: nf_accept clears len.
+ * - e[2]: the two flows tc_from_pod counted last on this CPU (two, because
+ *   a TCP transfer between two pods of a node often alternates its data
+ *   and its ACKs on one CPU: with one entry, each evicted the other). A
+ *   further packet of either adds to its entry's pending counts instead of
+ *   looking the flow up: the flow-table lookup is most of tc_from_pod's
+ *   cost under load. Another flow's packet takes the entry counted into
+ *   less lately (mru names the other); its pending counts reach the flow
+ *   then (flush_pending), or flush_delay_ns (config.h) after the first of
+ *   any entry's (timer, pinned to this CPU, flushing both): user space sees
+ *   every packet once, at most that much later. Only tc_from_pod, the
+ *   timer and kfree_skb's attempt folding (softirqs of this CPU, which
+ *   never interleave) touch the keys and the pending counts.
+ * Internal to the programs (not in types.h: user space never reads it). */
+struct hot_slot {
+	struct bpf_timer timer;
+	__u64 ct;
+	__u32 ifindex;
+	__u32 len;
+	struct hot_entry e[2];
+	__u8 mru;       /* the index of the entry counted into last */
 	__u8 armed;     /* the timer is set to flush */
 	__u8 timer_ok;  /* the timer is initialised; 2: it cannot be (flush at once) */
-	__u8 pad[11];   /* 128 bytes a slot: CPUs share few cache lines */
+	__u8 pad[45];   /* 256 bytes a slot: CPUs share few cache lines */
 };
+_Static_assert(sizeof(struct hot_slot) == 256, "a hot slot is 256 bytes");
 
 /* max_entries is set to the number of possible CPUs before load. */
 struct {

@@ -63,8 +63,18 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 		struct flow_key *known = bpf_map_lookup_elem(&ct_flows, &tag);
 		if (known) {
 			struct flow_stats *kst = bpf_map_lookup_elem(&flows, known);
-			if (kst && kst->nf_ct == tag && kst->nf_epoch == nf_epoch(bpf_ktime_get_ns()))
+			if (kst && kst->nf_ct == tag && kst->nf_epoch == nf_epoch(bpf_ktime_get_ns())) {
+				/* Matched on another CPU this epoch: the slot here may
+				 * cache the flow with the epoch before, and would send
+				 * its packets here for the rest of this one. */
+				struct hot_entry *he = hs ? hot_find(hs, known) : NULL;
+				if (he) {
+					he->nf_ct = tag;
+					he->nf_epoch = kst->nf_epoch;
+					he->nf_fwd = kst->fwd_pkts != 0;
+				}
 				return NF_ACCEPT;
+			}
 		}
 	}
 
@@ -91,10 +101,11 @@ int nf_accept(struct bpf_nf_ctx *ctx)
 		st->nf_epoch = nf_epoch(bpf_ktime_get_ns());
 		/* The flow tc_from_pod caches on this CPU: its next packets
 		 * return at the hot check above. */
-		if (hs && hs->cached && same_key(&hs->key, &pi.key)) {
-			hs->nf_ct = tag;
-			hs->nf_epoch = st->nf_epoch;
-			hs->nf_fwd = 1;
+		struct hot_entry *he = hs ? hot_find(hs, &pi.key) : NULL;
+		if (he) {
+			he->nf_ct = tag;
+			he->nf_epoch = st->nf_epoch;
+			he->nf_fwd = 1;
 		}
 	}
 	if (!ct || st->obs != OBS_FROM_POD)

@@ -50,31 +50,36 @@ int tc_from_pod(struct __sk_buff *skb)
 	__u64 now = bpf_ktime_get_coarse_ns();
 	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
 	bool nf_hot;
-	if (hs->cached && hs->key_ifindex == skb->ifindex && same_key(&hs->key, &pi.key) && arm_flush(hs)) {
-		/* The flow this CPU counted last: the packet waits in the slot. */
-		hs->pkts += segs;
-		hs->bytes += len;
-		hs->last_ns = now;
-		hs->tcp_flags |= pi.tcp_flags;
-		nf_hot = hs->nf_fwd && hs->nf_epoch == nf_epoch(now);
+	struct hot_entry *he = hot_find(hs, &pi.key);
+	if (he && he->key_ifindex == skb->ifindex && arm_flush(hs)) {
+		/* A flow this CPU counted lately: the packet waits in the slot. */
+		he->pkts += segs;
+		he->bytes += len;
+		he->last_ns = now;
+		he->tcp_flags |= pi.tcp_flags;
 	} else {
-		flush_pending(hs); /* the previous flow's, before the slot changes */
+		/* Replace the entry counted into less lately, or this flow's own
+		 * (cached on another veth, or its packets cannot wait). */
+		if (!he)
+			he = hs->mru ? &hs->e[0] : &hs->e[1];
+		flush_pending(he); /* the previous flow's, before the entry changes */
 		bool created = false;
 		struct flow_stats *st = count(&pi, len, segs, skb->ifindex, OBS_FROM_POD, false, &created, now);
 		if (created)
 			learn_pod(pi.key.saddr, skb->ifindex);
 		if (!st) {
-			hs->cached = 0;
+			he->cached = 0;
 			return TC_ACT_UNSPEC;
 		}
-		hot_cache(hs, &pi.key, skb->ifindex, st);
-		nf_hot = hs->nf_fwd && hs->nf_epoch == nf_epoch(now);
+		hot_cache(he, &pi.key, skb->ifindex, st);
 	}
+	hs->mru = he == &hs->e[1];
+	nf_hot = he->nf_fwd && he->nf_epoch == nf_epoch(now);
 	/* nf_accept matched this flow (to its conntrack entry, if any) in this
 	 * epoch: tell it which entry, so for this packet (next on this CPU) it
 	 * returns before any lookup. */
 	if (nf_hot) {
-		hs->ct = hs->nf_ct;
+		hs->ct = he->nf_ct;
 		hs->len = len;
 	}
 	return TC_ACT_UNSPEC;

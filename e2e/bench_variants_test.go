@@ -55,6 +55,11 @@ func parseBenchVariants(s string) ([]benchVariant, error) {
 	return out, nil
 }
 
+// benchAgentEnv, set in a variant (FLOWLENS_BENCH_AGENT=/path), runs that
+// agent binary instead of the one built from this tree: an older build's
+// datapath is then priced in the same run as this one's.
+const benchAgentEnv = "FLOWLENS_BENCH_AGENT"
+
 // BenchmarkDatapathVariants prices several ways of running the agent against
 // no agent in one run (FLOWLENS_BENCH_VARIANTS, see parseBenchVariants): each
 // round measures TCP and 64-byte UDP without the agent and with each variant,
@@ -141,11 +146,17 @@ func BenchmarkDatapathVariants(b *testing.B) {
 				continue
 			}
 			v := variants[k-1]
+			agentBin := bins.agent
 			for _, kv := range v.env {
 				key, val, _ := strings.Cut(kv, "=")
+				if key == benchAgentEnv {
+					bins.agent = val
+					continue
+				}
 				b.Setenv(key, val)
 			}
 			a := startAgent(b, l, "node1", append([]string{"--flush-interval", "5s"}, v.args...)...)
+			bins.agent = agentBin
 			cpu0 := procCPU(b, a.cmd.Process.Pid)
 			tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
 			cpu[k] += procCPU(b, a.cmd.Process.Pid) - cpu0
