@@ -32,6 +32,8 @@ type policyJudge struct {
 	enforcer policy.Enforcer
 
 	engine atomic.Pointer[policy.Engine]
+	// verdicts are the verdicts handed out, shared by the flows judged alike.
+	verdicts verdictCache
 
 	mu sync.Mutex // guards policies, invalid, loaded, status
 	// policies is the latest set, parsed as it arrives: the decoded
@@ -63,8 +65,8 @@ func newPolicyJudge(log *slog.Logger, from string, state enrich.ClusterState) *p
 	return &policyJudge{log: log, source: from, state: state, status: "loading", changed: signal.New()}
 }
 
-// Judge implements judge.
-func (j *policyJudge) Judge(q PolicyQuery) *flowlensv1.PolicyVerdict {
+// Judge implements judge: the verdict is shared and read-only.
+func (j *policyJudge) Judge(q PolicyQuery, k kernelAction) *flowlensv1.PolicyVerdict {
 	e := j.engine.Load()
 	if e == nil {
 		return nil
@@ -73,10 +75,7 @@ func (j *policyJudge) Judge(q PolicyQuery) *flowlensv1.PolicyVerdict {
 	if q.Protocol == "ICMP" {
 		proto = policy.ProtocolICMP
 	}
-	v := e.Evaluate(policy.Query{Src: q.Src, Dst: q.Dst, Port: q.Port, Protocol: proto, ICMPType: q.ICMPType})
-	pv := v.Proto()
-	pv.Source = j.source
-	return pv
+	return j.verdicts.get(e, policy.Query{Src: q.Src, Dst: q.Dst, Port: q.Port, Protocol: proto, ICMPType: q.ICMPType}, k, j.source)
 }
 
 // State implements stateReporter.

@@ -117,8 +117,9 @@ func AppendPort(b []byte, port uint16, proto corev1.Protocol) []byte {
 // mismatch (which needs the kernel's verdict, see MismatchOf) and the source
 // are left to the caller.
 //
-// The agent calls it for every flow it judges: the message and its sides
-// are one allocation, the refs two, and the summary is built on the stack.
+// The agent calls it once per distinct verdict and shares the result
+// between flows (agent's verdictCache): the message and its sides are one
+// allocation, the refs two, and the summary is built on the stack.
 func (v Verdict) Proto() *flowlensv1.PolicyVerdict {
 	m := new(struct {
 		pv    flowlensv1.PolicyVerdict

@@ -105,8 +105,9 @@ type serviceKey struct {
 // compactOf returns the compact form of a flow record; ok is false when
 // the record is not a flow or holds a value the compact form cannot carry
 // exactly (an out-of-range port or timestamp, an unknown enum value, a
-// non-canonical UUID).
-func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
+// non-canonical UUID). It interns the policy verdict through memo (nil:
+// by value).
+func compactOf(resp *flowlensv1.GetFlowsResponse, memo *policyMemo) (compactFlow, bool) {
 	fl := resp.GetFlow()
 	if fl == nil {
 		return compactFlow{}, false
@@ -142,7 +143,7 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 		b.p.service = unique.Make(b.svc)
 	}
 	if p := fl.Policy; p != nil {
-		b.p.policy = unique.Make(policyKeyOf(p))
+		b.p.policy = memo.handle(p)
 	}
 	c.peers = unique.Make(b.p)
 	c.meta = unique.Make(b.m)

@@ -120,6 +120,9 @@ func TestCompactRoundTrip(t *testing.T) {
 		})},
 		{name: "upper-case uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "0123ABCD-89ab-cdef-0123-456789abcdef" })},
 		{name: "other uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "flow-1" })},
+		{name: "braced uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "{0123abcd-89ab-cdef-0123-456789abcdef}" })},
+		{name: "urn uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "urn:uuid:0123abcd-89ab-cdef-0123-456789abcdef" })},
+		{name: "undashed uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "0123abcd89abcdef0123456789abcdef" })},
 		{name: "attempts beyond 32 bits", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.AggregatedAttempts = 1 << 32 })},
 		{name: "unknown enum", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Verdict = 300 })},
 		{name: "invalid timestamp", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Counters.LastSeen = &timestamppb.Timestamp{Nanos: -1} })},
@@ -132,7 +135,7 @@ func TestCompactRoundTrip(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			want := proto.Clone(tc.in).(*flowlensv1.GetFlowsResponse)
-			c, ok := compactOf(tc.in)
+			c, ok := compactOf(tc.in, nil)
 			require.Equal(t, !tc.whole, ok)
 			if ok {
 				got := x.response(&c)
@@ -210,3 +213,29 @@ type recordFunc func(*flowlensv1.GetFlowsResponse)
 func (f recordFunc) record(_ *entry, ev *flowlensv1.GetFlowsResponse) error { f(ev); return nil }
 func (recordFunc) lost(uint64, int64, int64) error                          { return nil }
 func (recordFunc) lastTime() int64                                          { return 0 }
+
+// The memo interns a shared verdict once and gives what interning it by
+// value gives: equal verdicts, shared or not, one handle.
+func TestPolicyMemo(t *testing.T) {
+	var m policyMemo
+	pv := fullFlow().GetFlow().GetPolicy()
+	h := m.handle(pv)
+	assert.Equal(t, (*policyMemo)(nil).handle(pv), h, "as interned by value")
+	assert.True(t, proto.Equal(pv, h.Value().proto()), "got %v\nwant %v", h.Value().proto(), pv)
+	assert.Equal(t, h, m.handle(pv))
+	assert.Len(t, m.byPtr, 1, "one shared verdict, one entry")
+
+	equal := proto.CloneOf(pv)
+	assert.Equal(t, h, m.handle(equal), "an equal verdict elsewhere")
+	other := proto.CloneOf(pv)
+	other.Mismatch = flowlensv1.Mismatch_NONE
+	assert.NotEqual(t, h, m.handle(other))
+	assert.Len(t, m.byPtr, 3)
+
+	// Past its bound the memo starts over, and still answers right.
+	for range maxMemoPolicies {
+		m.handle(proto.CloneOf(other))
+	}
+	assert.Less(t, len(m.byPtr), maxMemoPolicies)
+	assert.Equal(t, h, m.handle(pv))
+}

@@ -2,7 +2,9 @@ package observer
 
 import (
 	"encoding/binary"
+	"sync"
 	"unique"
+	"weak"
 
 	"github.com/google/uuid"
 
@@ -44,6 +46,42 @@ func sideKeyOf(s *flowlensv1.PolicySide) sideKey {
 	}
 	return sideKey{present: true, isolated: s.Isolated, allowed: s.Allowed, applicable: s.Applicable,
 		isolatedBy: packRefs(s.IsolatedBy), allowedBy: packRefs(s.AllowedBy)}
+}
+
+// maxMemoPolicies bounds a policyMemo: past it the memo starts over.
+// The judge shares a few thousand verdicts on a busy node (one per pod
+// pair and port), and each entry is small.
+const maxMemoPolicies = 16384
+
+// policyMemo remembers the interned form of each PolicyVerdict by
+// identity: the agent's judge shares one read-only verdict between the
+// flows it judges alike, so the key (packRefs and all) is derived once per
+// verdict rather than once per flow (issue 9). Weak keys keep no verdict
+// alive once the judge dropped it (a recompiled policy set replaces them
+// all); the dead keys go when the memo starts over. The zero value is ready.
+type policyMemo struct {
+	mu    sync.Mutex // guards byPtr
+	byPtr map[weak.Pointer[flowlensv1.PolicyVerdict]]uniquePolicy
+}
+
+// handle interns p, which must not be modified afterwards: it is known by
+// its address from then on. A nil memo interns p by value every time.
+func (m *policyMemo) handle(p *flowlensv1.PolicyVerdict) uniquePolicy {
+	if m == nil {
+		return unique.Make(policyKeyOf(p))
+	}
+	w := weak.Make(p)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.byPtr[w]; ok {
+		return h
+	}
+	if m.byPtr == nil || len(m.byPtr) >= maxMemoPolicies {
+		m.byPtr = make(map[weak.Pointer[flowlensv1.PolicyVerdict]]uniquePolicy)
+	}
+	h := unique.Make(policyKeyOf(p))
+	m.byPtr[w] = h
+	return h
 }
 
 func (k policyKey) proto() *flowlensv1.PolicyVerdict {
@@ -103,9 +141,20 @@ func unpackRefs(s string) []*flowlensv1.PolicyRef {
 
 // parseUUID packs a UUID in its canonical lowercase form; any other
 // spelling (upper case, braces, urn:uuid:) would not come back the same.
+// Parse takes 36 characters only as the dashed hex form, so that form in
+// lower case is exactly what formatUUID gives back (checked without
+// formatting: a string per flow, issue 9).
 func parseUUID(s string) ([16]byte, bool) {
 	u, err := uuid.Parse(s)
-	return u, err == nil && u.String() == s
+	if err != nil || len(s) != 36 {
+		return u, false
+	}
+	for i := range len(s) {
+		if 'A' <= s[i] && s[i] <= 'F' {
+			return u, false
+		}
+	}
+	return u, true
 }
 
 func formatUUID(u [16]byte) string { return uuid.UUID(u).String() }

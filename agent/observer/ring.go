@@ -71,6 +71,9 @@ type Ring struct {
 	mu      sync.Mutex
 	wake    chan struct{}
 	waiting atomic.Bool
+
+	// policies interns the flows' policy verdicts by identity.
+	policies policyMemo
 }
 
 // NewRing returns a ring keeping the last capacity records (DefaultRingCapacity
@@ -86,8 +89,9 @@ func NewRing(capacity int) *Ring {
 // flows in compact form, copying what it needs, and lost events (and a
 // flow the compact form cannot carry) as they are: kept reports the
 // latter, and then ev must not be modified afterwards. Otherwise the
-// caller may reuse ev's messages at once, except the endpoints of a flow,
-// which are kept by reference (they are the enrichment cache's shared,
+// caller may reuse ev's messages at once, except the endpoints and the
+// policy verdict of a flow, which are kept by reference or remembered by
+// identity (they are the enrichment cache's and the judge's shared,
 // read-only messages). Write never blocks on readers; it is safe to call
 // from several goroutines, though the pipeline normally calls it from one.
 func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) (kept bool) {
@@ -95,7 +99,7 @@ func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) (kept bool) {
 		return false
 	}
 	e := &entry{}
-	if fl, ok := compactOf(ev); ok {
+	if fl, ok := compactOf(ev, &r.policies); ok {
 		e.fl = fl
 	} else {
 		e.ev = ev
