@@ -2,6 +2,9 @@ package agent
 
 import (
 	"sync"
+	"weak"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flowlens/flowlens/policy"
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
@@ -15,55 +18,89 @@ const maxSharedVerdicts = 16384
 // mismatches is the number of Mismatch values (policy.MismatchOf's range).
 const mismatches = int(flowlensv1.Mismatch_ENFORCER_ALLOW) + 1
 
-// verdictCache hands out one PolicyVerdict per engine, query and mismatch,
-// shared by every flow judged alike: building a fresh one per flow was a
-// quarter of the agent's allocation (issue 9). The messages are read-only
-// once handed out (the flow log, the metrics and the ring only read them;
-// gRPC marshals them), as the enrichment's cached Endpoints are.
+// verdictCache hands out one PolicyVerdict per query and mismatch, shared
+// by every flow judged alike: building a fresh one per flow was a quarter
+// of the agent's allocation (issue 9). The messages are read-only once
+// handed out (the flow log and the metrics read them, the ring keeps them
+// by reference, gRPC marshals them), as the enrichment's cached Endpoints.
 //
-// The cache holds them strongly, ~900 bytes each (4.5 MiB for issue 9's
-// 5,000 pods): held weakly, they died at every collection under a tight
-// GOMEMLIMIT and were rebuilt nearly as often as before.
+// It holds them weakly: the ring holds those its flows name, so a verdict
+// lives as long as a flow shows it, and the cache costs the live heap only
+// its index. After a recompile (the policies or the cluster changed) a
+// query is judged anew, and where its verdict did not change the one
+// handed out before is handed out again, so the ring never holds two
+// equal verdicts of one query.
 type verdictCache struct {
-	mu sync.Mutex // guards engine, byQuery
-	// engine is what the cached verdicts were judged by: a recompiled set
-	// (policies or the cluster changed) starts the cache over.
-	engine *policy.Engine
-	// byQuery holds a query's verdicts by mismatch; they differ in the
-	// mismatch alone, which depends on what the kernel did.
-	byQuery map[policy.Query]*[mismatches]*flowlensv1.PolicyVerdict
+	source string // PolicyVerdict.source
+
+	mu sync.Mutex // guards the fields below
+	// engine judges; gen counts its changes.
+	engine  *policy.Engine
+	gen     uint64
+	byQuery map[policy.Query]judged
 }
 
-// get returns the verdict of q by e, with its mismatch against k and the
-// given source.
-func (c *verdictCache) get(e *policy.Engine, q policy.Query, k kernelAction, source string) *flowlensv1.PolicyVerdict {
+// judged is a query's verdicts by mismatch, as of engine generation gen;
+// they differ in the mismatch alone, which depends on what the kernel did.
+type judged struct {
+	gen      uint64
+	verdicts [mismatches]weak.Pointer[flowlensv1.PolicyVerdict]
+}
+
+// use makes e the engine verdicts are judged by from now on.
+func (c *verdictCache) use(e *policy.Engine) {
+	c.mu.Lock()
+	c.engine = e
+	c.gen++
+	c.mu.Unlock()
+}
+
+// get returns the verdict of q, with its mismatch against k; nil before
+// the first engine.
+func (c *verdictCache) get(q policy.Query, k kernelAction) *flowlensv1.PolicyVerdict {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.engine != e || len(c.byQuery) >= maxSharedVerdicts {
-		clear(c.byQuery)
-		c.engine = e
+	if c.engine == nil {
+		return nil
 	}
-	vs := c.byQuery[q]
-	if vs == nil {
-		if c.byQuery == nil {
-			c.byQuery = make(map[policy.Query]*[mismatches]*flowlensv1.PolicyVerdict)
-		}
-		vs = new([mismatches]*flowlensv1.PolicyVerdict)
-		c.byQuery[q] = vs
-	}
-	// Any verdict of q gives the mismatch: it depends on the intended
-	// verdict and the enforcer's reason, which they all share.
-	for _, pv := range vs {
-		if pv != nil {
-			if shared := vs[k.mismatch(pv)]; shared != nil {
-				return shared
+	j := c.byQuery[q]
+	if j.gen == c.gen {
+		// Any verdict of q gives the mismatch: it depends on the intended
+		// verdict and the enforcer's reason, which they all share.
+		for i := range j.verdicts {
+			if pv := j.verdicts[i].Value(); pv != nil {
+				if shared := j.verdicts[k.mismatch(pv)].Value(); shared != nil {
+					return shared
+				}
+				break
 			}
-			break
 		}
 	}
-	pv := e.Evaluate(q).Proto()
-	pv.Source = source
+	v := c.engine.Evaluate(q)
+	build := func(m flowlensv1.Mismatch) *flowlensv1.PolicyVerdict {
+		pv := v.Proto()
+		pv.Source, pv.Mismatch = c.source, m
+		return pv
+	}
+	if j.gen != c.gen {
+		// Judged by an earlier engine: keep what it still gives.
+		for i := range j.verdicts {
+			if old := j.verdicts[i].Value(); old == nil || !proto.Equal(old, build(flowlensv1.Mismatch(i))) {
+				j.verdicts[i] = weak.Pointer[flowlensv1.PolicyVerdict]{}
+			}
+		}
+		j.gen = c.gen
+	}
+	pv := build(flowlensv1.Mismatch_MISMATCH_UNSPECIFIED)
 	pv.Mismatch = k.mismatch(pv)
-	vs[pv.Mismatch] = pv
+	if kept := j.verdicts[pv.Mismatch].Value(); kept != nil {
+		pv = kept
+	} else {
+		j.verdicts[pv.Mismatch] = weak.Make(pv)
+	}
+	if c.byQuery == nil || len(c.byQuery) >= maxSharedVerdicts {
+		c.byQuery = make(map[policy.Query]judged)
+	}
+	c.byQuery[q] = j
 	return pv
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -73,18 +74,26 @@ func TestJudgeSharesVerdicts(t *testing.T) {
 	otherPort.Port = 9090
 	assert.NotSame(t, first, j.Judge(otherPort, forwarded), "another query")
 
-	// A recompile starts over, even when nothing changed; a change shows.
+	// After a recompile a verdict that did not change is the one handed
+	// out before (the ring holds one of each); a changed one is new.
 	j.setPolicies([]networkingv1.NetworkPolicy{denyIngress("data")})
 	j.rebuild()
-	again := j.Judge(toBackend, forwarded)
-	assert.NotSame(t, first, again)
-	assert.True(t, proto.Equal(first, again), "got %v\nwant %v", again, first)
+	assert.Same(t, first, j.Judge(toBackend, forwarded))
+	assert.Same(t, dropped, j.Judge(toBackend, netfilterDrop))
 	j.setPolicies([]networkingv1.NetworkPolicy{denyIngress("demo")})
 	j.rebuild()
 	denied := j.Judge(toBackend, forwarded)
 	assert.Equal(t, flowlensv1.IntendedVerdict_DENY, denied.GetVerdict())
 	assert.Equal(t, flowlensv1.Mismatch_UNEXPECTED_ALLOW, denied.GetMismatch())
 	assert.Equal(t, flowlensv1.IntendedVerdict_NOT_ISOLATED, first.GetVerdict(), "a verdict handed out stays as it was")
+	assert.Equal(t, flowlensv1.Mismatch_NONE, j.Judge(toBackend, netfilterDrop).GetMismatch(), "the changed verdict's other mismatch")
+
+	// The cache holds verdicts weakly: one no flow holds is judged anew.
+	want := proto.CloneOf(j.Judge(otherPort, forwarded))
+	runtime.GC()
+	runtime.GC()
+	got := j.Judge(otherPort, forwarded)
+	assert.True(t, proto.Equal(want, got), "got %v\nwant %v", got, want)
 }
 
 // watchedJudge remembers a copy of each verdict j hands out, as it was

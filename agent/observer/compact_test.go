@@ -135,7 +135,7 @@ func TestCompactRoundTrip(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			want := proto.Clone(tc.in).(*flowlensv1.GetFlowsResponse)
-			c, ok := compactOf(tc.in, nil)
+			c, ok := compactOf(tc.in)
 			require.Equal(t, !tc.whole, ok)
 			if ok {
 				got := x.response(&c)
@@ -143,6 +143,7 @@ func TestCompactRoundTrip(t *testing.T) {
 				view := x.view(&c)
 				assert.True(t, proto.Equal(want.GetFlow(), view), "view %v\nwant %v", view, want.GetFlow())
 				assert.Same(t, tc.in.GetFlow().GetSource(), got.GetFlow().GetSource(), "endpoints are shared, not copied")
+				assert.Same(t, tc.in.GetFlow().GetPolicy(), got.GetFlow().GetPolicy(), "so is the policy verdict")
 			}
 			// Through the ring, both kinds come back as they went in.
 			r := NewRing(4)
@@ -213,29 +214,3 @@ type recordFunc func(*flowlensv1.GetFlowsResponse)
 func (f recordFunc) record(_ *entry, ev *flowlensv1.GetFlowsResponse) error { f(ev); return nil }
 func (recordFunc) lost(uint64, int64, int64) error                          { return nil }
 func (recordFunc) lastTime() int64                                          { return 0 }
-
-// The memo interns a shared verdict once and gives what interning it by
-// value gives: equal verdicts, shared or not, one handle.
-func TestPolicyMemo(t *testing.T) {
-	var m policyMemo
-	pv := fullFlow().GetFlow().GetPolicy()
-	h := m.handle(pv)
-	assert.Equal(t, (*policyMemo)(nil).handle(pv), h, "as interned by value")
-	assert.True(t, proto.Equal(pv, h.Value().proto()), "got %v\nwant %v", h.Value().proto(), pv)
-	assert.Equal(t, h, m.handle(pv))
-	assert.Len(t, m.byPtr, 1, "one shared verdict, one entry")
-
-	equal := proto.CloneOf(pv)
-	assert.Equal(t, h, m.handle(equal), "an equal verdict elsewhere")
-	other := proto.CloneOf(pv)
-	other.Mismatch = flowlensv1.Mismatch_NONE
-	assert.NotEqual(t, h, m.handle(other))
-	assert.Len(t, m.byPtr, 3)
-
-	// Past its bound the memo starts over, and still answers right.
-	for range maxMemoPolicies {
-		m.handle(proto.CloneOf(other))
-	}
-	assert.Less(t, len(m.byPtr), maxMemoPolicies)
-	assert.Equal(t, h, m.handle(pv))
-}

@@ -71,9 +71,6 @@ type Ring struct {
 	mu      sync.Mutex
 	wake    chan struct{}
 	waiting atomic.Bool
-
-	// policies interns the flows' policy verdicts by identity.
-	policies policyMemo
 }
 
 // NewRing returns a ring keeping the last capacity records (DefaultRingCapacity
@@ -90,16 +87,15 @@ func NewRing(capacity int) *Ring {
 // flow the compact form cannot carry) as they are: kept reports the
 // latter, and then ev must not be modified afterwards. Otherwise the
 // caller may reuse ev's messages at once, except the endpoints and the
-// policy verdict of a flow, which are kept by reference or remembered by
-// identity (they are the enrichment cache's and the judge's shared,
-// read-only messages). Write never blocks on readers; it is safe to call
+// policy verdict of a flow, which are kept by reference (they are the
+// enrichment cache's and the judge's shared, read-only messages). Write never blocks on readers; it is safe to call
 // from several goroutines, though the pipeline normally calls it from one.
 func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) (kept bool) {
 	if ev == nil {
 		return false
 	}
 	e := &entry{}
-	if fl, ok := compactOf(ev, &r.policies); ok {
+	if fl, ok := compactOf(ev); ok {
 		e.fl = fl
 	} else {
 		e.ev = ev
