@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/binary"
 	"sync"
 	"weak"
 
@@ -38,6 +39,8 @@ type verdictCache struct {
 	engine  *policy.Engine
 	gen     uint64
 	byQuery map[policy.Query]judged
+	// refs are the lists of PolicyRefs the verdicts of engine share.
+	refs sharedRefs
 }
 
 // judged is a query's verdicts by mismatch, as of engine generation gen;
@@ -52,6 +55,7 @@ func (c *verdictCache) use(e *policy.Engine) {
 	c.mu.Lock()
 	c.engine = e
 	c.gen++
+	c.refs.byKey = nil
 	c.mu.Unlock()
 }
 
@@ -78,7 +82,7 @@ func (c *verdictCache) get(q policy.Query, k kernelAction) *flowlensv1.PolicyVer
 	}
 	v := c.engine.Evaluate(q)
 	build := func(m flowlensv1.Mismatch) *flowlensv1.PolicyVerdict {
-		pv := v.Proto()
+		pv := v.ProtoSharing(&c.refs)
 		pv.Source, pv.Mismatch = c.source, m
 		return pv
 	}
@@ -103,4 +107,43 @@ func (c *verdictCache) get(q policy.Query, k kernelAction) *flowlensv1.PolicyVer
 	}
 	c.byQuery[q] = j
 	return pv
+}
+
+// sharedRefs hands out one list of PolicyRefs per distinct list of refs:
+// the policies isolating a pod, or a rule allowing a peer, are named by
+// the verdicts of every flow to or from it, and a list each was half of a
+// cached verdict's heap (issue 9). The lists are read-only, as the
+// verdicts. Not safe for concurrent use (verdictCache.mu guards it).
+type sharedRefs struct {
+	byKey map[string][]*flowlensv1.PolicyRef
+	key   []byte // scratch
+}
+
+// Refs implements policy.RefsConverter.
+func (s *sharedRefs) Refs(refs []policy.Ref) []*flowlensv1.PolicyRef {
+	if len(refs) == 0 {
+		return nil
+	}
+	// Keyed by value, length-prefixed so any strings survive: the engine
+	// shares most lists, but builds a list of several allowing rules anew.
+	s.key = s.key[:0]
+	for _, r := range refs {
+		s.key = binary.AppendUvarint(s.key, uint64(len(r.Namespace)))
+		s.key = append(s.key, r.Namespace...)
+		s.key = binary.AppendUvarint(s.key, uint64(len(r.Name)))
+		s.key = append(s.key, r.Name...)
+		s.key = binary.AppendVarint(s.key, int64(r.Rule))
+	}
+	if out, ok := s.byKey[string(s.key)]; ok {
+		return out
+	}
+	arr, out := make([]flowlensv1.PolicyRef, len(refs)), make([]*flowlensv1.PolicyRef, len(refs))
+	for i, r := range refs {
+		out[i] = policy.RefProto(&arr[i], r)
+	}
+	if s.byKey == nil || len(s.byKey) >= maxSharedVerdicts {
+		s.byKey = make(map[string][]*flowlensv1.PolicyRef)
+	}
+	s.byKey[string(s.key)] = out
+	return out
 }

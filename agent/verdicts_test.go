@@ -87,6 +87,14 @@ func TestJudgeSharesVerdicts(t *testing.T) {
 	assert.Equal(t, flowlensv1.Mismatch_UNEXPECTED_ALLOW, denied.GetMismatch())
 	assert.Equal(t, flowlensv1.IntendedVerdict_NOT_ISOLATED, first.GetVerdict(), "a verdict handed out stays as it was")
 	assert.Equal(t, flowlensv1.Mismatch_NONE, j.Judge(toBackend, netfilterDrop).GetMismatch(), "the changed verdict's other mismatch")
+	// Verdicts naming the same policies share the list.
+	fromDB := toBackend
+	fromDB.Src = netip.MustParseAddr("10.42.0.12")
+	other := j.Judge(fromDB, forwarded)
+	require.NotSame(t, denied, other)
+	require.Len(t, other.GetIngress().GetIsolatedBy(), 1)
+	assert.Same(t, denied.GetIngress().GetIsolatedBy()[0], other.GetIngress().GetIsolatedBy()[0])
+	assert.Equal(t, "demo", other.GetIngress().GetIsolatedBy()[0].GetNamespace())
 
 	// The cache holds verdicts weakly: one no flow holds is judged anew.
 	want := proto.CloneOf(j.Judge(otherPort, forwarded))
