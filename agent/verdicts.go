@@ -29,8 +29,8 @@ const mismatches = int(flowlensv1.Mismatch_ENFORCER_ALLOW) + 1
 // lives as long as a flow shows it, and the cache costs the live heap only
 // its index. After a recompile (the policies or the cluster changed) a
 // query is judged anew, and where its verdict did not change the one
-// handed out before is handed out again, so the ring never holds two
-// equal verdicts of one query.
+// handed out before is handed out again, so the ring does not hold two
+// equal verdicts of one query (unless the cache started over at its bound).
 type verdictCache struct {
 	source string // PolicyVerdict.source
 
