@@ -68,14 +68,16 @@ type denyTo struct {
 	seen []PolicyQuery
 }
 
-func (d *denyTo) Judge(q PolicyQuery) *flowlensv1.PolicyVerdict {
+func (d *denyTo) Judge(q PolicyQuery, k kernelAction) *flowlensv1.PolicyVerdict {
 	d.mu.Lock()
 	d.seen = append(d.seen, q)
 	d.mu.Unlock()
+	pv := &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Summary: "allow"}
 	if q.Dst == d.dst {
-		return &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_DENY, Summary: "deny"}
+		pv = &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_DENY, Summary: "deny"}
 	}
-	return &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Summary: "allow"}
+	pv.Mismatch = k.mismatch(pv)
+	return pv
 }
 
 type memSink struct {
@@ -212,7 +214,7 @@ func TestMismatchOnlyForNetfilterDrops(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fl := &flowlensv1.Flow{Verdict: tc.verdict, DropReason: tc.reason}
-			assert.Equal(t, tc.want, mismatchOf(fl, tc.pv))
+			assert.Equal(t, tc.want, kernelActionOf(fl).mismatch(tc.pv))
 		})
 	}
 }
@@ -300,11 +302,11 @@ func TestLinkScopeRecordsAreSkipped(t *testing.T) {
 func TestJudgeWaitsForTheFirstPolicySet(t *testing.T) {
 	j := newPolicyJudge(slog.New(slog.DiscardHandler), "files:x", nil)
 	j.rebuild()
-	assert.Nil(t, j.Judge(PolicyQuery{Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"), Port: 80, Protocol: "TCP"}),
+	assert.Nil(t, j.Judge(PolicyQuery{Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"), Port: 80, Protocol: "TCP"}, kernelAction{}),
 		"no verdict before the source delivered a set")
 	j.setPolicies(nil)
 	j.rebuild()
-	pv := j.Judge(PolicyQuery{Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"), Port: 80, Protocol: "TCP"})
+	pv := j.Judge(PolicyQuery{Src: netip.MustParseAddr("10.42.0.10"), Dst: netip.MustParseAddr("10.42.0.11"), Port: 80, Protocol: "TCP"}, kernelAction{})
 	require.NotNil(t, pv)
 	assert.Equal(t, flowlensv1.IntendedVerdict_NOT_ISOLATED, pv.GetVerdict())
 	_, state := j.State()

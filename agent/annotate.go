@@ -14,10 +14,12 @@ type namer interface {
 	Service(ip netip.Addr, port uint16, proto string) *flowlensv1.Service
 }
 
-// judge gives the intended NetworkPolicy verdict of a connection; nil when
-// there is no intended set to judge by.
+// judge gives the intended NetworkPolicy verdict of a connection, with its
+// mismatch against what the kernel did; nil when there is no intended set
+// to judge by. The verdict may be shared by every flow judged alike (issue
+// 9): callers must not modify it, as the enrichment's cached Endpoints.
 type judge interface {
-	Judge(q PolicyQuery) *flowlensv1.PolicyVerdict
+	Judge(q PolicyQuery, k kernelAction) *flowlensv1.PolicyVerdict
 }
 
 // PolicyQuery is a connection as NetworkPolicy sees it: from its initiator to
@@ -62,12 +64,9 @@ func (a *annotator) annotate(fl *flowlensv1.Flow) {
 		// A reply is allowed exactly when the connection it answers is.
 		q = PolicyQuery{Src: dst, Dst: src, SrcKind: q.DstKind, DstKind: q.SrcKind, Port: sport, Protocol: proto, ICMPType: icmp}
 	}
-	pv := a.judge.Judge(q)
-	if pv == nil {
-		return
+	if pv := a.judge.Judge(q, kernelActionOf(fl)); pv != nil {
+		fl.Policy = pv
 	}
-	pv.Mismatch = mismatchOf(fl, pv)
-	fl.Policy = pv
 }
 
 // service fills destination_service: the capture reports the pre-DNAT
@@ -94,14 +93,27 @@ func (a *annotator) service(fl *flowlensv1.Flow, proto string, dport uint16) {
 	}
 }
 
-// mismatchOf compares what the kernel did with the intent (policy.MismatchOf).
-// Only netfilter drops are policy decisions; a drop for another reason (no
-// socket, a full queue) says nothing about policy, so it is never a mismatch.
-func mismatchOf(fl *flowlensv1.Flow, pv *flowlensv1.PolicyVerdict) flowlensv1.Mismatch {
-	if fl.GetVerdict() == flowlensv1.Verdict_DROPPED && fl.GetDropReason() != "NETFILTER_DROP" {
+// kernelAction is what the kernel did with a flow, as far as its mismatch
+// with the intent depends on it: a judge keys its shared verdicts by it.
+type kernelAction struct {
+	verdict flowlensv1.Verdict
+	// otherDrop is a drop for another reason than netfilter (no socket, a
+	// full queue): only netfilter drops are policy decisions, so such a
+	// drop says nothing about policy and is never a mismatch.
+	otherDrop bool
+}
+
+func kernelActionOf(fl *flowlensv1.Flow) kernelAction {
+	v := fl.GetVerdict()
+	return kernelAction{verdict: v, otherDrop: v == flowlensv1.Verdict_DROPPED && fl.GetDropReason() != "NETFILTER_DROP"}
+}
+
+// mismatch compares what the kernel did with the intent (policy.MismatchOf).
+func (k kernelAction) mismatch(pv *flowlensv1.PolicyVerdict) flowlensv1.Mismatch {
+	if k.otherDrop {
 		return flowlensv1.Mismatch_NONE
 	}
-	return policy.MismatchOf(fl.GetVerdict(), pv)
+	return policy.MismatchOf(k.verdict, pv)
 }
 
 func l4Of(fl *flowlensv1.Flow) (proto string, sport, dport uint16) {

@@ -32,6 +32,9 @@ type policyJudge struct {
 	enforcer policy.Enforcer
 
 	engine atomic.Pointer[policy.Engine]
+	// verdicts judges with the latest engine and hands out each verdict
+	// once, shared by the flows judged alike.
+	verdicts *verdictCache
 
 	mu sync.Mutex // guards policies, invalid, loaded, status
 	// policies is the latest set, parsed as it arrives: the decoded
@@ -60,23 +63,17 @@ type nodeLister interface {
 }
 
 func newPolicyJudge(log *slog.Logger, from string, state enrich.ClusterState) *policyJudge {
-	return &policyJudge{log: log, source: from, state: state, status: "loading", changed: signal.New()}
+	return &policyJudge{log: log, source: from, state: state, status: "loading", changed: signal.New(),
+		verdicts: &verdictCache{source: from}}
 }
 
-// Judge implements judge.
-func (j *policyJudge) Judge(q PolicyQuery) *flowlensv1.PolicyVerdict {
-	e := j.engine.Load()
-	if e == nil {
-		return nil
-	}
+// Judge implements judge: the verdict is shared and read-only.
+func (j *policyJudge) Judge(q PolicyQuery, k kernelAction) *flowlensv1.PolicyVerdict {
 	proto := corev1.Protocol(q.Protocol)
 	if q.Protocol == "ICMP" {
 		proto = policy.ProtocolICMP
 	}
-	v := e.Evaluate(policy.Query{Src: q.Src, Dst: q.Dst, Port: q.Port, Protocol: proto, ICMPType: q.ICMPType})
-	pv := v.Proto()
-	pv.Source = j.source
-	return pv
+	return j.verdicts.get(policy.Query{Src: q.Src, Dst: q.Dst, Port: q.Port, Protocol: proto, ICMPType: q.ICMPType}, k)
 }
 
 // State implements stateReporter.
@@ -162,7 +159,9 @@ func (j *policyJudge) rebuild() {
 		j.setStatus(fmt.Sprintf("error (keeping the last good set): %v", err))
 		return
 	}
-	j.engine.Store(e.WithEnforcer(j.enforcer))
+	e = e.WithEnforcer(j.enforcer)
+	j.engine.Store(e)
+	j.verdicts.use(e)
 	j.setStatus(fmt.Sprintf("ok: %d policies, %d pods", pols.Len(), len(cs.Pods)))
 	j.log.Debug("intended policy set compiled", "policies", pols.Len(), "pods", len(cs.Pods), "took", time.Since(start))
 }

@@ -91,9 +91,9 @@ func (s *collectStream) Send(r *flowlensv1.GetFlowsResponse) error {
 }
 
 // pipelineOutputs runs evs through a pipeline with the real ring, flow log
-// and metrics, and returns what a client reads back from the ring, the
-// flow log's lines and the metrics.
-func pipelineOutputs(t *testing.T, evs []aggregate.Event) (flows []*flowlensv1.GetFlowsResponse, log string, reg *prometheus.Registry) {
+// and metrics, judged by j, and returns what a client reads back from the
+// ring, the flow log's lines and the metrics.
+func pipelineOutputs(t *testing.T, evs []aggregate.Event, j judge) (flows []*flowlensv1.GetFlowsResponse, log string, reg *prometheus.Registry) {
 	t.Helper()
 	names := fakeNamer{
 		"10.42.0.10": {Kind: flowlensv1.EndpointKind_POD, Namespace: "demo", PodName: "frontend", NodeName: "node1"},
@@ -108,7 +108,7 @@ func pipelineOutputs(t *testing.T, evs []aggregate.Event) (flows []*flowlensv1.G
 	require.NoError(t, err)
 	ring := observer.NewRing(64)
 	p := &pipeline{log: slog.New(slog.NewTextHandler(io.Discard, nil)), node: "node1",
-		ann:     &annotator{names: names, judge: &denyTo{dst: netip.MustParseAddr("10.42.0.12")}},
+		ann:     &annotator{names: names, judge: j},
 		metrics: m, flowlog: fw, ring: ring}
 	in := make(chan aggregate.Event, len(evs))
 	for _, ev := range evs {
@@ -133,16 +133,22 @@ func TestPipelineRecordsAsFreshFlows(t *testing.T) {
 		asRecords = append(asRecords, aggregate.Event{Record: recs[i]})
 		asFlows = append(asFlows, aggregate.Event{Flow: recs[i].Proto()})
 	}
-	gotRing, gotLog, gotReg := pipelineOutputs(t, asRecords)
-	wantRing, wantLog, wantReg := pipelineOutputs(t, asFlows)
+	j := &denyTo{dst: netip.MustParseAddr("10.42.0.12")}
+	gotRing, gotLog, gotReg := pipelineOutputs(t, asRecords, j)
+	wantRing, wantLog, wantReg := pipelineOutputs(t, asFlows, j)
+	assertSameOutputs(t, len(recs)-1, wantRing, gotRing, wantLog, gotLog, wantReg, gotReg)
+}
 
-	require.Len(t, wantRing, len(recs)-1, "all but the link-local record")
+// assertSameOutputs compares two runs of pipelineOutputs that saw n flows.
+func assertSameOutputs(t *testing.T, n int, wantRing, gotRing []*flowlensv1.GetFlowsResponse, wantLog, gotLog string, wantReg, gotReg *prometheus.Registry) {
+	t.Helper()
+	require.Len(t, wantRing, n, "all but the link-local record")
 	require.Len(t, gotRing, len(wantRing))
 	for i := range wantRing {
 		assert.True(t, proto.Equal(wantRing[i], gotRing[i]), "record %d:\nwant %v\n got %v", i, wantRing[i], gotRing[i])
 	}
 	assert.Equal(t, wantLog, gotLog)
-	assert.Equal(t, len(recs)-1, bytes.Count([]byte(gotLog), []byte("\n")))
+	assert.Equal(t, n, bytes.Count([]byte(gotLog), []byte("\n")))
 	for _, name := range []string{"flowlens_flows_total", "flowlens_packets_total", "flowlens_bytes_total", "flowlens_policy_verdicts_total"} {
 		want, err := testutil.CollectAndFormat(wantReg, expfmt.TypeTextPlain, name)
 		require.NoError(t, err)
@@ -187,10 +193,20 @@ type addrNamer map[netip.Addr]*flowlensv1.Endpoint
 func (n addrNamer) Endpoint(ip netip.Addr, _ time.Time) *flowlensv1.Endpoint { return n[ip] }
 func (n addrNamer) Service(netip.Addr, uint16, string) *flowlensv1.Service   { return nil }
 
-type allowAll struct{}
+// allowAll allows everything, handing out one shared verdict per mismatch
+// as the policy judge does.
+type allowAll [mismatches]*flowlensv1.PolicyVerdict
 
-func (allowAll) Judge(PolicyQuery) *flowlensv1.PolicyVerdict {
-	return &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Summary: "allowed"}
+func newAllowAll() *allowAll {
+	var a allowAll
+	for m := range a {
+		a[m] = &flowlensv1.PolicyVerdict{Verdict: flowlensv1.IntendedVerdict_ALLOW, Summary: "allowed", Mismatch: flowlensv1.Mismatch(m)}
+	}
+	return &a
+}
+
+func (a *allowAll) Judge(_ PolicyQuery, k kernelAction) *flowlensv1.PolicyVerdict {
+	return a[k.mismatch(a[0])]
 }
 
 // BenchmarkPipeline prices one flow through the pipeline (annotation,
@@ -214,12 +230,13 @@ func BenchmarkPipeline(b *testing.B) {
 			Verdict: fwd, NodeName: "node-0", Obs: bpf.ObsFromPod, Ifindex: 3, IfName: "veth0123abcd", TCPFlags: 0x12,
 			Packets: 10, Bytes: 1000, FirstNs: time.Now().UnixNano(), LastNs: time.Now().UnixNano(), UUID: [16]byte{1, 6: 0x40, 8: 0x80}}
 	}
+	judge := newAllowAll()
 	newPipeline := func() *pipeline {
 		fw, err := flowlog.New(flowlog.Config{Path: "-"}, io.Discard)
 		require.NoError(b, err)
 		m, err := newFlowMetrics(prometheus.NewRegistry(), "node-0", false)
 		require.NoError(b, err)
-		return &pipeline{log: slog.New(slog.DiscardHandler), node: "node-0", ann: &annotator{names: names, judge: allowAll{}},
+		return &pipeline{log: slog.New(slog.DiscardHandler), node: "node-0", ann: &annotator{names: names, judge: judge},
 			metrics: m, flowlog: fw, ring: observer.NewRing(0)}
 	}
 	pipelines := [2]*pipeline{newPipeline(), newPipeline()}

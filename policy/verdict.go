@@ -117,9 +117,26 @@ func AppendPort(b []byte, port uint16, proto corev1.Protocol) []byte {
 // mismatch (which needs the kernel's verdict, see MismatchOf) and the source
 // are left to the caller.
 //
-// The agent calls it for every flow it judges: the message and its sides
-// are one allocation, the refs two, and the summary is built on the stack.
+// The message and its sides are one allocation, the refs three, and the
+// summary is built on the stack.
 func (v Verdict) Proto() *flowlensv1.PolicyVerdict {
+	refs := newRefsProto(len(v.Egress.IsolatedBy) + len(v.Egress.AllowedBy) + len(v.Ingress.IsolatedBy) + len(v.Ingress.AllowedBy))
+	return v.proto(&refs)
+}
+
+// RefsConverter turns a list of refs into the API's (nil when empty).
+type RefsConverter interface {
+	Refs([]Ref) []*flowlensv1.PolicyRef
+}
+
+// ProtoSharing is Proto with the lists of refs from refs, which may hand
+// the same list to several verdicts: the agent's judge shares them, as a
+// pod's isolating policies and a rule's refs are shared by many verdicts.
+func (v Verdict) ProtoSharing(refs RefsConverter) *flowlensv1.PolicyVerdict {
+	return v.proto(refs)
+}
+
+func (v Verdict) proto(refs RefsConverter) *flowlensv1.PolicyVerdict {
 	m := new(struct {
 		pv    flowlensv1.PolicyVerdict
 		sides [2]flowlensv1.PolicySide
@@ -129,18 +146,17 @@ func (v Verdict) Proto() *flowlensv1.PolicyVerdict {
 	m.pv.Summary = string(v.AppendSummary(summary[:0]))
 	m.pv.Enforcer = v.Enforcer
 	m.pv.EnforcerReason = v.EnforcerAllows
-	refs := newRefsProto(len(v.Egress.IsolatedBy) + len(v.Egress.AllowedBy) + len(v.Ingress.IsolatedBy) + len(v.Ingress.AllowedBy))
-	m.pv.Egress = v.Egress.proto(&m.sides[0], &refs)
-	m.pv.Ingress = v.Ingress.proto(&m.sides[1], &refs)
+	m.pv.Egress = v.Egress.proto(&m.sides[0], refs)
+	m.pv.Ingress = v.Ingress.proto(&m.sides[1], refs)
 	return &m.pv
 }
 
-func (s *Side) proto(out *flowlensv1.PolicySide, refs *refsProto) *flowlensv1.PolicySide {
+func (s *Side) proto(out *flowlensv1.PolicySide, refs RefsConverter) *flowlensv1.PolicySide {
 	out.Applicable = s.Applicable
 	out.Isolated = s.Isolated
 	out.Allowed = s.Allowed
-	out.IsolatedBy = refs.take(s.IsolatedBy)
-	out.AllowedBy = refs.take(s.AllowedBy)
+	out.IsolatedBy = refs.Refs(s.IsolatedBy)
+	out.AllowedBy = refs.Refs(s.AllowedBy)
 	return out
 }
 
@@ -157,22 +173,27 @@ func newRefsProto(n int) refsProto {
 	return refsProto{refs: make([]flowlensv1.PolicyRef, n), ptrs: make([]*flowlensv1.PolicyRef, n)}
 }
 
-// take converts refs (nil when there are none, as before).
-func (p *refsProto) take(refs []Ref) []*flowlensv1.PolicyRef {
+// Refs converts refs (nil when there are none, as before) into the
+// verdict's array.
+func (p *refsProto) Refs(refs []Ref) []*flowlensv1.PolicyRef {
 	if len(refs) == 0 {
 		return nil
 	}
 	out := p.ptrs[:len(refs):len(refs)]
 	p.ptrs = p.ptrs[len(refs):]
 	for i, r := range refs {
-		pr := &p.refs[i]
-		pr.Namespace, pr.Name = r.Namespace, r.Name
-		if r.Rule >= 0 {
-			pr.Rule = int32(r.Rule)
-		}
-		out[i] = pr
+		out[i] = RefProto(&p.refs[i], r)
 	}
 	p.refs = p.refs[len(refs):]
+	return out
+}
+
+// RefProto fills out from r and returns it.
+func RefProto(out *flowlensv1.PolicyRef, r Ref) *flowlensv1.PolicyRef {
+	out.Namespace, out.Name = r.Namespace, r.Name
+	if r.Rule >= 0 {
+		out.Rule = int32(r.Rule)
+	}
 	return out
 }
 

@@ -14,9 +14,9 @@ import (
 // ring entry) instead of the ~1.5 KB of its proto form. What repeats
 // across flows is interned by value with unique: the strings and enums the
 // flows of one interface share (meta), and the peers: the address pair, the
-// service with the address the pod addressed, the endpoints (the
-// enrichment cache's shared messages) and the policy explanation, which
-// the flows between two pods share. response rebuilds the exact proto a
+// service with the address the pod addressed, and, by reference, the
+// endpoints (the enrichment cache's shared messages) and the policy
+// verdict (the judge's), which the flows between two pods share. response rebuilds the exact proto a
 // client asked for; compactOf refuses what it cannot rebuild exactly, and
 // the ring then keeps that record whole.
 type compactFlow struct {
@@ -49,7 +49,10 @@ type peers struct {
 	addrs               addrPair
 	service             uniqueService        // zero when neither a service nor an original destination
 	source, destination *flowlensv1.Endpoint // shared, read-only
-	policy              uniquePolicy
+	// policy is shared and read-only: the judge hands out one verdict to
+	// the flows it judges alike, so a copy by value per flow (packed for
+	// interning) cost far more than the reference (issue 9).
+	policy *flowlensv1.PolicyVerdict
 }
 
 // flowMeta is the part of a flow the flows of one interface mostly share,
@@ -114,7 +117,7 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 	var b builder
 	c, m := &b.c, &b.m
 	m.respNode, m.node, m.dropReason = resp.NodeName, fl.NodeName, fl.DropReason
-	b.p.source, b.p.destination = fl.Source, fl.Destination
+	b.p.source, b.p.destination, b.p.policy = fl.Source, fl.Destination, fl.Policy
 	if fl.AggregatedAttempts > math.MaxUint32 {
 		return compactFlow{}, false
 	}
@@ -140,9 +143,6 @@ func compactOf(resp *flowlensv1.GetFlowsResponse) (compactFlow, bool) {
 	}
 	if b.svc != (serviceKey{}) {
 		b.p.service = unique.Make(b.svc)
-	}
-	if p := fl.Policy; p != nil {
-		b.p.policy = unique.Make(policyKeyOf(p))
 	}
 	c.peers = unique.Make(b.p)
 	c.meta = unique.Make(b.m)

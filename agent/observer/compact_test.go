@@ -120,6 +120,9 @@ func TestCompactRoundTrip(t *testing.T) {
 		})},
 		{name: "upper-case uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "0123ABCD-89ab-cdef-0123-456789abcdef" })},
 		{name: "other uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "flow-1" })},
+		{name: "braced uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "{0123abcd-89ab-cdef-0123-456789abcdef}" })},
+		{name: "urn uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "urn:uuid:0123abcd-89ab-cdef-0123-456789abcdef" })},
+		{name: "undashed uuid", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Uuid = "0123abcd89abcdef0123456789abcdef" })},
 		{name: "attempts beyond 32 bits", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.AggregatedAttempts = 1 << 32 })},
 		{name: "unknown enum", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Verdict = 300 })},
 		{name: "invalid timestamp", whole: true, in: withFlow(func(f *flowlensv1.Flow) { f.Counters.LastSeen = &timestamppb.Timestamp{Nanos: -1} })},
@@ -140,6 +143,7 @@ func TestCompactRoundTrip(t *testing.T) {
 				view := x.view(&c)
 				assert.True(t, proto.Equal(want.GetFlow(), view), "view %v\nwant %v", view, want.GetFlow())
 				assert.Same(t, tc.in.GetFlow().GetSource(), got.GetFlow().GetSource(), "endpoints are shared, not copied")
+				assert.Same(t, tc.in.GetFlow().GetPolicy(), got.GetFlow().GetPolicy(), "so is the policy verdict")
 			}
 			// Through the ring, both kinds come back as they went in.
 			r := NewRing(4)

@@ -8,39 +8,17 @@ import (
 	flowlensv1 "github.com/flowlens/flowlens/proto/flowlens/v1"
 )
 
-// expander rebuilds compact flows for one reader. It rebuilds each policy
-// explanation once and shares it between the records it returns (they are
-// read-only: gRPC marshals them), and it fills one scratch flow, reused,
-// for the filter: a scan of a full ring that matches little allocates
-// next to nothing. The zero value is ready; an expander is not safe for
-// concurrent use.
+// expander rebuilds compact flows for one reader. It fills one scratch
+// flow, reused, for the filter: a scan of a full ring that matches little
+// allocates next to nothing. The zero value is ready; an expander is not
+// safe for concurrent use.
 type expander struct {
-	policies map[uniquePolicy]*flowlensv1.PolicyVerdict
-
 	// The scratch flow view returns, and its messages.
 	fl                        flowlensv1.Flow
 	ip                        flowlensv1.IP
 	counters                  flowlensv1.Counters
 	iface                     flowlensv1.Interface
 	time, firstSeen, lastSeen timestamppb.Timestamp
-}
-
-// maxPolicies bounds the rebuilt explanations an expander keeps.
-const maxPolicies = 4096
-
-func (x *expander) policy(h uniquePolicy) *flowlensv1.PolicyVerdict {
-	if h == (uniquePolicy{}) {
-		return nil
-	}
-	if p, ok := x.policies[h]; ok {
-		return p
-	}
-	if x.policies == nil || len(x.policies) >= maxPolicies {
-		x.policies = make(map[uniquePolicy]*flowlensv1.PolicyVerdict)
-	}
-	p := h.Value().proto()
-	x.policies[h] = p
-	return p
 }
 
 // response rebuilds the record compactOf was given. Each call returns new
@@ -86,7 +64,7 @@ func (x *expander) fill(c *compactFlow, fl *flowlensv1.Flow, scratch *expander) 
 		TrafficDirection:   flowlensv1.TrafficDirection(m.direction),
 		IsReply:            m.isReply,
 		ObservationPoint:   flowlensv1.ObservationPoint(m.obs),
-		Policy:             x.policy(p.policy),
+		Policy:             p.policy,
 		AggregatedAttempts: uint64(c.attempts),
 	}
 	var svc serviceKey

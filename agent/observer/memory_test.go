@@ -14,12 +14,13 @@ import (
 
 // BenchmarkRingMemory prints what a full recent-flow ring costs: the
 // default 65,536 flows as the agent stores them (endpoints shared with the
-// enrichment cache, a policy verdict each, 200 distinct explanations), in
+// enrichment cache, a policy verdict each shared with the judge, 200
+// distinct ones), in
 // bytes per flow and in total; between pods, and from a client address of
 // its own each (a node serving clients outside the cluster). The agent's
 // whole state, ring included, is agent's BenchmarkAgentMemory.
 func BenchmarkRingMemory(b *testing.B) {
-	eps := benchEndpoints()
+	sh := newBenchShared()
 	for _, bc := range []struct {
 		name string
 		edit func(i int, fl *flowlensv1.Flow)
@@ -34,7 +35,7 @@ func BenchmarkRingMemory(b *testing.B) {
 				runtime.ReadMemStats(&before)
 				r := NewRing(DefaultRingCapacity)
 				for i := 0; i < DefaultRingCapacity; i++ {
-					ev := benchFlow(i, eps)
+					ev := benchFlow(i, sh)
 					bc.edit(i, ev.GetFlow())
 					r.Write(ev)
 				}
@@ -48,8 +49,14 @@ func BenchmarkRingMemory(b *testing.B) {
 	}
 }
 
-// benchEndpoints are the enrichment cache's endpoints: one per pod, shared.
-func benchEndpoints() []*flowlensv1.Endpoint {
+// benchShared is what the agent's flows share: the enrichment cache's
+// endpoints, one per pod, and the judge's verdicts, one per pod pair.
+type benchShared struct {
+	eps      []*flowlensv1.Endpoint
+	verdicts []*flowlensv1.PolicyVerdict
+}
+
+func newBenchShared() benchShared {
 	eps := make([]*flowlensv1.Endpoint, 200)
 	for i := range eps {
 		eps[i] = &flowlensv1.Endpoint{
@@ -57,11 +64,25 @@ func benchEndpoints() []*flowlensv1.Endpoint {
 			Labels: []string{"app=x", "tier=web"}, Workloads: []*flowlensv1.Workload{{Kind: "Deployment", Name: "x"}}, NodeName: "node1",
 		}
 	}
-	return eps
+	verdicts := make([]*flowlensv1.PolicyVerdict, len(eps))
+	for i := range verdicts {
+		src, dst := eps[i], eps[(i+1)%len(eps)]
+		verdicts[i] = &flowlensv1.PolicyVerdict{
+			Verdict: flowlensv1.IntendedVerdict_ALLOW, Source: "files:/policies", Mismatch: flowlensv1.Mismatch_NONE,
+			Summary: fmt.Sprintf("allow: %s/%s egress not isolated; %s/%s ingress allowed by ns-2/allow-web rule 0",
+				src.Namespace, src.PodName, dst.Namespace, dst.PodName),
+			Ingress: &flowlensv1.PolicySide{Applicable: true, Isolated: true, Allowed: true,
+				IsolatedBy: []*flowlensv1.PolicyRef{{Namespace: "ns-2", Name: "default-deny-ingress", Rule: -1}},
+				AllowedBy:  []*flowlensv1.PolicyRef{{Namespace: "ns-2", Name: "allow-web", Rule: 0}}},
+			Egress: &flowlensv1.PolicySide{Applicable: true},
+		}
+	}
+	return benchShared{eps: eps, verdicts: verdicts}
 }
 
 // benchFlow is the i-th flow as the agent records it.
-func benchFlow(i int, eps []*flowlensv1.Endpoint) *flowlensv1.GetFlowsResponse {
+func benchFlow(i int, sh benchShared) *flowlensv1.GetFlowsResponse {
+	eps := sh.eps
 	return &flowlensv1.GetFlowsResponse{
 		NodeName: "node1",
 		Time:     timestamppb.Now(),
@@ -75,15 +96,7 @@ func benchFlow(i int, eps []*flowlensv1.Endpoint) *flowlensv1.GetFlowsResponse {
 			Interface:   &flowlensv1.Interface{Index: 3, Name: "veth1234abcd"},
 			TcpFlags:    &flowlensv1.TCPFlags{SYN: true, ACK: true},
 			Uuid:        "01234567-89ab-cdef-0123-456789abcdef",
-			Policy: &flowlensv1.PolicyVerdict{
-				Verdict: flowlensv1.IntendedVerdict_ALLOW, Source: "files:/policies", Mismatch: flowlensv1.Mismatch_NONE,
-				Summary: fmt.Sprintf("allow: %s/%s egress not isolated; %s/%s ingress allowed by ns-2/allow-web rule 0",
-					eps[i%len(eps)].Namespace, eps[i%len(eps)].PodName, eps[(i+1)%len(eps)].Namespace, eps[(i+1)%len(eps)].PodName),
-				Ingress: &flowlensv1.PolicySide{Applicable: true, Isolated: true, Allowed: true,
-					IsolatedBy: []*flowlensv1.PolicyRef{{Namespace: "ns-2", Name: "default-deny-ingress", Rule: -1}},
-					AllowedBy:  []*flowlensv1.PolicyRef{{Namespace: "ns-2", Name: "allow-web", Rule: 0}}},
-				Egress: &flowlensv1.PolicySide{Applicable: true},
-			},
+			Policy:      sh.verdicts[i%len(sh.verdicts)],
 		}},
 	}
 }
@@ -91,10 +104,10 @@ func benchFlow(i int, eps []*flowlensv1.Endpoint) *flowlensv1.GetFlowsResponse {
 // BenchmarkRingScan prices the read side of the compact ring: a filtered
 // query that scans a full ring and matches nothing rebuilds every flow.
 func BenchmarkRingScan(b *testing.B) {
-	eps := benchEndpoints()
+	sh := newBenchShared()
 	r := NewRing(DefaultRingCapacity)
 	for i := 0; i < DefaultRingCapacity; i++ {
-		r.Write(benchFlow(i, eps))
+		r.Write(benchFlow(i, sh))
 	}
 	f, err := filter.Compile([]*flowlensv1.FlowFilter{{SourcePod: []string{"nobody/"}}}, nil)
 	if err != nil {

@@ -86,9 +86,9 @@ func NewRing(capacity int) *Ring {
 // flows in compact form, copying what it needs, and lost events (and a
 // flow the compact form cannot carry) as they are: kept reports the
 // latter, and then ev must not be modified afterwards. Otherwise the
-// caller may reuse ev's messages at once, except the endpoints of a flow,
-// which are kept by reference (they are the enrichment cache's shared,
-// read-only messages). Write never blocks on readers; it is safe to call
+// caller may reuse ev's messages at once, except the endpoints and the
+// policy verdict of a flow, which are kept by reference (they are the
+// enrichment cache's and the judge's shared, read-only messages). Write never blocks on readers; it is safe to call
 // from several goroutines, though the pipeline normally calls it from one.
 func (r *Ring) Write(ev *flowlensv1.GetFlowsResponse) (kept bool) {
 	if ev == nil {
