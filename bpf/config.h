@@ -26,4 +26,11 @@ __u64 flows_created = 0;
 /* drop_events reservations that failed (ring buffer full). */
 __u64 ringbuf_lost = 0;
 
+/* Bumped by user space after it deletes idle flows from the table. A hot
+ * slot entry cached before then may name a deleted flow: its packets take
+ * the full path again, which creates the entry the way nf_accept and the
+ * drop paths expect (a ClusterIP connection's translation noted), instead
+ * of waiting in the slot for flush_pending to recreate it bare. */
+__u32 prune_gen = 0;
+
 #endif /* __FLOWLENS_CONFIG_H */

@@ -82,7 +82,8 @@ type flowlensHotSlot struct {
 		TcpFlags   uint8
 		Cached     uint8
 		NfFwd      uint8
-		Pad        [5]uint8
+		Pad        uint8
+		Gen        uint32
 	}
 	Mru     uint8
 	Armed   uint8
@@ -116,6 +117,7 @@ const (
 	flowlensVarFlowsCreated    = "flows_created"
 	flowlensVarFlushDelayNs    = "flush_delay_ns"
 	flowlensVarNetnsIno        = "netns_ino"
+	flowlensVarPruneGen        = "prune_gen"
 	flowlensVarRingbufLost     = "ringbuf_lost"
 	flowlensVarUnusedDropEvent = "unused_drop_event"
 )
@@ -190,6 +192,7 @@ type flowlensVariableSpecs struct {
 	FlowsCreated    *ebpf.VariableSpec `ebpf:"flows_created"`
 	FlushDelayNs    *ebpf.VariableSpec `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.VariableSpec `ebpf:"netns_ino"`
+	PruneGen        *ebpf.VariableSpec `ebpf:"prune_gen"`
 	RingbufLost     *ebpf.VariableSpec `ebpf:"ringbuf_lost"`
 	UnusedDropEvent *ebpf.VariableSpec `ebpf:"unused_drop_event"`
 }
@@ -246,6 +249,7 @@ type flowlensVariables struct {
 	FlowsCreated    *ebpf.Variable `ebpf:"flows_created"`
 	FlushDelayNs    *ebpf.Variable `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.Variable `ebpf:"netns_ino"`
+	PruneGen        *ebpf.Variable `ebpf:"prune_gen"`
 	RingbufLost     *ebpf.Variable `ebpf:"ringbuf_lost"`
 	UnusedDropEvent *ebpf.Variable `ebpf:"unused_drop_event"`
 }

@@ -85,6 +85,7 @@ static __always_inline void hot_cache(struct hot_entry *he, const struct flow_ke
 	he->nf_ct = st->nf_ct;
 	he->nf_epoch = st->nf_epoch;
 	he->nf_fwd = st->fwd_pkts != 0;
+	he->gen = prune_gen;
 	he->cached = 1;
 }
 

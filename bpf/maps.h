@@ -96,7 +96,8 @@ struct hot_entry {
 	__u8 tcp_flags;
 	__u8 cached;    /* key is valid */
 	__u8 nf_fwd;    /* nf_accept has seen the flow past policy */
-	__u8 pad[5];
+	__u8 pad;
+	__u32 gen;      /* prune_gen when cached: user space deleted no flow since */
 };
 
 /* What tc_from_pod last did on a CPU, for the hooks the same packet

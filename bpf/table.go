@@ -56,7 +56,13 @@ func (c *Capture) LookupFlow(key *FlowKey, st *FlowStats) error {
 
 // DeleteFlows removes flows from the table, a batch per system call; one
 // already gone (evicted meanwhile) is not an error.
-func (c *Capture) DeleteFlows(keys []FlowKey) error {
+func (c *Capture) DeleteFlows(keys []FlowKey) (err error) {
+	if len(keys) == 0 {
+		return nil
+	}
+	// However the deletion ends, hot slot entries cached before it may
+	// name a deleted flow: prune_gen tells tc_from_pod not to trust them.
+	defer func() { err = errors.Join(err, c.bumpPruneGen()) }()
 	for len(keys) > 0 {
 		n, err := c.objs.Flows.BatchDelete(keys, nil)
 		switch {
@@ -69,6 +75,18 @@ func (c *Capture) DeleteFlows(keys []FlowKey) error {
 			return fmt.Errorf("batch delete flows: %w", err)
 		}
 		keys = keys[min(n, len(keys)):]
+	}
+	return nil
+}
+
+// bumpPruneGen adds one to prune_gen (only user space writes it).
+func (c *Capture) bumpPruneGen() error {
+	var gen uint32
+	if err := c.objs.PruneGen.Get(&gen); err != nil {
+		return fmt.Errorf("read prune_gen: %w", err)
+	}
+	if err := c.objs.PruneGen.Set(gen + 1); err != nil {
+		return fmt.Errorf("bump prune_gen: %w", err)
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ int tc_from_pod(struct __sk_buff *skb)
 	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
 	bool nf_hot;
 	struct hot_entry *he = hot_find(hs, &pi.key);
-	if (he && he->key_ifindex == skb->ifindex && arm_flush(hs)) {
+	if (he && he->key_ifindex == skb->ifindex && he->gen == prune_gen && arm_flush(hs)) {
 		/* A flow this CPU counted lately: the packet waits in the slot. */
 		he->pkts += segs;
 		he->bytes += len;
