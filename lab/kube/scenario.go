@@ -55,9 +55,39 @@ func (c *Cluster) ApplyScenario(ctx context.Context, sc *scenario.Scenario) erro
 			return fmt.Errorf("create networkpolicy %s/%s: %w", p.Namespace, p.Name, err)
 		}
 	}
+	if err := c.waitServices(ctx, cs, sc, time.Minute); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.st.Scenario = sc
 	c.mu.Unlock()
+	return nil
+}
+
+// waitServices waits until every allowed case addressed to a Service connects: kube-proxy
+// programs a new Service a moment after its EndpointSlice appears (at most its 1 s minimum
+// sync period later), and traffic started before then timed out in the first round.
+func (c *Cluster) waitServices(ctx context.Context, cs kubernetes.Interface, sc *scenario.Scenario, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, tc := range sc.Cases {
+		if tc.Service == "" || !tc.Allowed {
+			continue
+		}
+		for {
+			r := c.RunCase(ctx, cs, tc)
+			if r.OK() {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("service %s: not reachable from %s within %s (%v): %s", tc.Service, tc.From, timeout, r.Err, r.Output)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for service %s: %w", tc.Service, ctx.Err())
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
 	return nil
 }
 
