@@ -1,14 +1,10 @@
 package agent
 
 import (
-	"cmp"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // maxLabels is the most variable labels a counterSet's families have.
@@ -34,10 +30,7 @@ type seriesValues struct {
 // a CounterVec would show.
 type counterSet struct {
 	names []string
-	// byName is the label positions sorted by name: the order of the
-	// exposition's label pairs.
-	byName []int
-	descs  []*prometheus.Desc
+	descs []*prometheus.Desc
 
 	mu     sync.Mutex // guards series
 	series map[seriesKey]*seriesValues
@@ -47,10 +40,6 @@ type counterSet struct {
 // labelled by names.
 func newCounterSet(names []string, opts ...prometheus.CounterOpts) *counterSet {
 	s := &counterSet{names: names, series: map[seriesKey]*seriesValues{}}
-	for i := range names {
-		s.byName = append(s.byName, i)
-	}
-	slices.SortFunc(s.byName, func(a, b int) int { return cmp.Compare(names[a], names[b]) })
 	for _, o := range opts[:min(len(opts), len(seriesValues{}.counts))] {
 		s.descs = append(s.descs, prometheus.NewDesc(prometheus.BuildFQName(o.Namespace, o.Subsystem, o.Name), o.Help, names, o.ConstLabels))
 	}
@@ -93,30 +82,15 @@ func (s *counterSet) deleteMatching(match func(*seriesKey) bool) {
 	}
 }
 
-// collect builds family i's metrics. Label pairs are shared by the
-// series with the same value, within one scrape.
+// collect builds family i's metrics as the library's constant counters,
+// which carry the created timestamp and sort the label pairs by name.
 func (s *counterSet) collect(i int) []prometheus.Metric {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	type pairKey struct {
-		label int
-		value string
-	}
-	pairs := map[pairKey]*dto.LabelPair{}
 	out := make([]prometheus.Metric, 0, len(s.series))
 	for k, v := range s.series {
-		m := &seriesMetric{desc: s.descs[i], value: float64(v.counts[i]), created: v.created,
-			labels: make([]*dto.LabelPair, len(s.names))}
-		for j, l := range s.byName {
-			pk := pairKey{l, k[l]}
-			p := pairs[pk]
-			if p == nil {
-				p = &dto.LabelPair{Name: &s.names[l], Value: new(k[l])}
-				pairs[pk] = p
-			}
-			m.labels[j] = p
-		}
-		out = append(out, m)
+		out = append(out, prometheus.MustNewConstMetricWithCreatedTimestamp(s.descs[i], prometheus.CounterValue,
+			float64(v.counts[i]), time.Unix(0, v.created), k[:len(s.names)]...))
 	}
 	return out
 }
@@ -136,20 +110,4 @@ func (f *counterFamily) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range f.set.collect(f.i) {
 		ch <- m
 	}
-}
-
-// seriesMetric is one series of a scrape.
-type seriesMetric struct {
-	desc    *prometheus.Desc
-	labels  []*dto.LabelPair
-	value   float64
-	created int64
-}
-
-func (m *seriesMetric) Desc() *prometheus.Desc { return m.desc }
-
-func (m *seriesMetric) Write(out *dto.Metric) error {
-	out.Label = m.labels
-	out.Counter = &dto.Counter{Value: new(m.value), CreatedTimestamp: timestamppb.New(time.Unix(0, m.created))}
-	return nil
 }

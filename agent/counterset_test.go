@@ -24,7 +24,7 @@ func (f *counterFamily) WithLabelValues(vals ...string) prometheus.Collector {
 	f.set.mu.Lock()
 	v := f.set.series[k]
 	f.set.mu.Unlock()
-	one := &counterSet{names: f.set.names, byName: f.set.byName, descs: f.set.descs, series: map[seriesKey]*seriesValues{k: v}}
+	one := &counterSet{names: f.set.names, descs: f.set.descs, series: map[seriesKey]*seriesValues{k: v}}
 	return one.family(f.i)
 }
 

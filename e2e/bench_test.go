@@ -43,7 +43,7 @@ func BenchmarkDatapath(b *testing.B) {
 		cpu0 := procCPU(b, a.cmd.Process.Pid)
 		return func() error {
 			agentCPU += procCPU(b, a.cmd.Process.Pid) - cpu0
-			rss = max(rss, peakRSS(b, a.cmd.Process.Pid))
+			rss = max(rss, readProcMem(b, a.cmd.Process.Pid).hwm)
 			a.stop()
 			return nil
 		}, nil
@@ -97,20 +97,4 @@ func procCPU(b *testing.B, pid int) float64 {
 		}
 	}
 	return ns / 1e9
-}
-
-// peakRSS is a process's peak resident set (VmHWM) in MB.
-func peakRSS(b *testing.B, pid int) float64 {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatalf("read agent status: %v", err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +48,7 @@ func TestSlowAndVanishingClients(t *testing.T) {
 		sendRound(t, socks)
 		time.Sleep(600 * time.Millisecond)
 	}
-	baseRSS, baseG := rssMiB(t, a.cmd.Process.Pid), a.metric(t, "go_goroutines")
+	baseRSS, baseG := readProcMem(t, a.cmd.Process.Pid).rss, a.metric(t, "go_goroutines")
 
 	slowConn, err := a.dial(grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	require.NoError(t, err)
@@ -74,7 +72,7 @@ func TestSlowAndVanishingClients(t *testing.T) {
 			okReply(t, reply, payload, "demo/backend")
 		}
 		time.Sleep(600 * time.Millisecond)
-		peakRSS = max(peakRSS, rssMiB(t, a.cmd.Process.Pid))
+		peakRSS = max(peakRSS, readProcMem(t, a.cmd.Process.Pid).rss)
 	}
 	close(stop)
 	wg.Wait()
@@ -90,7 +88,7 @@ func TestSlowAndVanishingClients(t *testing.T) {
 	metric := a.lostMetric(t, flowlensv1.LostEventSource_CLIENT_QUEUE)
 	assert.GreaterOrEqual(t, status, slowLost+normal.lostTotal(), "status counts what the clients were told")
 	assert.EqualValues(t, status, metric, "the metric counts what the status reports")
-	endRSS := rssMiB(t, a.cmd.Process.Pid)
+	endRSS := readProcMem(t, a.cmd.Process.Pid).rss
 	assert.Less(t, peakRSS-baseRSS, float64(rssBoundMiB), "RSS growth while the slow client lagged")
 	var endG float64
 	assert.Eventually(t, func() bool { endG = a.metric(t, "go_goroutines"); return endG <= baseG+8 }, 10*time.Second, 100*time.Millisecond,
@@ -130,23 +128,6 @@ func sendRound(t *testing.T, socks []*net.UDPConn) {
 		_, err := c.Write([]byte("round"))
 		require.NoError(t, err)
 	}
-}
-
-// rssMiB is a process's resident set size from /proc/<pid>/status.
-func rssMiB(t *testing.T, pid int) float64 {
-	t.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(t, err)
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kib float64
-			_, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kib)
-			require.NoError(t, err)
-			return kib / 1024
-		}
-	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
 }
 
 // uuids are the flow log's records so far, in the order the agent wrote

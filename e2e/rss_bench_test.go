@@ -234,13 +234,14 @@ func udpPacket(pkt []byte, src netip.Addr, dst netip.AddrPort, sport uint16) {
 	binary.BigEndian.PutUint16(pkt[24:], uint16(len(pkt)-20))
 }
 
-// procMem is a process's memory from /proc/PID/status, in MiB.
+// procMem is a process's memory from /proc/PID/status, in MiB: the agent's
+// resident set in BenchmarkAgentRSS, BenchmarkDatapath and TestSlowAndVanishingClients.
 type procMem struct{ rss, anon, file, shmem, hwm float64 }
 
-func readProcMem(b *testing.B, pid int) procMem {
-	b.Helper()
+func readProcMem(t testing.TB, pid int) procMem {
+	t.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	require.NoError(b, err)
+	require.NoError(t, err)
 	var m procMem
 	fields := map[string]*float64{"VmRSS:": &m.rss, "RssAnon:": &m.anon, "RssFile:": &m.file, "RssShmem:": &m.shmem, "VmHWM:": &m.hwm}
 	for _, line := range strings.Split(string(raw), "\n") {
@@ -249,9 +250,10 @@ func readProcMem(b *testing.B, pid int) procMem {
 			continue
 		}
 		kb, err := strconv.ParseFloat(f[1], 64)
-		require.NoError(b, err)
+		require.NoError(t, err)
 		*fields[f[0]] = kb / 1024
 	}
+	require.NotZero(t, m.rss, "no VmRSS in /proc/%d/status", pid)
 	return m
 }
 
