@@ -44,15 +44,18 @@ type Config struct {
 	Enforcer string
 
 	// Capture.
-	AttachMode    string
-	AcceptedMode  string
-	Interfaces    []string
-	FlowTableSize int
-	DropRingSize  int
-	WatchCIDRs    []string
-	FlushInterval time.Duration
-	IdleTimeout   time.Duration
-	QueueSize     int
+	AttachMode   string
+	AcceptedMode string
+	Interfaces   []string
+	// ExitInterfaces narrows the node's other interfaces tc_exit watches in
+	// the egress mode.
+	ExitInterfaces []string
+	FlowTableSize  int
+	DropRingSize   int
+	WatchCIDRs     []string
+	FlushInterval  time.Duration
+	IdleTimeout    time.Duration
+	QueueSize      int
 	// ReportLinkLocal keeps records of link-local and multicast traffic
 	// (IPv6 neighbour discovery, MLD, IGMP), which NetworkPolicy does not govern.
 	ReportLinkLocal bool
@@ -93,6 +96,7 @@ func DefaultConfig() Config {
 		AttachMode:           string(bpf.AttachAuto),
 		AcceptedMode:         string(bpf.AcceptedAuto),
 		Interfaces:           slices.Clone(bpf.DefaultInterfaces),
+		ExitInterfaces:       slices.Clone(bpf.DefaultInterfaces),
 		FlowTableSize:        bpf.DefaultFlowTableSize,
 		DropRingSize:         bpf.DefaultDropRingSize,
 		WatchCIDRs:           prefixStrings(bpf.DefaultWatchCIDRs),
@@ -134,7 +138,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ClusterPolicies, "cluster-policies", c.ClusterPolicies, "file or directory of the NetworkPolicies the cluster applies, when there is no Kubernetes API: the status says how they differ from --policies")
 	fs.StringVar(&c.Enforcer, "enforcer", c.Enforcer, "enforcer profile, what the enforcer does besides the spec: "+strings.Join(policy.EnforcerNames(), ", "))
 	fs.StringVar(&c.AttachMode, "attach-mode", c.AttachMode, "how programs attach to veths: auto (TCX, falling back to tc), tcx, or tc")
-	fs.StringVar(&c.AcceptedMode, "accepted-mode", c.AcceptedMode, "how packets are known to be past the policy layer: auto (netfilter BPF link after the filter table, else inference), netfilter, or inference (not dropped by the next flush)")
+	fs.StringVar(&c.AcceptedMode, "accepted-mode", c.AcceptedMode, "how packets are known to be past the policy layer: auto (egress, else inference), egress (seen leaving through a pod veth or another interface, tc egress; a netfilter BPF link on LOCAL_IN for packets to the node; Linux 6.4+), netfilter (netfilter BPF links after the filter table, FORWARD included: one hook more on every forwarded packet), or inference (not dropped by the next flush)")
+	fs.StringSliceVar(&c.ExitInterfaces, "exit-interfaces", c.ExitInterfaces, "glob(s) narrowing which of the node's other interfaces (not loopback, bridges or observed pod veths: the overlay's such as flannel.1, the uplinks) confirm packets leaving through them as past policy in the egress mode; default: all of them")
 	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "glob(s) narrowing which pod veths (veth ports of a bridge such as cni0) are observed; default: all of them")
 	fs.IntVar(&c.FlowTableSize, "flow-table-size", c.FlowTableSize, "entries in the in-kernel flow table")
 	fs.IntVar(&c.DropRingSize, "drop-ring-size", c.DropRingSize, "bytes of the ring buffer that reports each flow's first drop at once (a power of two, at least a page); when full, the early report is counted as lost and the drop waits for the next flush")
@@ -257,13 +262,18 @@ func (c *Config) validateCapture() error {
 		return fmt.Errorf("--attach-mode %q: want auto, tcx or tc", c.AttachMode)
 	}
 	switch bpf.AcceptedMode(c.AcceptedMode) {
-	case bpf.AcceptedAuto, bpf.AcceptedNetfilter, bpf.AcceptedInference:
+	case bpf.AcceptedAuto, bpf.AcceptedEgress, bpf.AcceptedNetfilter, bpf.AcceptedInference:
 	default:
-		return fmt.Errorf("--accepted-mode %q: want auto, netfilter or inference", c.AcceptedMode)
+		return fmt.Errorf("--accepted-mode %q: want auto, egress, netfilter or inference", c.AcceptedMode)
 	}
 	for _, g := range c.Interfaces {
 		if _, err := path.Match(g, ""); err != nil {
 			return fmt.Errorf("--interfaces %q: bad glob: %w", g, err)
+		}
+	}
+	for _, g := range c.ExitInterfaces {
+		if _, err := path.Match(g, ""); err != nil {
+			return fmt.Errorf("--exit-interfaces %q: bad glob: %w", g, err)
 		}
 	}
 	if c.FlowTableSize < bpf.MinFlowTableSize || c.FlowTableSize > bpf.MaxFlowTableSize {
@@ -290,15 +300,16 @@ func (c *Config) validateCapture() error {
 func (c *Config) captureConfig() bpf.Config {
 	watch, _ := c.WatchPrefixes()
 	return bpf.Config{
-		AttachMode:    bpf.AttachMode(c.AttachMode),
-		Accepted:      bpf.AcceptedMode(c.AcceptedMode),
-		Interfaces:    c.Interfaces,
-		FlowTableSize: c.FlowTableSize,
-		DropRingSize:  c.DropRingSize,
-		WatchCIDRs:    watch,
-		FlushInterval: c.FlushInterval,
-		IdleTimeout:   c.IdleTimeout,
-		NodeName:      c.NodeName,
+		AttachMode:     bpf.AttachMode(c.AttachMode),
+		Accepted:       bpf.AcceptedMode(c.AcceptedMode),
+		Interfaces:     c.Interfaces,
+		ExitInterfaces: c.ExitInterfaces,
+		FlowTableSize:  c.FlowTableSize,
+		DropRingSize:   c.DropRingSize,
+		WatchCIDRs:     watch,
+		FlushInterval:  c.FlushInterval,
+		IdleTimeout:    c.IdleTimeout,
+		NodeName:       c.NodeName,
 	}
 }
 

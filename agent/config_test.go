@@ -42,7 +42,9 @@ func TestCaptureBoundsAgree(t *testing.T) {
 		{"attach tc", func(c *Config) { c.AttachMode = string(bpf.AttachTC) }, true},
 		{"attach xdp", func(c *Config) { c.AttachMode = "xdp" }, false},
 		{"accepted inference", func(c *Config) { c.AcceptedMode = string(bpf.AcceptedInference) }, true},
+		{"accepted egress", func(c *Config) { c.AcceptedMode = string(bpf.AcceptedEgress) }, true},
 		{"accepted guess", func(c *Config) { c.AcceptedMode = "guess" }, false},
+		{"bad exit glob", func(c *Config) { c.ExitInterfaces = []string{"flannel["} }, false},
 		{"bad glob", func(c *Config) { c.Interfaces = []string{"veth["} }, false},
 	}
 	for _, tt := range tests {

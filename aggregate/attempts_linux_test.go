@@ -144,11 +144,12 @@ func ownSourcePort(evs []Event, client, server *testPod, port uint32) int {
 }
 
 // The fold against flushes every 100 ms (and idle deletes as often), with
-// accepted packets confirmed by the netfilter link or inferred: the records
+// accepted packets confirmed where they leave, by the netfilter link or
+// inferred: the records
 // count each dropped SYN exactly once, none FORWARDED, none lost.
 func TestConnectionAttemptsExactUnderFlushes(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []bpf.AcceptedMode{bpf.AcceptedNetfilter, bpf.AcceptedInference} {
+	for _, mode := range []bpf.AcceptedMode{bpf.AcceptedEgress, bpf.AcceptedNetfilter, bpf.AcceptedInference} {
 		t.Run(string(mode), func(t *testing.T) {
 			tn := newTestNode(t, "10.42.0", 2)
 			tn.exec("iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "9", "-j", "REJECT")

@@ -220,8 +220,17 @@ func udpBurst(t *testing.T, client, server *testPod, port, n int) int {
 
 func TestCaptureTraffic(t *testing.T) {
 	requireRoot(t)
-	for _, mode := range []bpf.AttachMode{bpf.AttachTCX, bpf.AttachTC} {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, tc := range []struct {
+		mode     bpf.AttachMode
+		accepted bpf.AcceptedMode
+		status   string
+	}{
+		{bpf.AttachTCX, bpf.AcceptedAuto, "tc-egress"},
+		{bpf.AttachTC, bpf.AcceptedAuto, "tc-egress"},
+		{bpf.AttachTCX, bpf.AcceptedNetfilter, "netfilter-link"},
+	} {
+		mode := tc.mode
+		t.Run(string(mode)+"/"+string(tc.accepted), func(t *testing.T) {
 			tn := newTestNode(t, "10.42.0", 2)
 			tn.exec("iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "9", "-j", "REJECT")
 			a, b := tn.pods[0], tn.pods[1]
@@ -231,11 +240,11 @@ func TestCaptureTraffic(t *testing.T) {
 				tn.exec("tc", "qdisc", "add", "dev", b.veth, "clsact")
 				foreign[b.veth] = true
 			}
-			rc := startCapture(t, tn, bpf.Config{AttachMode: mode})
+			rc := startCapture(t, tn, bpf.Config{AttachMode: mode, Accepted: tc.accepted})
 			st := rc.c.Status()
 			assert.Equal(t, string(mode), st[bpf.StatusVeth])
 			assert.Equal(t, "tp_btf/kfree_skb", st[bpf.StatusDrops])
-			assert.Equal(t, "netfilter-link", st[bpf.StatusAccepted])
+			assert.Equal(t, tc.status, st[bpf.StatusAccepted])
 			ids := programIDs(t, rc.c)
 
 			payload := []byte(strings.Repeat("flowlens", 4096))

@@ -29,26 +29,37 @@ type attachment struct {
 	qdisc *netlink.GenericQdisc
 }
 
+// attachTCX attaches from (unless nil) on ingress and to on egress.
 func attachTCX(ifindex int, from, to *ebpf.Program) ([]link.Link, error) {
-	in, err := link.AttachTCX(link.TCXOptions{
-		Interface: ifindex, Program: from, Attach: ebpf.AttachTCXIngress, Anchor: link.Head(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("attach tcx ingress: %w", err)
+	var links []link.Link
+	if from != nil {
+		in, err := link.AttachTCX(link.TCXOptions{
+			Interface: ifindex, Program: from, Attach: ebpf.AttachTCXIngress, Anchor: link.Head(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("attach tcx ingress: %w", err)
+		}
+		links = append(links, in)
 	}
 	out, err := link.AttachTCX(link.TCXOptions{
 		Interface: ifindex, Program: to, Attach: ebpf.AttachTCXEgress, Anchor: link.Head(),
 	})
 	if err != nil {
-		if cerr := in.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("detach tcx ingress: %w", cerr))
+		for _, l := range links {
+			if cerr := l.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("detach tcx ingress: %w", cerr))
+			}
 		}
 		return nil, fmt.Errorf("attach tcx egress: %w", err)
 	}
-	return []link.Link{in, out}, nil
+	return append(links, out), nil
 }
 
 func attachTC(nl *netlink.Handle, a *attachment, from, to *ebpf.Program) error {
+	egressName := "flowlens_to_pod"
+	if from == nil {
+		egressName = "flowlens_exit"
+	}
 	q := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: a.ifindex,
@@ -71,8 +82,11 @@ func attachTC(nl *netlink.Handle, a *attachment, from, to *ebpf.Program) error {
 		name   string
 	}{
 		{netlink.HANDLE_MIN_INGRESS, from, "flowlens_from_pod"},
-		{netlink.HANDLE_MIN_EGRESS, to, "flowlens_to_pod"},
+		{netlink.HANDLE_MIN_EGRESS, to, egressName},
 	} {
+		if f.prog == nil {
+			continue
+		}
 		filter := &netlink.BpfFilter{
 			FilterAttrs: netlink.FilterAttrs{
 				LinkIndex: a.ifindex,

@@ -24,7 +24,11 @@ const (
 	StatusDrops      = "drops"
 	StatusAccepted   = "accepted"
 	StatusInterfaces = "interfaces"
+	// StatusExits counts the other interfaces tc_exit is attached to (the
+	// egress mode).
+	StatusExits = "exits"
 
+	acceptedEgress    = "tc-egress"
 	acceptedNetfilter = "netfilter-link"
 	acceptedInference = "delivery-inference"
 )
@@ -61,8 +65,13 @@ type Capture struct {
 	nsIno uint64
 	nl    *netlink.Handle
 
+	// egress is the egress mode (see AcceptedEgress), decided at load: the
+	// programs are built for it.
+	egress bool
+
 	// Watch's goroutine and its link watcher (links.go) own these.
-	attached map[int]*attachment
+	attached map[int]*attachment // pod veths
+	exits    map[int]*attachment // other interfaces, tc_exit (egress mode)
 	failed   map[int]string // attaches to retry: ifindex -> name
 	tcx      bool           // false once TCX proved unsupported (auto mode)
 	links    []link.Link    // netfilter and tracepoint links
@@ -104,11 +113,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Capture, err
 	c := &Capture{
 		cfg: cfg, log: log, metrics: m, linkMetrics: lm, reasons: reasons,
 		attached: make(map[int]*attachment),
+		exits:    make(map[int]*attachment),
 		failed:   make(map[int]string),
 		ifNames:  make(map[uint32]string),
 		tcx:      cfg.AttachMode != AttachTC,
 		status: map[string]string{
-			StatusVeth: "pending", StatusDrops: "pending", StatusAccepted: "pending", StatusInterfaces: "0",
+			StatusVeth: "pending", StatusDrops: "pending", StatusAccepted: "pending", StatusInterfaces: "0", StatusExits: "0",
 		},
 	}
 	runtime.LockOSThread()
@@ -148,6 +158,12 @@ func (c *Capture) load() error {
 	if err := spec.Variables[flowlensVarFlushDelayNs].Set(uint64(PendingDelay.Nanoseconds())); err != nil {
 		return fmt.Errorf("set flush_delay_ns: %w", err)
 	}
+	if err := c.decideEgress(); err != nil {
+		return err
+	}
+	if err := spec.Variables[flowlensVarAcceptAtEgress].Set(c.egress); err != nil {
+		return fmt.Errorf("set accept_at_egress: %w", err)
+	}
 	spec.Maps[flowlensMapFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
 	spec.Maps[flowlensMapCtFlows].MaxEntries = uint32(c.cfg.FlowTableSize)
 	spec.Maps[flowlensMapDropEvents].MaxEntries = uint32(c.cfg.DropRingSize)
@@ -174,6 +190,29 @@ func (c *Capture) load() error {
 			return fmt.Errorf("add watch cidr %v: %w", p, err)
 		}
 	}
+	return nil
+}
+
+// decideEgress settles the egress mode before the programs are built for
+// it: asked for, or in auto mode, when the kernel can cast a tc context to
+// its sk_buff (6.3; the netfilter link it also needs for LOCAL_IN came in
+// 6.4, checked when attaching).
+func (c *Capture) decideEgress() error {
+	switch c.cfg.Accepted {
+	case AcceptedEgress, AcceptedAuto:
+	default:
+		return nil
+	}
+	ok, err := kernelHasFunc(castToKernCtx)
+	switch {
+	case err != nil && c.cfg.Accepted == AcceptedEgress:
+		return fmt.Errorf("accepted mode egress: %w", err)
+	case err != nil:
+		c.log.Warn("accepted mode auto: cannot read the kernel's BTF, not using the egress mode", "err", err)
+	case !ok && c.cfg.Accepted == AcceptedEgress:
+		return fmt.Errorf("accepted mode egress: the kernel has no %s kfunc (Linux 6.3+)", castToKernCtx)
+	}
+	c.egress = ok
 	return nil
 }
 
@@ -213,6 +252,12 @@ func (c *Capture) doClose() {
 			c.log.Warn("detach interface", "interface", a.name, "err", err)
 		}
 		delete(c.attached, idx)
+	}
+	for idx, a := range c.exits {
+		if err := a.detach(c.nl); err != nil {
+			c.log.Warn("detach interface", "interface", a.name, "err", err)
+		}
+		delete(c.exits, idx)
 	}
 	c.updateAttachedStatus()
 	for _, l := range c.links {

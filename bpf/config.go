@@ -25,10 +25,16 @@ const (
 type AcceptedMode string
 
 const (
-	// AcceptedAuto uses the netfilter link, falling back to inference when
-	// the kernel has none (before 6.4).
+	// AcceptedAuto uses the egress mode, falling back to inference when
+	// the kernel has no netfilter link (before 6.4).
 	AcceptedAuto AcceptedMode = "auto"
-	// AcceptedNetfilter requires the netfilter link.
+	// AcceptedEgress takes a packet as past policy where it leaves: a pod
+	// veth's or another interface's tc egress (tc_to_pod, tc_exit), and
+	// for packets to the node itself a netfilter link on LOCAL_IN. No hook
+	// is added to the FORWARD path of pod traffic. Linux 6.4+.
+	AcceptedEgress AcceptedMode = "egress"
+	// AcceptedNetfilter uses netfilter links on FORWARD, LOCAL_IN and
+	// LOCAL_OUT (one hook more on every forwarded packet's path).
 	AcceptedNetfilter AcceptedMode = "netfilter"
 	// AcceptedInference never attaches it: packets counted at a veth and
 	// not dropped by the next flush are taken as forwarded.
@@ -44,6 +50,11 @@ type Config struct {
 	// are ports of a bridge (pod veths on cni0) and match one are attached.
 	// Default ["*"]: every pod veth.
 	Interfaces []string
+	// ExitInterfaces are path.Match globs on the names of the other
+	// interfaces (not loopback, not a bridge, not a pod veth) that get
+	// tc_exit in the egress mode: the overlay's (flannel.1) and the
+	// uplinks, where packets leave the node past policy. Default ["*"].
+	ExitInterfaces []string
 	// FlowTableSize is the capacity of the in-kernel flow table. Default 65536.
 	FlowTableSize int
 	// DropRingSize is the size in bytes of the drop_events ring buffer that
@@ -118,9 +129,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch cfg.Accepted {
 	case "":
 		cfg.Accepted = AcceptedAuto
-	case AcceptedAuto, AcceptedNetfilter, AcceptedInference:
+	case AcceptedAuto, AcceptedEgress, AcceptedNetfilter, AcceptedInference:
 	default:
-		return cfg, fmt.Errorf("accepted mode %q: want auto, netfilter or inference", cfg.Accepted)
+		return cfg, fmt.Errorf("accepted mode %q: want auto, egress, netfilter or inference", cfg.Accepted)
 	}
 	if len(cfg.Interfaces) == 0 {
 		cfg.Interfaces = DefaultInterfaces
@@ -128,6 +139,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	for _, g := range cfg.Interfaces {
 		if _, err := path.Match(g, ""); err != nil {
 			return cfg, fmt.Errorf("interface glob %q: %w", g, err)
+		}
+	}
+	if len(cfg.ExitInterfaces) == 0 {
+		cfg.ExitInterfaces = DefaultInterfaces
+	}
+	for _, g := range cfg.ExitInterfaces {
+		if _, err := path.Match(g, ""); err != nil {
+			return cfg, fmt.Errorf("exit interface glob %q: %w", g, err)
 		}
 	}
 	if cfg.FlowTableSize == 0 {

@@ -14,6 +14,8 @@ func TestConfigDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, AttachAuto, cfg.AttachMode)
 	assert.Equal(t, []string{"*"}, cfg.Interfaces)
+	assert.Equal(t, []string{"*"}, cfg.ExitInterfaces)
+	assert.Equal(t, AcceptedAuto, cfg.Accepted)
 	assert.Equal(t, 65536, cfg.FlowTableSize)
 	assert.Equal(t, 256<<10, cfg.DropRingSize, "the size maps.h declares")
 	assert.Equal(t, DefaultWatchCIDRs, cfg.WatchCIDRs)
@@ -29,6 +31,8 @@ func TestConfigInvalid(t *testing.T) {
 	}{
 		{"mode", Config{AttachMode: "xdp"}, `attach mode "xdp"`},
 		{"glob", Config{Interfaces: []string{"veth["}}, `interface glob "veth["`},
+		{"exit glob", Config{ExitInterfaces: []string{"flannel["}}, `exit interface glob "flannel["`},
+		{"accepted", Config{Accepted: "forward"}, `accepted mode "forward": want auto, egress, netfilter or inference`},
 		{"table", Config{FlowTableSize: 3}, "flow table size 3"},
 		{"ring not a power of two", Config{DropRingSize: 3 * 4096}, "drop ring size 12288"},
 		{"ring below a page", Config{DropRingSize: 64}, "drop ring size 64"},

@@ -112,8 +112,10 @@ const (
 	flowlensMapWatchCidrs      = "watch_cidrs"
 	flowlensProgKfreeSkb       = "kfree_skb"
 	flowlensProgNfAccept       = "nf_accept"
+	flowlensProgTcExit         = "tc_exit"
 	flowlensProgTcFromPod      = "tc_from_pod"
 	flowlensProgTcToPod        = "tc_to_pod"
+	flowlensVarAcceptAtEgress  = "accept_at_egress"
 	flowlensVarFlowsCreated    = "flows_created"
 	flowlensVarFlushDelayNs    = "flush_delay_ns"
 	flowlensVarNetnsIno        = "netns_ino"
@@ -166,6 +168,7 @@ type flowlensSpecs struct {
 type flowlensProgramSpecs struct {
 	KfreeSkb  *ebpf.ProgramSpec `ebpf:"kfree_skb"`
 	NfAccept  *ebpf.ProgramSpec `ebpf:"nf_accept"`
+	TcExit    *ebpf.ProgramSpec `ebpf:"tc_exit"`
 	TcFromPod *ebpf.ProgramSpec `ebpf:"tc_from_pod"`
 	TcToPod   *ebpf.ProgramSpec `ebpf:"tc_to_pod"`
 }
@@ -189,6 +192,7 @@ type flowlensMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type flowlensVariableSpecs struct {
+	AcceptAtEgress  *ebpf.VariableSpec `ebpf:"accept_at_egress"`
 	FlowsCreated    *ebpf.VariableSpec `ebpf:"flows_created"`
 	FlushDelayNs    *ebpf.VariableSpec `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.VariableSpec `ebpf:"netns_ino"`
@@ -246,6 +250,7 @@ func (m *flowlensMaps) Close() error {
 //
 // It can be passed to loadFlowlensObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flowlensVariables struct {
+	AcceptAtEgress  *ebpf.Variable `ebpf:"accept_at_egress"`
 	FlowsCreated    *ebpf.Variable `ebpf:"flows_created"`
 	FlushDelayNs    *ebpf.Variable `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.Variable `ebpf:"netns_ino"`
@@ -260,6 +265,7 @@ type flowlensVariables struct {
 type flowlensPrograms struct {
 	KfreeSkb  *ebpf.Program `ebpf:"kfree_skb"`
 	NfAccept  *ebpf.Program `ebpf:"nf_accept"`
+	TcExit    *ebpf.Program `ebpf:"tc_exit"`
 	TcFromPod *ebpf.Program `ebpf:"tc_from_pod"`
 	TcToPod   *ebpf.Program `ebpf:"tc_to_pod"`
 }
@@ -268,6 +274,7 @@ func (p *flowlensPrograms) Close() error {
 	return _FlowlensClose(
 		p.KfreeSkb,
 		p.NfAccept,
+		p.TcExit,
 		p.TcFromPod,
 		p.TcToPod,
 	)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strconv"
 	"time"
@@ -136,6 +137,11 @@ func (c *Capture) syncLinks() error {
 			c.detach(a)
 		}
 	}
+	for idx, a := range c.exits {
+		if !present[idx] {
+			c.detachExit(a)
+		}
+	}
 	for idx := range c.failed {
 		if !present[idx] {
 			delete(c.failed, idx)
@@ -156,6 +162,29 @@ func (c *Capture) retryFailed() {
 	}
 }
 
+// linkRole is what flowlens attaches to an interface.
+type linkRole int
+
+const (
+	roleNone linkRole = iota
+	rolePod           // a pod's host-side veth: tc_from_pod and tc_to_pod
+	roleExit          // another way out of the node: tc_exit (egress mode)
+)
+
+// role names an interface's role. A pod veth the interface globs leave out
+// is an exit: a packet delivered to it is past policy all the same.
+func (c *Capture) role(l netlink.Link) linkRole {
+	attrs := l.Attrs()
+	if l.Type() == "veth" && c.bridgePort(attrs) && matchInterface(c.cfg.Interfaces, attrs.Name) {
+		return rolePod
+	}
+	if !c.egress || attrs.Flags&net.FlagLoopback != 0 || l.Type() == "bridge" ||
+		!matchInterface(c.cfg.ExitInterfaces, attrs.Name) {
+		return roleNone
+	}
+	return roleExit
+}
+
 func (c *Capture) onLink(l netlink.Link, removed bool) {
 	attrs := l.Attrs()
 	if removed {
@@ -164,14 +193,30 @@ func (c *Capture) onLink(l netlink.Link, removed bool) {
 		if a, ok := c.attached[attrs.Index]; ok {
 			c.detach(a)
 		}
+		if a, ok := c.exits[attrs.Index]; ok {
+			c.detachExit(a)
+		}
 		return
 	}
 	c.setInterfaceName(uint32(attrs.Index), attrs.Name)
-	if l.Type() != "veth" || !matchInterface(c.cfg.Interfaces, attrs.Name) || !c.bridgePort(attrs) {
+	if a, ok := c.attached[attrs.Index]; ok {
+		a.name = attrs.Name // a pod veth stays one until it goes
 		return
 	}
-	if a, ok := c.attached[attrs.Index]; ok {
-		a.name = attrs.Name
+	switch c.role(l) {
+	case rolePod:
+		// A CNI creates a veth and enslaves it after: it may have been
+		// taken for an exit in between.
+		if a, ok := c.exits[attrs.Index]; ok {
+			c.detachExit(a)
+		}
+	case roleExit:
+		c.onExit(attrs)
+		return
+	default:
+		if a, ok := c.exits[attrs.Index]; ok {
+			c.detachExit(a)
+		}
 		return
 	}
 	a := &attachment{name: attrs.Name, ifindex: attrs.Index}
@@ -200,6 +245,36 @@ func (c *Capture) detach(a *attachment) {
 	c.updateAttachedStatus()
 }
 
+// onExit attaches tc_exit to an exit interface, once.
+func (c *Capture) onExit(attrs *netlink.LinkAttrs) {
+	if a, ok := c.exits[attrs.Index]; ok {
+		a.name = attrs.Name
+		return
+	}
+	a := &attachment{name: attrs.Name, ifindex: attrs.Index}
+	if err := c.attachExit(a); err != nil {
+		_, again := c.failed[attrs.Index]
+		c.failed[attrs.Index] = attrs.Name
+		c.linkMetrics.attachFailures.Inc()
+		c.log.Warn("attach exit interface; will retry", "interface", attrs.Name, "retry", again, "err", err)
+		return
+	}
+	delete(c.failed, attrs.Index)
+	c.exits[attrs.Index] = a
+	c.log.Info("attached exit", "interface", a.name, "mode", a.mode)
+	c.updateAttachedStatus()
+}
+
+// detachExit removes tc_exit from an interface (gone, or now a pod veth).
+func (c *Capture) detachExit(a *attachment) {
+	if err := a.detach(c.nl); err != nil {
+		c.log.Warn("detach exit interface", "interface", a.name, "err", err)
+	}
+	delete(c.exits, a.ifindex)
+	c.log.Info("detached exit", "interface", a.name)
+	c.updateAttachedStatus()
+}
+
 // bridgePort reports whether a veth is a port of a bridge (cni0): that is
 // what makes it a pod's host-side veth. A veth that is not (a lab's or a
 // VM's uplink, a routed veth) would show node or tunnel traffic as if a pod
@@ -216,8 +291,17 @@ func (c *Capture) bridgePort(attrs *netlink.LinkAttrs) bool {
 }
 
 func (c *Capture) attach(a *attachment) error {
+	return c.attachProgs(a, c.objs.TcFromPod, c.objs.TcToPod)
+}
+
+func (c *Capture) attachExit(a *attachment) error {
+	return c.attachProgs(a, nil, c.objs.TcExit)
+}
+
+// attachProgs attaches from (if any) on ingress and to on egress.
+func (c *Capture) attachProgs(a *attachment, from, to *ebpf.Program) error {
 	if c.tcx {
-		links, err := attachTCX(a.ifindex, c.objs.TcFromPod, c.objs.TcToPod)
+		links, err := attachTCX(a.ifindex, from, to)
 		switch {
 		case err == nil:
 			a.links, a.mode = links, "tcx"
@@ -230,7 +314,7 @@ func (c *Capture) attach(a *attachment) error {
 			return err
 		}
 	}
-	if err := attachTC(c.nl, a, c.objs.TcFromPod, c.objs.TcToPod); err != nil {
+	if err := attachTC(c.nl, a, from, to); err != nil {
 		return err
 	}
 	a.mode = "tc"
@@ -257,6 +341,7 @@ func (c *Capture) markPodIf(ifindex int, on bool) {
 func (c *Capture) updateAttachedStatus() {
 	c.metrics.attached.Set(float64(len(c.attached)))
 	c.setStatus(StatusInterfaces, strconv.Itoa(len(c.attached)))
+	c.setStatus(StatusExits, strconv.Itoa(len(c.exits)))
 }
 
 // enterNS moves the calling (locked) thread into the capture's network

@@ -12,6 +12,14 @@
 #include "flow.h"
 #include "pods.h"
 #include "hotslot.h"
+#include "accept.h"
+
+/* A tc program's context as the kernel's sk_buff (6.3+; the verifier turns
+ * the call into a register move): the conntrack entry and the headers'
+ * offsets are plain loads from it. Weak, and called only when
+ * accept_at_egress is set: on an older kernel the verifier drops the calls
+ * as dead code, and the programs load for the other modes. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 
 static __always_inline __u64 tc_segs(struct __sk_buff *skb)
 {
@@ -90,6 +98,9 @@ int tc_to_pod(struct __sk_buff *skb)
 {
 	__u32 iif = skb->ingress_ifindex;
 	struct hot_slot *hs = hot_slot();
+	/* Delivered, so past the FORWARD chain (egress mode: see accept.h). */
+	if (accept_at_egress)
+		past_policy(bpf_cast_to_kern_ctx(skb), tc_l3_len(skb), iif, hs);
 	if (iif && hs && hs->ifindex == iif)
 		return TC_ACT_UNSPEC; /* the common case of the one below */
 	if (iif && bpf_map_lookup_elem(&pod_ifs, &iif))
@@ -143,6 +154,27 @@ int tc_to_pod(struct __sk_buff *skb)
 		st->to_epoch = nf_epoch(now); /* this key is the packet's: see above */
 	else if (!st->is_reply)
 		st->is_reply = 1;
+	return TC_ACT_UNSPEC;
+}
+
+/* tc_exit, egress on the node's other interfaces in the egress mode (the
+ * overlay's, the uplinks'): a packet leaving through one is past the
+ * FORWARD chain. Counts nothing: the packets it sees were counted at the
+ * sending pod's veth, or are the node's own. */
+SEC("tc")
+int tc_exit(struct __sk_buff *skb)
+{
+	if (!accept_at_egress)
+		return TC_ACT_UNSPEC; /* never attached then */
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
+		return TC_ACT_UNSPEC;
+	struct sk_buff *k = bpf_cast_to_kern_ctx(skb);
+	/* The IP length whatever the device's link layer (an Ethernet-like
+	 * overlay, or an L3 one such as WireGuard's): __dev_queue_xmit set
+	 * the MAC header where the packet's data starts. */
+	__u32 l2 = (__u16)(k->network_header - k->mac_header);
+	__u32 len = skb->len;
+	past_policy(k, len > l2 ? len - l2 : 0, skb->ingress_ifindex, hot_slot());
 	return TC_ACT_UNSPEC;
 }
 

@@ -80,16 +80,23 @@ func (c *Capture) attachGlobal() error {
 }
 
 // attachAccept attaches nf_accept after the filter table, unless told to
-// infer; in auto mode a kernel without netfilter links degrades to
-// inference, in netfilter mode that is an error.
+// infer: on FORWARD, LOCAL_IN and LOCAL_OUT in the netfilter mode, on
+// LOCAL_IN alone in the egress mode (the tc programs see the rest where
+// it leaves). In auto mode a kernel without netfilter links degrades to
+// inference; when the mode was asked for, that is an error.
 func (c *Capture) attachAccept() error {
 	if c.cfg.Accepted == AcceptedInference {
 		c.setStatus(StatusAccepted, acceptedInference)
 		return nil
 	}
 	accepted := acceptedNetfilter
+	hooks := []link.NetfilterInetHook{link.NetfilterInetForward, link.NetfilterInetLocalIn, link.NetfilterInetLocalOut}
+	if c.egress {
+		accepted = acceptedEgress
+		hooks = []link.NetfilterInetHook{link.NetfilterInetLocalIn}
+	}
 	for _, pf := range []link.NetfilterProtocolFamily{link.NetfilterProtoIPv4, link.NetfilterProtoIPv6} {
-		for _, hook := range []link.NetfilterInetHook{link.NetfilterInetForward, link.NetfilterInetLocalIn, link.NetfilterInetLocalOut} {
+		for _, hook := range hooks {
 			l, err := link.AttachNetfilter(link.NetfilterOptions{
 				Program: c.objs.NfAccept, ProtocolFamily: pf, Hook: hook, Priority: nfPriority,
 			})
@@ -103,8 +110,8 @@ func (c *Capture) attachAccept() error {
 			c.links = append(c.links, l)
 		}
 	}
-	if accepted == acceptedInference && c.cfg.Accepted == AcceptedNetfilter {
-		return fmt.Errorf("accepted mode netfilter: the kernel refused the IPv4 netfilter link (see the warnings above)")
+	if accepted == acceptedInference && c.cfg.Accepted != AcceptedAuto {
+		return fmt.Errorf("accepted mode %s: the kernel refused the IPv4 netfilter link (see the warnings above)", c.cfg.Accepted)
 	}
 	c.setStatus(StatusAccepted, accepted)
 	return nil

@@ -21,8 +21,10 @@ import (
 // clean detach.
 func TestSingleNodeCapture(t *testing.T) {
 	for _, tc := range []struct{ attach, accepted, wantVeth, wantAccepted string }{
-		{"auto", "auto", "tcx", "netfilter-link"},
-		{"tc", "auto", "tc", "netfilter-link"},
+		{"auto", "auto", "tcx", "tc-egress"},
+		{"tc", "auto", "tc", "tc-egress"},
+		// The netfilter links on FORWARD too, as before the egress mode.
+		{"auto", "netfilter", "tcx", "netfilter-link"},
 		// The fallback for kernels without the netfilter BPF link (< 6.4).
 		{"auto", "inference", "tcx", "delivery-inference"},
 	} {
@@ -34,6 +36,11 @@ func TestSingleNodeCapture(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantVeth, st.GetAttachModes()["veth"], "attach mode in status")
 			assert.Equal(t, tc.wantAccepted, st.GetAttachModes()["accepted"], "accepted mode in status")
+			if tc.wantAccepted == "tc-egress" {
+				// Every interface of the node but loopback, cni0 and the pod veths.
+				exits := len(nodeLinks(t, l.Node("node1").NetNS)) - 1 - len(podsOn(l, "node1"))
+				assert.Equal(t, fmt.Sprint(exits), st.GetAttachModes()["exits"], "exit interfaces in status")
+			}
 
 			t.Run("allowed TCP", func(t *testing.T) { checkAllowedTCP(t, l, a) })
 
@@ -54,15 +61,15 @@ func TestSingleNodeCapture(t *testing.T) {
 			}
 			assert.Positive(t, created, "the agent created BPF links (tracepoint, netfilter, TCX)")
 			node := l.Node("node1")
-			for _, p := range podsOn(l, "node1") {
+			for _, dev := range nodeLinks(t, node.NetNS) {
 				for _, dir := range []string{"ingress", "egress"} {
-					out := run(t, "ip", "netns", "exec", node.NetNS, "tc", "filter", "show", "dev", p.HostVeth, dir)
-					assert.Empty(t, strings.TrimSpace(out), "tc %s filter left on %s", dir, p.HostVeth)
+					out := run(t, "ip", "netns", "exec", node.NetNS, "tc", "filter", "show", "dev", dev, dir)
+					assert.Empty(t, strings.TrimSpace(out), "tc %s filter left on %s", dir, dev)
 				}
-				out := run(t, "ip", "netns", "exec", node.NetNS, "tc", "qdisc", "show", "dev", p.HostVeth)
-				assert.NotContains(t, out, "clsact", "clsact qdisc left on %s", p.HostVeth)
-				out = run(t, "ip", "netns", "exec", node.NetNS, "bpftool", "net", "show", "dev", p.HostVeth)
-				assert.NotContains(t, out, "tcx", "TCX program left on %s", p.HostVeth)
+				out := run(t, "ip", "netns", "exec", node.NetNS, "tc", "qdisc", "show", "dev", dev)
+				assert.NotContains(t, out, "clsact", "clsact qdisc left on %s", dev)
+				out = run(t, "ip", "netns", "exec", node.NetNS, "bpftool", "net", "show", "dev", dev)
+				assert.NotContains(t, out, "tcx", "TCX program left on %s", dev)
 			}
 		})
 	}
@@ -251,4 +258,20 @@ func TestSIGTERMWritesPending(t *testing.T) {
 	a.stop()
 	p, _ := sum(a.match(fwd))
 	assert.Equal(t, uint64(n), p, "the final flush on SIGTERM wrote every datagram")
+}
+
+// nodeLinks names the interfaces of a lab node's namespace but loopback.
+func nodeLinks(t *testing.T, netns string) []string {
+	t.Helper()
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(run(t, "ip", "netns", "exec", netns, "ip", "-o", "link", "show")), "\n") {
+		// "3: vethabc@if2: <BROADCAST,...> ..."
+		f := strings.Fields(line)
+		require.GreaterOrEqual(t, len(f), 2, "ip -o link line %q", line)
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if name != "lo" {
+			names = append(names, name)
+		}
+	}
+	return names
 }

@@ -153,6 +153,7 @@ struct sk_buff {
 	__be16 protocol;
 	__u16 transport_header;
 	__u16 network_header;
+	__u16 mac_header;
 	unsigned int end; /* an offset from head on 64-bit kernels */
 	unsigned char *head;
 } __attribute__((preserve_access_index));
