@@ -72,9 +72,9 @@ type Capture struct {
 	// Watch's goroutine and its link watcher (links.go) own these.
 	attached map[int]*attachment // pod veths
 	exits    map[int]*attachment // other interfaces, tc_exit (egress mode)
-	failed   map[int]string // attaches to retry: ifindex -> name
-	tcx      bool           // false once TCX proved unsupported (auto mode)
-	links    []link.Link    // netfilter and tracepoint links
+	failed   map[int]string      // attaches to retry: ifindex -> name
+	tcx      bool                // false once TCX proved unsupported (auto mode)
+	links    []link.Link         // netfilter and tracepoint links
 
 	namesMu sync.RWMutex // guards ifNames: Watch writes, aggregation reads
 	ifNames map[uint32]string

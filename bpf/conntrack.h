@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Keys and NAT from a kernel skb's conntrack entry, for nf_accept and
+ * Keys and NAT from a kernel skb's conntrack entry, for past_policy and
  * kfree_skb.
  */
 #ifndef __FLOWLENS_CONNTRACK_H

@@ -50,7 +50,7 @@ static __noinline int flow_create(struct flow_key *key, __u8 obs, __u32 ifindex,
 	init.obs = obs;
 	init.ifindex = ifindex;
 	/* The first direction seen is the initiator's; conntrack corrects this
-	 * in nf_accept for connections that predate the agent. */
+	 * in past_policy for connections that predate the agent. */
 	struct flow_key rev;
 	reverse_key(key, &rev);
 	if (bpf_map_lookup_elem(&flows, &rev))
@@ -70,10 +70,10 @@ static __always_inline struct flow_stats *flow_get_or_create(struct flow_key *ke
 	return bpf_map_lookup_elem(&flows, key);
 }
 
-/* The epoch nf_accept's per-flow decisions hold for (about a second).
+/* The epoch past_policy's per-flow decisions hold for (about a second).
  * Netfilter programs have only the precise clock, tc_from_pod uses the
  * coarse one: they differ by less than a tick, which at an epoch's end
- * costs at most one more full pass in nf_accept. */
+ * costs at most one more full pass in past_policy. */
 static __always_inline __u32 nf_epoch(__u64 now)
 {
 	return now >> NF_EPOCH_SHIFT;

@@ -14,12 +14,18 @@
  *    same-node traffic is counted once). Delivery is past policy: it marks
  *    the packets forwarded. The reply of a ClusterIP connection served by
  *    another node's backend is counted under the backend's key.
- * 3. nf_accept (netfilter link after the filter table on FORWARD, INPUT and
- *    OUTPUT) marks packets of known flows as past policy. Keys come from the
- *    skb's conntrack entry, which holds the tuples as each side sent them.
- *    That is decided once per flow, entry and epoch (about a second): the
- *    packet tc_from_pod just counted returns after one comparison (hot),
- *    other packets of a matched entry after two lookups (ct_flows).
+ * 3. past_policy (accept.h) marks packets of known flows as past policy
+ *    where they leave the policy layer. In the egress mode (the default):
+ *    tc_to_pod for packets delivered to a pod, tc_exit (tc/TCX egress on
+ *    the node's other interfaces: flannel.1, uplinks) for packets leaving
+ *    the node, nf_accept (netfilter link on INPUT) for packets to the node
+ *    itself; no hook on the FORWARD path. In the netfilter mode nf_accept
+ *    runs after the filter table on FORWARD, INPUT and OUTPUT. Keys come
+ *    from the skb's conntrack entry, which holds the tuples as each side
+ *    sent them. That is decided once per flow, entry and epoch (about a
+ *    second): the packet tc_from_pod just counted returns after one
+ *    comparison (hot), other packets of a matched entry after two lookups
+ *    (ct_flows).
  * 4. kfree_skb (tp_btf) counts packets the kernel freed with a drop reason in
  *    this network namespace, for pod and service addresses, and tells user
  *    space of a flow's first drop through the drop_events ring buffer. A
@@ -50,5 +56,6 @@ const struct drop_event *unused_drop_event __attribute__((unused));
 #include "hotslot.h"
 #include "tc.h"
 #include "conntrack.h"
+#include "accept.h"
 #include "netfilter.h"
 #include "drops.h"

@@ -9,7 +9,7 @@
 #include "headers/bpf_helpers.h"
 #include "types.h"
 
-/* Per-flow counters. Written by all programs (tc_* insert, nf_accept only
+/* Per-flow counters. Written by all programs (tc_* insert, past_policy only
  * updates, kfree_skb inserts drops); read and pruned by user space each
  * flush. max_entries is set from Config.FlowTableSize before load. */
 struct {
@@ -43,7 +43,7 @@ struct {
 
 /* Post-NAT keys of flows already counted at their sender's veth: a reply
  * from a local service backend reaches the client with the ClusterIP as
- * source, which is not in local_pods. Written by nf_accept when conntrack
+ * source, which is not in local_pods. Written by past_policy when conntrack
  * shows NAT; read by tc_to_pod. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -52,14 +52,14 @@ struct {
 	__type(value, __u8);
 } nat_counted SEC(".maps");
 
-/* Connections nf_accept has already matched to a flow: ct_tag (nf_conn
+/* Connections past_policy has already matched to a flow: ct_tag (nf_conn
  * pointer | reply direction) -> that direction's flow key. A packet of such
  * a connection, in the epoch the flow records (flow_stats.nf_ct/nf_epoch),
  * costs one read of skb->_nfct and two hash lookups instead of rebuilding
  * the key from the conntrack tuple (five kernel reads). A reused nf_conn
  * pointer is matched again in the next epoch at the latest, and one that
  * now names another flow fails the nf_ct check at once. Written and read by
- * nf_accept; max_entries follows the flow table. */
+ * past_policy; max_entries follows the flow table. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -72,7 +72,7 @@ struct {
  * -> the key as the backend sent it. Such a reply is counted once, on
  * delivery, under the backend's key, so it names the backend pod and is
  * judged as the reply of a connection to it (as kube-router judged the
- * connection). Written by nf_accept, read by tc_to_pod. */
+ * connection). Written by past_policy, read by tc_to_pod. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -81,8 +81,8 @@ struct {
 } svc_replies SEC(".maps");
 
 /* One flow a hot slot caches: the flow (key, on the veth key_ifindex),
- * what nf_accept last decided for it (nf_ct, nf_epoch, nf_fwd: copied from
- * the flow when cached, and written by nf_accept when it matches the key),
+ * what past_policy last decided for it (nf_ct, nf_epoch, nf_fwd: copied from
+ * the flow when cached, and written by past_policy when it matches the key),
  * and its packets counted here but not yet in the flow (pkts, bytes,
  * tcp_flags, last_ns). */
 struct hot_entry {
@@ -95,7 +95,7 @@ struct hot_entry {
 	__u32 key_ifindex;
 	__u8 tcp_flags;
 	__u8 cached;    /* key is valid */
-	__u8 nf_fwd;    /* nf_accept has seen the flow past policy */
+	__u8 nf_fwd;    /* past_policy has seen the flow past policy */
 	__u8 pad;
 	__u32 gen;      /* prune_gen when cached: user space deleted no flow since */
 };
@@ -108,11 +108,12 @@ struct hot_entry {
  * maps.
  * - ifindex: a pod veth tc_from_pod runs on. tc_to_pod skips a packet that
  *   entered on it (counted there) without the pod_ifs lookup.
- * - ct, len: when nf_accept matched the packet's flow in this epoch (to
+ * - ct, len: when past_policy matched the packet's flow in this epoch (to
  *   its conntrack entry, flow_stats.nf_ct, or to none), that entry's tag
- *   and the packet's IP length. nf_accept, finding a packet of the same
- *   entry and direction, ingress veth and length, has nothing to add and
- *   returns before any lookup. One-shot: nf_accept clears len.
+ *   and the packet's IP length. past_policy, finding a packet of the same
+ *   entry and direction and length (without an entry, of the same ingress
+ *   veth), has nothing to add and returns before any lookup. One-shot:
+ *   past_policy clears len.
  * - e[2]: the two flows tc_from_pod counted last on this CPU (two, because
  *   a TCP transfer between two pods of a node often alternates its data
  *   and its ACKs on one CPU: with one entry, each evicted the other). A

@@ -83,7 +83,7 @@ int tc_from_pod(struct __sk_buff *skb)
 	}
 	hs->mru = he == &hs->e[1];
 	nf_hot = he->nf_fwd && he->nf_epoch == nf_epoch(now);
-	/* nf_accept matched this flow (to its conntrack entry, if any) in this
+	/* past_policy matched this flow (to its conntrack entry, if any) in this
 	 * epoch: tell it which entry, so for this packet (next on this CPU) it
 	 * returns before any lookup. */
 	if (nf_hot) {

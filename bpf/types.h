@@ -56,10 +56,10 @@ struct flow_stats {
 	__u64 bytes;
 	__u64 last_ns;  /* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC) */
 	__u64 fwd_pkts; /* seen past the policy layer (netfilter link or delivery) */
-	/* Internal to the programs: the conntrack entry nf_accept last matched
+	/* Internal to the programs: the conntrack entry past_policy last matched
 	 * to this flow (pointer | 1 for its reply direction) and the epoch
 	 * (coarse clock >> NF_EPOCH_SHIFT) it did so in. Until the epoch ends,
-	 * nf_accept has nothing to learn from another packet of that entry. */
+	 * past_policy has nothing to learn from another packet of that entry. */
 	__u64 nf_ct;
 	__u32 nf_epoch;
 	__u32 ifindex;  /* veth the packets were counted on */
@@ -78,7 +78,7 @@ struct flow_stats {
 	 * until it ends, a packet of the flow takes that lookup alone. */
 	__u32 to_epoch;
 	/* Where conntrack sent this direction after a DNAT (a ClusterIP's
-	 * backend), when xlat is 1. Set by nf_accept and kfree_skb. */
+	 * backend), when xlat is 1. Set by past_policy and kfree_skb. */
 	__u16 xlat_dport;
 	__u8 pad[6];
 	__u8 xlat_daddr[16];

@@ -73,6 +73,14 @@ func iperfPods(ctx context.Context, b *testing.B, l *testLab) (from, to traffic.
 		}
 		ends[i] = traffic.Endpoint{NetNS: p.NetNS, IP: p.IP}
 	}
+	// FLOWLENS_BENCH_PIN=client,server pins the two ends to CPUs.
+	if pin := os.Getenv("FLOWLENS_BENCH_PIN"); pin != "" {
+		c, s, ok := strings.Cut(pin, ",")
+		if !ok {
+			b.Fatalf("FLOWLENS_BENCH_PIN=%q: want client-cpus,server-cpus", pin)
+		}
+		ends[0].CPUs, ends[1].CPUs = c, s
+	}
 	return ends[0], ends[1]
 }
 

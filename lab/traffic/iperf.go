@@ -15,6 +15,21 @@ import (
 type Endpoint struct {
 	NetNS string
 	IP    netip.Addr
+	// CPUs, when set, pins iperf3 at this end to these CPUs (a taskset(1) list,
+	// e.g. "1"). On a machine of a few CPUs, which CPUs the two ends and the veth
+	// path's softirqs land on decides the rate more than the datapath does; pinned,
+	// a measurement repeats.
+	CPUs string
+}
+
+// command is argv for running iperf3 with args in e's namespace, pinned to
+// e.CPUs if set.
+func (e Endpoint) command(args ...string) []string {
+	cmd := []string{"netns", "exec", e.NetNS}
+	if e.CPUs != "" {
+		cmd = append(cmd, "taskset", "-c", e.CPUs)
+	}
+	return append(append(cmd, "iperf3"), args...)
 }
 
 // Run is one iperf3 measurement.
@@ -56,7 +71,7 @@ type iperfJSON struct {
 // Iperf runs one iperf3 measurement of seconds from from to to: TCP, or 64-byte UDP at full
 // rate.
 func Iperf(ctx context.Context, from, to Endpoint, udp bool, seconds int) (Run, error) {
-	srv := exec.CommandContext(ctx, "ip", "netns", "exec", to.NetNS, "iperf3", "-s", "-1", "-p", "5201", "-B", to.IP.String())
+	srv := exec.CommandContext(ctx, "ip", to.command("-s", "-1", "-p", "5201", "-B", to.IP.String())...)
 	if err := srv.Start(); err != nil {
 		return Run{}, fmt.Errorf("start iperf3 server: %w", err)
 	}
@@ -71,7 +86,7 @@ func Iperf(ctx context.Context, from, to Endpoint, udp bool, seconds int) (Run, 
 			stopServer()
 		}
 	}()
-	args := []string{"netns", "exec", from.NetNS, "iperf3", "-c", to.IP.String(), "-p", "5201", "-t", strconv.Itoa(seconds), "-J"}
+	args := from.command("-c", to.IP.String(), "-p", "5201", "-t", strconv.Itoa(seconds), "-J")
 	if udp {
 		args = append(args, "-u", "-l", "64", "-b", "0")
 	}
