@@ -40,12 +40,14 @@ const (
 //
 // Each delay costs a timer on a busy CPU: arming it (bpf_timer_start
 // reprograms the CPU's timer, an exit to the hypervisor in a VM) and its
-// interrupt. At 1 ms that was about 1,100 more timer interrupts a second
-// with 64-byte UDP and +90-100 ns per run of tc_from_pod (302 against 209
-// ns/run), and iperf3 spent 100-300 ns more CPU per TCP segment than at 10
-// or 20 ms (issue 9, measured under load). User space reads the table only
-// every flush interval (seconds) anyway.
-const PendingDelay = 10 * time.Millisecond
+// interrupt. That costs more than its count suggests: at 10 ms, pod-to-pod
+// iperf3 TCP ran at 0.92-0.95 of its rate without the agent, against
+// 0.98-0.99 at 50 and 200 ms and 0.98 with the timer left out, in the same
+// runs (issue 9, BenchmarkDatapathVariants, quiet machine); at 1 ms, 64-byte
+// UDP took about 1,100 more timer interrupts a second. User space reads the
+// table only every flush interval (seconds), so 50 ms late is never seen
+// there; the final read at shutdown waits it out.
+const PendingDelay = 50 * time.Millisecond
 
 // nfPriority runs nf_accept after the filter table (0), where NetworkPolicy
 // verdicts are made, and before SNAT (100), which would hide pod addresses.

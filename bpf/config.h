@@ -13,13 +13,13 @@
  * another namespace's drops. */
 volatile const __u32 netns_ino = 0;
 
-/* How long packets of a flow may wait in a CPU's hot slot (maps.h) before
- * they reach the flow table: bpf.PendingDelay. */
 /* Set in the egress mode: tc_to_pod confirms the packets it sees as past
  * policy (accept.h), in place of nf_accept on the FORWARD hook. */
 volatile const __u8 accept_at_egress = 0;
 
-volatile const __u64 flush_delay_ns = 10000000;
+/* How long packets of a flow may wait in a CPU's hot slot (maps.h) before
+ * they reach the flow table: bpf.PendingDelay sets it. */
+volatile const __u64 flush_delay_ns = 50000000;
 
 /* Entries inserted into flows (by any program), minus the entries the
  * programs removed themselves (a connection attempt folded into its
