@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,14 +74,23 @@ func iperfPods(ctx context.Context, b *testing.B, l *testLab) (from, to traffic.
 		}
 		ends[i] = traffic.Endpoint{NetNS: p.NetNS, IP: p.IP}
 	}
-	// FLOWLENS_BENCH_PIN=client,server pins the two ends to CPUs.
-	if pin := os.Getenv("FLOWLENS_BENCH_PIN"); pin != "" {
+	// The two ends run pinned to CPUs 0 and 1: left to the scheduler, on a
+	// machine of 2 CPUs, where they and the softirqs land moves the rates
+	// by more than the datapath does (runs come out bimodal).
+	// FLOWLENS_BENCH_PIN=client-cpus,server-cpus (taskset lists) picks
+	// others, =none unpins.
+	pin := os.Getenv("FLOWLENS_BENCH_PIN")
+	if pin == "" && runtime.NumCPU() >= 2 {
+		pin = "0,1"
+	}
+	if pin != "" && pin != "none" {
 		c, s, ok := strings.Cut(pin, ",")
-		if !ok {
-			b.Fatalf("FLOWLENS_BENCH_PIN=%q: want client-cpus,server-cpus", pin)
+		if !ok || c == "" || s == "" {
+			b.Fatalf("FLOWLENS_BENCH_PIN=%q: want client-cpus,server-cpus or none", pin)
 		}
 		ends[0].CPUs, ends[1].CPUs = c, s
 	}
+	b.Logf("iperf3 pinned: client %q, server %q (FLOWLENS_BENCH_PIN)", ends[0].CPUs, ends[1].CPUs)
 	return ends[0], ends[1]
 }
 

@@ -71,14 +71,16 @@ const benchAgentEnv = "FLOWLENS_BENCH_AGENT"
 // cost much less. FLOWLENS_BENCH_PROBE=1 also logs, per measurement, timer
 // interrupts, hrtimers, softirqs and freed skbs machine-wide (perf
 // tracepoints) and each BPF program's runs and ns/run (bpftool; needs
-// kernel.bpf_stats_enabled=1).
+// kernel.bpf_stats_enabled=1). A variant's FLOWLENS_BENCH_EMPTY=1 and
+// FLOWLENS_BENCH_FREEZE=1 (bench_floor_test.go) price the tc hooks alone and
+// the agent without its user space; make bench prices the agent as deployed
+// and the empty hooks, the floor any tc observer of the veths pays.
 func BenchmarkDatapathVariants(b *testing.B) {
 	requireRoot(b)
 	testenv.Tool(b, "iperf3", "iperf3")
 	spec := os.Getenv("FLOWLENS_BENCH_VARIANTS")
 	if spec == "" {
-		// make bench sets nothing: price the agent as deployed.
-		spec = "agent="
+		spec = "agent=;empty-hooks=" + benchEmptyEnv + "=1"
 	}
 	variants, err := parseBenchVariants(spec)
 	if err != nil {
@@ -147,19 +149,44 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			}
 			v := variants[k-1]
 			agentBin := bins.agent
+			var empty, freeze bool
 			for _, kv := range v.env {
 				key, val, _ := strings.Cut(kv, "=")
-				if key == benchAgentEnv {
+				switch key {
+				case benchAgentEnv:
 					bins.agent = val
-					continue
+				case benchEmptyEnv:
+					empty = val == "1"
+				case benchFreezeEnv:
+					freeze = val == "1"
+				default:
+					b.Setenv(key, val)
 				}
-				b.Setenv(key, val)
+			}
+			if empty {
+				if len(v.args) > 0 || len(v.env) > 1 {
+					b.Fatalf("variant %s: %s=1 runs no agent, so takes nothing else", v.name, benchEmptyEnv)
+				}
+				detach := attachEmpty(b, l.Node("node1").NetNS)
+				tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
+				detach()
+				continue
 			}
 			a := startAgent(b, l, "node1", append([]string{"--flush-interval", "5s"}, v.args...)...)
 			bins.agent = agentBin
+			if freeze {
+				if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+					b.Fatalf("stop the agent: %v", err)
+				}
+			}
 			cpu0 := procCPU(b, a.cmd.Process.Pid)
 			tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
 			cpu[k] += procCPU(b, a.cmd.Process.Pid) - cpu0
+			if freeze {
+				if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+					b.Fatalf("continue the agent: %v", err)
+				}
+			}
 			a.stop()
 			for _, kv := range v.env {
 				key, _, _ := strings.Cut(kv, "=")
