@@ -22,8 +22,9 @@ import (
 )
 
 // testCapabilities proves deploy/base's capability list is the smallest that works: the agent
-// runs with it, with every attach mode at its best and no SYS_ADMIN (it never calls setns), and
-// removing any one of the capabilities makes it fail or lose an attach mode.
+// runs with it, with every attach mode at its best (the egress mode, tc_exit on the lab node's
+// one other interface) and no SYS_ADMIN (it never calls setns), and removing any one of the
+// capabilities makes it fail or lose an attach mode.
 func testCapabilities(t *testing.T, e *kubeEnv) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -36,7 +37,7 @@ func testCapabilities(t *testing.T, e *kubeEnv) {
 	assert.Equal(t, []corev1.Capability{"BPF", "PERFMON", "NET_ADMIN"}, caps)
 	assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
 	full := attachModes(e.localStatus(t))
-	assert.Equal(t, "accepted=netfilter-link, drops=tp_btf/kfree_skb, veth=tcx", full, "the agent with %v", caps)
+	assert.Equal(t, "accepted=tc-egress, drops=tp_btf/kfree_skb, exits=1, veth=tcx", full, "the agent with %v", caps)
 	setCaps := func(add []corev1.Capability) {
 		patch, err := json.Marshal([]map[string]any{{"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/capabilities/add", "value": add}})
 		require.NoError(t, err)
