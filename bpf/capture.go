@@ -42,7 +42,7 @@ const (
 // reprograms the CPU's timer, an exit to the hypervisor in a VM) and its
 // interrupt. That costs more than its count suggests: at 10 ms, pod-to-pod
 // iperf3 TCP ran at 0.92-0.95 of its rate without the agent, against
-// 0.98-0.99 at 50 and 200 ms and 0.98 with the timer left out, in the same
+// 0.97-0.99 at 50 ms, 0.98 at 200 ms and 0.98 with the timer left out, in the same
 // runs (issue 9, BenchmarkDatapathVariants, quiet machine); at 1 ms, 64-byte
 // UDP took about 1,100 more timer interrupts a second. User space reads the
 // table only every flush interval (seconds), so 50 ms late is never seen

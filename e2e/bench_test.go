@@ -90,7 +90,7 @@ func iperfPods(ctx context.Context, b *testing.B, l *testLab) (from, to traffic.
 		}
 		ends[0].CPUs, ends[1].CPUs = c, s
 	}
-	b.Logf("iperf3 pinned: client %q, server %q (FLOWLENS_BENCH_PIN)", ends[0].CPUs, ends[1].CPUs)
+	b.Logf("iperf3 CPUs (FLOWLENS_BENCH_PIN; empty: unpinned): client %q, server %q", ends[0].CPUs, ends[1].CPUs)
 	return ends[0], ends[1]
 }
 

@@ -175,6 +175,9 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			a := startAgent(b, l, "node1", append([]string{"--flush-interval", "5s"}, v.args...)...)
 			bins.agent = agentBin
 			if freeze {
+				// Before startAgent's cleanup (cleanups run last first): a
+				// stopped agent would never act on its SIGTERM.
+				b.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
 				if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 					b.Fatalf("stop the agent: %v", err)
 				}
