@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -90,6 +91,24 @@ func waitTrue(t *testing.T, b *browser, what, js string, timeout time.Duration) 
 		t.Logf("console errors: %q", b.consoleErrors())
 	}
 	require.NoError(t, err, "waiting for %s (%s)", what, js)
+}
+
+// waitRowsOfEdge waits until every row of the flow table belongs to the
+// edge key, and there are want rows (any number above zero when want is 0).
+// The table is redrawn on the next animation frame, not with the click's
+// explanation: reading it at once races that frame, which a loaded machine
+// delays past the explanation's appearance.
+func waitRowsOfEdge(t *testing.T, b *browser, key string, want int) {
+	t.Helper()
+	rows := `[...document.querySelectorAll('#flows tbody tr')].map(tr => tr.dataset.edge)`
+	cond := fmt.Sprintf(`(r => r.length > 0 && (%d === 0 || r.length === %d) && r.every(e => e === %q))(%s)`, want, want, key, rows)
+	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(10*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
+	if err != nil {
+		got := eval[[]string](t, b, rows)
+		require.NoError(t, err, "waiting for the table to show only edge %q (want %d rows); it shows %d rows: %q", key, want, len(got), got[:min(len(got), 10)])
+	}
 }
 
 // clickEdge clicks, with the mouse, the middle of the map edge the
