@@ -79,12 +79,18 @@ func eval[T any](t *testing.T, b *browser, js string) T {
 	return v
 }
 
-// waitTrue polls a JavaScript condition until it holds.
-func waitTrue(t *testing.T, b *browser, what, js string, timeout time.Duration) {
-	t.Helper()
+// poll evaluates a JavaScript condition until it holds or timeout passes.
+func poll(b *browser, js string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(200*time.Millisecond)))
+	return err
+}
+
+// waitTrue polls a JavaScript condition until it holds.
+func waitTrue(t *testing.T, b *browser, what, js string, timeout time.Duration) {
+	t.Helper()
+	err := poll(b, js, timeout)
 	if err != nil {
 		t.Logf("page state: %s", eval[string](t, b, `window.flowlens ? JSON.stringify({edges: flowlens.cy.edges().map(e => e.id()),
 			nodes: flowlens.cy.nodes().map(n => n.id())}).slice(0, 3000) : document.body.innerText.slice(0, 2000)`))
@@ -102,10 +108,7 @@ func waitRowsOfEdge(t *testing.T, b *browser, key string, want int) {
 	t.Helper()
 	rows := `[...document.querySelectorAll('#flows tbody tr')].map(tr => tr.dataset.edge)`
 	cond := fmt.Sprintf(`(r => r.length > 0 && (%d === 0 || r.length === %d) && r.every(e => e === %q))(%s)`, want, want, key, rows)
-	ctx, cancel := context.WithTimeout(b.ctx, 15*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingTimeout(10*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
-	if err != nil {
+	if err := poll(b, cond, 10*time.Second); err != nil {
 		got := eval[[]string](t, b, rows)
 		require.NoError(t, err, "waiting for the table to show only edge %q (want %d rows); it shows %d rows: %q", key, want, len(got), got[:min(len(got), 10)])
 	}
