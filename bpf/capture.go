@@ -33,21 +33,29 @@ const (
 	acceptedInference = "delivery-inference"
 )
 
-// PendingDelay is how long after a packet its flow's entry may still lack
-// it: tc_from_pod counts a further packet of the flow a CPU counted last in
-// that CPU's hot slot and adds it to the flow table within this delay (see
-// maps.h). A read that must hold every packet sent so far waits this long.
+// PendingDelay is the longest a packet's flow entry may still lack it:
+// tc_from_pod counts a further packet of the flow a CPU counted last in
+// that CPU's hot slot, and a timer adds it to the flow table within
+// pendingDelay(flush interval), never more than this. A read that must hold
+// every packet sent so far waits this long.
 //
 // Each delay costs a timer on a busy CPU: arming it (bpf_timer_start
 // reprograms the CPU's timer, an exit to the hypervisor in a VM) and its
-// interrupt. That costs more than its count suggests: at 10 ms, pod-to-pod
-// iperf3 TCP ran at 0.92-0.95 of its rate without the agent, against
-// 0.97-0.99 at 50 ms, 0.98 at 200 ms and 0.98 with the timer left out, in the same
-// runs (issue 9, BenchmarkDatapathVariants, quiet machine); at 1 ms, 64-byte
-// UDP took about 1,100 more timer interrupts a second. User space reads the
-// table only every flush interval (seconds), so 50 ms late is never seen
-// there; the final read at shutdown waits it out.
-const PendingDelay = 50 * time.Millisecond
+// interrupt, which costs more than its count suggests. Pod-to-pod iperf3
+// TCP, against its rate without the agent, in the same rotated rounds
+// (issue 9, BenchmarkDatapathVariants, quiet machine, pinned): 0.92-0.95
+// with the timer at 10 ms, 0.97-0.99 at 50 ms, 0.986 at 250 ms and 0.984 at
+// 1 s; iperf3's CPU per segment +16 ns at 50 ms, +1 at 250 ms. At 1 ms,
+// 64-byte UDP took about 1,100 more timer interrupts a second.
+const PendingDelay = 250 * time.Millisecond
+
+// pendingDelay is the hot slot's timer delay for a flush interval: a
+// quarter of it, at most PendingDelay. A packet that waits its full delay
+// and misses a read is in the next one; a shorter interval, chosen for
+// fresher records, gets a shorter wait and pays its timer.
+func pendingDelay(flush time.Duration) time.Duration {
+	return min(PendingDelay, flush/4)
+}
 
 // nfPriority runs nf_accept after the filter table (0), where NetworkPolicy
 // verdicts are made, and before SNAT (100), which would hide pod addresses.
@@ -157,7 +165,7 @@ func (c *Capture) load() error {
 	if err := spec.Variables[flowlensVarNetnsIno].Set(uint32(c.nsIno)); err != nil {
 		return fmt.Errorf("set netns_ino: %w", err)
 	}
-	if err := spec.Variables[flowlensVarFlushDelayNs].Set(uint64(PendingDelay.Nanoseconds())); err != nil {
+	if err := spec.Variables[flowlensVarFlushDelayNs].Set(uint64(pendingDelay(c.cfg.FlushInterval).Nanoseconds())); err != nil {
 		return fmt.Errorf("set flush_delay_ns: %w", err)
 	}
 	if err := c.decideEgress(); err != nil {

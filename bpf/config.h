@@ -18,8 +18,8 @@ volatile const __u32 netns_ino = 0;
 volatile const __u8 accept_at_egress = 0;
 
 /* How long packets of a flow may wait in a CPU's hot slot (maps.h) before
- * they reach the flow table: bpf.PendingDelay sets it. */
-volatile const __u64 flush_delay_ns = 50000000;
+ * they reach the flow table: user space sets it (bpf.pendingDelay). */
+volatile const __u64 flush_delay_ns = 250000000;
 
 /* Entries inserted into flows (by any program), minus the entries the
  * programs removed themselves (a connection attempt folded into its

@@ -56,3 +56,16 @@ func TestMatchInterface(t *testing.T) {
 	assert.False(t, matchInterface([]string{"veth*"}, "flannel.1"))
 	assert.True(t, matchInterface([]string{"cni*", "lxc?"}, "lxc1"))
 }
+
+func TestPendingDelay(t *testing.T) {
+	for _, tc := range []struct {
+		flush, want time.Duration
+	}{
+		{MinFlushInterval, 25 * time.Millisecond},
+		{200 * time.Millisecond, 50 * time.Millisecond},
+		{time.Second, PendingDelay},
+		{DefaultFlushInterval, PendingDelay},
+	} {
+		assert.Equal(t, tc.want, pendingDelay(tc.flush), "flush interval %v", tc.flush)
+	}
+}
