@@ -94,6 +94,9 @@ type Capture struct {
 	// ready is set once Watch has attached the global programs and every pod
 	// veth that existed when it started.
 	ready atomic.Bool
+	// dropFence is only ever added to: the full barrier after the drop
+	// reader sets drop_reader_idle (setDropReaderIdle).
+	dropFence atomic.Uint32
 
 	closeOnce sync.Once
 }

@@ -37,4 +37,9 @@ __u64 ringbuf_lost = 0;
  * of waiting in the slot for flush_pending to recreate it bare. */
 __u32 prune_gen = 0;
 
+/* 1 while user space's drop reader sleeps with no timer (bpf.readDrops,
+ * after a read interval without records): the next record wakes it, so an
+ * idle agent is not woken ten times a second to find the ring empty. */
+__u64 drop_reader_idle = 0;
+
 #endif /* __FLOWLENS_CONFIG_H */

@@ -1,11 +1,11 @@
 package bpf
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -126,49 +126,59 @@ func drainDropRing(t *testing.T, c *Capture, mine func(*FlowKey) bool) (events, 
 	}
 }
 
-// A flow's first drop reaches the reader on its timer although kfree_skb
-// does not wake it for a ring that is nearly empty (BPF_RB_NO_WAKEUP), and
-// the event carries the flow's counters: one packet dropped, its reason.
-func TestFirstDropEventWithoutWakeup(t *testing.T) {
+// A flow's first drop reaches the reader both ways it reads: an idle
+// reader (no record for a read interval) sleeps with no timer and
+// kfree_skb wakes it; right after, while it reads on its timer, kfree_skb
+// does not wake it for a ring that is nearly empty (BPF_RB_NO_WAKEUP) and
+// the timer reads the record. Each event carries the flow's counters: one
+// packet dropped, its reason.
+func TestFirstDropEventIdleAndOnTimer(t *testing.T) {
 	requireRoot(t)
 	br := newBridge(t, 2)
 	src, dst := br.Pods[0], br.Pods[1]
 	out, err := exec.Command("ip", "netns", "exec", br.Node.NetNS, "iptables", "-A", "FORWARD", "-p", "udp",
-		"--dport", "20999", "-j", "DROP").CombinedOutput()
+		"--dport", "20998:20999", "-j", "DROP").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	var c *Capture
-	require.NoError(t, netns.Do(br.Node.NetNS, func() error {
-		var err error
-		c, err = New(Config{NodeName: "n"}, testLogger(t), prometheus.NewRegistry())
-		return err
-	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	drops := make(chan DropEvent, 16)
-	go func() { done <- c.Watch(ctx, drops) }()
-	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	c := watchCapture(t, br.Node.NetNS, Config{NodeName: "n"}, testLogger(t), drops)
 	require.Eventually(t, func() bool { return c.Ready() == nil }, 10*time.Second, 10*time.Millisecond)
 
-	sent := time.Now()
-	require.NoError(t, netns.Do(src.NetNS, func() error {
-		conn, err := net.Dial("udp4", net.JoinHostPort(dst.IP.String(), "20999"))
-		if err != nil {
+	readerIdle := func() bool {
+		var v uint64
+		require.NoError(t, c.objs.DropReaderIdle.Get(&v))
+		return v == 1
+	}
+	// Other drops in the lab's namespaces (none expected) keep it awake.
+	require.Eventually(t, readerIdle, 5*time.Second, 10*time.Millisecond, "the reader goes idle")
+	time.Sleep(3 * dropReadInterval) // long past any deadline it could still have had
+	require.True(t, readerIdle())
+
+	for i, port := range []int{20999, 20998} {
+		sent := time.Now()
+		require.NoError(t, netns.Do(src.NetNS, func() error {
+			conn, err := net.Dial("udp4", net.JoinHostPort(dst.IP.String(), strconv.Itoa(port)))
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_, err = conn.Write([]byte("first"))
 			return err
+		}))
+		select {
+		case ev := <-drops:
+			took := time.Since(sent)
+			t.Logf("first drop event of port %d after %v (reader %s)", port, took, []string{"idle: woken", "on its timer"}[i])
+			assert.Less(t, took, 5*dropReadInterval)
+			assert.EqualValues(t, port, ev.Key.Dport)
+			assert.EqualValues(t, 1, ev.Stats.DropPkts)
+			assert.EqualValues(t, 1, ev.Stats.Pkts, "counted at the veth")
+			assert.Equal(t, "NETFILTER_DROP", c.DropReason(ev.Stats.DropReason))
+		case <-time.After(2 * time.Second):
+			// The first: no timer would ever have read it.
+			t.Fatalf("no drop event for port %d within 2s", port)
 		}
-		defer conn.Close()
-		_, err = conn.Write([]byte("first"))
-		return err
-	}))
-	select {
-	case ev := <-drops:
-		took := time.Since(sent)
-		t.Logf("first drop event after %v", took)
-		assert.Less(t, took, 5*dropReadInterval, "read on the reader's timer")
-		assert.EqualValues(t, 20999, ev.Key.Dport)
-		assert.EqualValues(t, 1, ev.Stats.DropPkts)
-		assert.EqualValues(t, 1, ev.Stats.Pkts, "counted at the veth")
-		assert.Equal(t, "NETFILTER_DROP", c.DropReason(ev.Stats.DropReason))
-	case <-time.After(2 * time.Second):
-		t.Fatal("no drop event within 2s")
+		if i == 0 {
+			assert.False(t, readerIdle(), "awake after the event: the next drop waits for its timer")
+		}
 	}
 }

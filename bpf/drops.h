@@ -121,9 +121,15 @@ static __always_inline struct flow_stats *fold_attempt(struct flow_key *key, __u
 	return st;
 }
 
-/* Wake the reader only when the ring is filling (see drop_events). */
+/* Wake the reader when it sleeps with no timer, or when the ring is
+ * filling (see drop_events); otherwise its timer reads the record. Called
+ * after the record's reservation: the exchange is a full barrier, and user
+ * space sets the flag before it looks at the ring a last time, so either
+ * it sees this record or this sees the flag. */
 static __always_inline __u64 drop_ring_wakeup(void)
 {
+	if (__sync_lock_test_and_set(&drop_reader_idle, 0))
+		return BPF_RB_FORCE_WAKEUP;
 	__u64 avail = bpf_ringbuf_query(&drop_events, BPF_RB_AVAIL_DATA);
 	__u64 size = bpf_ringbuf_query(&drop_events, BPF_RB_RING_SIZE);
 	return avail >= size / DROP_RING_WAKE_DIV ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;

@@ -116,6 +116,7 @@ const (
 	flowlensProgTcFromPod      = "tc_from_pod"
 	flowlensProgTcToPod        = "tc_to_pod"
 	flowlensVarAcceptAtEgress  = "accept_at_egress"
+	flowlensVarDropReaderIdle  = "drop_reader_idle"
 	flowlensVarFlowsCreated    = "flows_created"
 	flowlensVarFlushDelayNs    = "flush_delay_ns"
 	flowlensVarNetnsIno        = "netns_ino"
@@ -193,6 +194,7 @@ type flowlensMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type flowlensVariableSpecs struct {
 	AcceptAtEgress  *ebpf.VariableSpec `ebpf:"accept_at_egress"`
+	DropReaderIdle  *ebpf.VariableSpec `ebpf:"drop_reader_idle"`
 	FlowsCreated    *ebpf.VariableSpec `ebpf:"flows_created"`
 	FlushDelayNs    *ebpf.VariableSpec `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.VariableSpec `ebpf:"netns_ino"`
@@ -251,6 +253,7 @@ func (m *flowlensMaps) Close() error {
 // It can be passed to loadFlowlensObjects or ebpf.CollectionSpec.LoadAndAssign.
 type flowlensVariables struct {
 	AcceptAtEgress  *ebpf.Variable `ebpf:"accept_at_egress"`
+	DropReaderIdle  *ebpf.Variable `ebpf:"drop_reader_idle"`
 	FlowsCreated    *ebpf.Variable `ebpf:"flows_created"`
 	FlushDelayNs    *ebpf.Variable `ebpf:"flush_delay_ns"`
 	NetnsIno        *ebpf.Variable `ebpf:"netns_ino"`

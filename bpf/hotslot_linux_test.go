@@ -1,12 +1,10 @@
 package bpf
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -22,16 +20,7 @@ import (
 func TestHotSlotPacketsReachFlow(t *testing.T) {
 	requireRoot(t)
 	br := newBridge(t, 2)
-	var c *Capture
-	require.NoError(t, netns.Do(br.Node.NetNS, func() error {
-		var err error
-		c, err = New(Config{FlushInterval: time.Second}, testLogger(t), prometheus.NewRegistry())
-		return err
-	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Watch(ctx, make(chan DropEvent, 1024)) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	c := watchCapture(t, br.Node.NetNS, Config{FlushInterval: time.Second}, testLogger(t), make(chan DropEvent, 1024))
 	require.Eventually(t, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
 
 	src, dst := br.Pods[0], br.Pods[1]

@@ -114,7 +114,7 @@ func (c *Capture) followLinks(ctx context.Context, retry <-chan time.Time) {
 				return
 			}
 			c.onLink(u.Link, u.Header.Type == unix.RTM_DELLINK)
-		case <-retry:
+		case <-c.retryC(retry):
 			c.retryFailed()
 		}
 	}
@@ -148,6 +148,15 @@ func (c *Capture) syncLinks() error {
 		}
 	}
 	return nil
+}
+
+// retryC is the retry ticker's channel while an attach waits to be
+// retried, else nil: a ticker nobody waits on does not wake the agent.
+func (c *Capture) retryC(retry <-chan time.Time) <-chan time.Time {
+	if len(c.failed) == 0 {
+		return nil
+	}
+	return retry
 }
 
 func (c *Capture) retryFailed() {

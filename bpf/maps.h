@@ -160,9 +160,11 @@ struct {
 
 /* First drop of a flow, with its counters, so user space can report it
  * within its read interval. Written by kfree_skb; read by the user-space
- * ring buffer reader, which reads on a timer (about every 100 ms): records
- * wake it only once the ring is a quarter full, so a storm of new
- * dropped flows costs a wake-up per batch, not one per flow. */
+ * ring buffer reader, which reads on a timer (about every 100 ms) while
+ * records come: records wake it only once the ring is a quarter full, so a
+ * storm of new dropped flows costs a wake-up per batch, not one per flow.
+ * After an interval without records it sleeps with no timer and the next
+ * record wakes it (drop_reader_idle). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);

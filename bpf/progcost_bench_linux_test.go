@@ -8,7 +8,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -42,18 +41,9 @@ func BenchmarkProgramCost(b *testing.B) {
 func programCost(b *testing.B, conntrack bool) {
 	br := newBridge(b, 2)
 	node := br.Node.NetNS
-	var c *Capture
-	require.NoError(b, netns.Do(node, func() error {
-		var err error
-		c, err = New(Config{FlushInterval: time.Second}, nil, prometheus.NewRegistry())
-		return err
-	}))
 	// Watch alone: the flow table fills and is never flushed, which is the
 	// programs' steady state for one long flow.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Watch(ctx, make(chan DropEvent, 1024)) }()
-	b.Cleanup(func() { cancel(); require.NoError(b, <-done) })
+	c := watchCapture(b, node, Config{FlushInterval: time.Second}, nil, make(chan DropEvent, 1024))
 	require.Eventually(b, func() bool { return c.Status()[StatusInterfaces] == "2" }, 10*time.Second, 10*time.Millisecond)
 	if conntrack {
 		_, err := netns.Run(context.Background(), node, "", "iptables", "-A", "FORWARD",

@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-
+	"log/slog"
 	"testing"
 
-	"github.com/flowlens/flowlens/internal/testenv"
-
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowlens/flowlens/internal/testenv"
 	"github.com/flowlens/flowlens/lab/netns"
 )
 
@@ -37,4 +37,21 @@ func newBridge(t testing.TB, pods int) *netns.Bridge {
 func nodeNetns(t testing.TB) string {
 	t.Helper()
 	return newBridge(t, 0).Node.NetNS
+}
+
+// watchCapture loads a capture into the namespace ns and runs its Watch,
+// sending drop events to drops, until the test ends.
+func watchCapture(t testing.TB, ns string, cfg Config, log *slog.Logger, drops chan<- DropEvent) *Capture {
+	t.Helper()
+	var c *Capture
+	require.NoError(t, netns.Do(ns, func() error {
+		var err error
+		c, err = New(cfg, log, prometheus.NewRegistry())
+		return err
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Watch(ctx, drops) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	return c
 }

@@ -38,12 +38,18 @@ func BenchmarkDatapath(b *testing.B) {
 	// FLOWLENS_BENCH_AGENT_ARGS adds agent flags, e.g. "--accepted-mode
 	// inference" to price the netfilter link.
 	extra := strings.Fields(os.Getenv("FLOWLENS_BENCH_AGENT_ARGS"))
-	var agentCPU, rss float64 // CPU seconds while measured; peak resident set, MB
+	// CPU seconds and wake-ups while measured, and how long that was;
+	// peak resident set, MB.
+	var agentCPU, agentRuns, measured, rss float64
 	attach := func() (func() error, error) {
 		a := startAgent(b, l, "node1", append([]string{"--flush-interval", "5s"}, extra...)...)
-		cpu0 := procCPU(b, a.cmd.Process.Pid)
+		cpu0, runs0 := procSched(b, a.cmd.Process.Pid)
+		t0 := time.Now()
 		return func() error {
-			agentCPU += procCPU(b, a.cmd.Process.Pid) - cpu0
+			cpu, runs := procSched(b, a.cmd.Process.Pid)
+			agentCPU += cpu - cpu0
+			agentRuns += runs - runs0
+			measured += time.Since(t0).Seconds()
 			rss = max(rss, readProcMem(b, a.cmd.Process.Pid).hwm)
 			a.stop()
 			return nil
@@ -56,6 +62,10 @@ func BenchmarkDatapath(b *testing.B) {
 	f.Report(b)
 	if f.PacketsWith > 0 {
 		b.ReportMetric(agentCPU/(f.PacketsWith/1e6), "agent-cpu-s/Mpkt")
+	}
+	if measured > 0 {
+		// On a 2-CPU VM each wake-up preempts the traffic it measures.
+		b.ReportMetric(agentRuns/measured, "agent-wakeups/s")
 	}
 	b.ReportMetric(rss, "agent-peak-rss-MB")
 }
@@ -98,6 +108,13 @@ func iperfPods(ctx context.Context, b *testing.B, l *testLab) (from, to traffic.
 // schedstat (nanosecond resolution: the agent's user-space work between
 // flushes is far below the 10 ms ticks of /proc/PID/stat).
 func procCPU(b *testing.B, pid int) float64 {
+	cpu, _ := procSched(b, pid)
+	return cpu
+}
+
+// procSched is procCPU and how many times the process's threads were put
+// on a CPU (schedstat's timeslices): about its wake-ups.
+func procSched(b *testing.B, pid int) (cpu, runs float64) {
 	b.Helper()
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
@@ -109,10 +126,12 @@ func procCPU(b *testing.B, pid int) float64 {
 		if err != nil {
 			continue // the thread exited
 		}
-		if f := strings.Fields(string(raw)); len(f) > 0 {
+		if f := strings.Fields(string(raw)); len(f) == 3 {
 			v, _ := strconv.ParseFloat(f[0], 64)
+			n, _ := strconv.ParseFloat(f[2], 64)
 			ns += v
+			runs += n
 		}
 	}
-	return ns / 1e9
+	return ns / 1e9, runs
 }

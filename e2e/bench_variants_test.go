@@ -132,6 +132,8 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	tcpCosts := make([][]float64, n)
 	udpCosts := make([][]float64, n)
 	cpu := make([]float64, n)
+	wakeups := make([]float64, n) // the agent's, per second measured
+	measured := make([]float64, n)
 	for round := range rounds {
 		var tcp, udp, tcpCost, udpCost [16]float64
 		for i := range n {
@@ -182,9 +184,13 @@ func BenchmarkDatapathVariants(b *testing.B) {
 					b.Fatalf("stop the agent: %v", err)
 				}
 			}
-			cpu0 := procCPU(b, a.cmd.Process.Pid)
+			cpu0, runs0 := procSched(b, a.cmd.Process.Pid)
+			t0 := time.Now()
 			tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
-			cpu[k] += procCPU(b, a.cmd.Process.Pid) - cpu0
+			cpu1, runs1 := procSched(b, a.cmd.Process.Pid)
+			cpu[k] += cpu1 - cpu0
+			wakeups[k] += runs1 - runs0
+			measured[k] += time.Since(t0).Seconds()
 			if freeze {
 				if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 					b.Fatalf("continue the agent: %v", err)
@@ -207,9 +213,10 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	}
 	for k := 1; k < n; k++ {
 		name := variants[k-1].name
-		b.Logf("%-12s tcp %.3f [%.3f-%.3f]  udp64 %.3f [%.3f-%.3f]  agent %.2f cpu-s", name,
+		b.Logf("%-12s tcp %.3f [%.3f-%.3f]  udp64 %.3f [%.3f-%.3f]  agent %.2f cpu-s, %.0f wake-ups/s", name,
 			traffic.Median(tcpRatios[k]), traffic.Quantile(tcpRatios[k], 0.25), traffic.Quantile(tcpRatios[k], 0.75),
-			traffic.Median(udpRatios[k]), traffic.Quantile(udpRatios[k], 0.25), traffic.Quantile(udpRatios[k], 0.75), cpu[k])
+			traffic.Median(udpRatios[k]), traffic.Quantile(udpRatios[k], 0.25), traffic.Quantile(udpRatios[k], 0.75), cpu[k],
+			wakeups[k]/max(measured[k], 1e-9))
 		b.Logf("%-12s added CPU ns/packet (iperf3 client+server): tcp %.0f [%.0f-%.0f]  udp64 %.0f [%.0f-%.0f]", name,
 			traffic.Median(tcpCosts[k]), traffic.Quantile(tcpCosts[k], 0.25), traffic.Quantile(tcpCosts[k], 0.75),
 			traffic.Median(udpCosts[k]), traffic.Quantile(udpCosts[k], 0.25), traffic.Quantile(udpCosts[k], 0.75))
