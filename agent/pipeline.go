@@ -88,7 +88,7 @@ func (p *pipeline) run(in <-chan aggregate.Event) {
 		// Flush when caught up, so a quiet stream is still written
 		// promptly, and at least every second under one that never pauses,
 		// without a syscall per record. No ticker: an idle agent sleeps
-		// (each wake-up costs the node's traffic, see issue 9).
+		// (see dropReadInterval in package bpf).
 		if len(in) == 0 || time.Since(last) >= time.Second {
 			p.flush()
 			last = time.Now()

@@ -121,9 +121,11 @@ func (c *Capture) attachAccept() error {
 // records come: kfree_skb wakes it only when the ring fills (see
 // drop_events in maps.h), so this bounds how late a first drop is reported.
 // After an interval without records the reader sleeps with no timer until
-// a record wakes it (drop_reader_idle in config.h): on a shared 2-CPU VM an
-// idle agent's ten wake-ups a second cost pod-to-pod 64-byte UDP about 4 %
-// of its rate (issue 9).
+// a record wakes it (drop_reader_idle in config.h): an idle agent should
+// not wake, since on a small node each wake-up takes a CPU from the
+// traffic it observes. With its ten reads a second (and the Go runtime's
+// wake-ups behind each) the agent woke 95 times a second during
+// BenchmarkDatapath; without them, 7-10, its flushes.
 const dropReadInterval = 100 * time.Millisecond
 
 func (c *Capture) readDrops(rd *ringbuf.Reader, drops chan<- DropEvent) {
