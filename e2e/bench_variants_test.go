@@ -132,7 +132,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	tcpCosts := make([][]float64, n)
 	udpCosts := make([][]float64, n)
 	cpu := make([]float64, n)
-	wakeups := make([]float64, n) // the agent's, per second measured
+	wakeups := make([]float64, n) // the agent's timeslices while measured
 	measured := make([]float64, n)
 	for round := range rounds {
 		var tcp, udp, tcpCost, udpCost [16]float64
