@@ -59,6 +59,10 @@ func BenchmarkDatapath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Each pair's ratios, so that runs can be pooled into one interval.
+	for i := range f.TCPRatios {
+		b.Logf("pair %d: tcp %.4f udp64 %.4f", i, f.TCPRatios[i], f.UDPRatios[i])
+	}
 	f.Report(b)
 	if f.PacketsWith > 0 {
 		b.ReportMetric(agentCPU/(f.PacketsWith/1e6), "agent-cpu-s/Mpkt")

@@ -71,7 +71,10 @@ const benchAgentEnv = "FLOWLENS_BENCH_AGENT"
 // cost much less. FLOWLENS_BENCH_PROBE=1 also logs, per measurement, timer
 // interrupts, hrtimers, softirqs and freed skbs machine-wide (perf
 // tracepoints) and each BPF program's runs and ns/run (bpftool; needs
-// kernel.bpf_stats_enabled=1). A variant's FLOWLENS_BENCH_EMPTY=1 and
+// kernel.bpf_stats_enabled=1). FLOWLENS_BENCH_PROFILE=1 samples the client's
+// CPU during each UDP measurement (bench_profile_test.go) and logs, per
+// variant, each BPF program's ns per packet on the real path and that CPU's
+// idle share. A variant's FLOWLENS_BENCH_EMPTY=1 and
 // FLOWLENS_BENCH_FREEZE=1 (bench_floor_test.go) price the tc hooks alone and
 // the agent without its user space; make bench prices the agent as deployed
 // and the empty hooks, the floor any tc observer of the veths pays.
@@ -100,7 +103,31 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	// measure returns the rates and the CPU nanoseconds per packet of
 	// iperf3's client and server (the datapath's cost, see traffic.Run.CPU).
 	probe := os.Getenv("FLOWLENS_BENCH_PROBE") != ""
-	measure := func() (tcp, udp, tcpCost, udpCost float64) {
+	profile := os.Getenv(benchProfileEnv) == "1"
+	if profile && from.CPUs == "" {
+		b.Fatalf("%s=1 samples the iperf3 client's CPU: pin it (FLOWLENS_BENCH_PIN)", benchProfileEnv)
+	}
+	if _, err := exec.LookPath("perf"); profile && err != nil {
+		b.Fatalf("%s=1 needs perf: apt-get install linux-perf", benchProfileEnv)
+	}
+	// What the last UDP measurement's profile gave (profile).
+	var udpIdle float64
+	var udpProgs map[string]float64
+	udp := func() traffic.Run {
+		var stop func() cpuProfile
+		if profile {
+			stop = profileCPU(b, from.CPUs)
+		}
+		u, err := traffic.Iperf(ctx, from, to, true, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if profile {
+			udpIdle, udpProgs = stop().perPacket(u.Packets)
+		}
+		return u
+	}
+	measure := func() (tcp, udpRate, tcpCost, udpCost float64) {
 		if probe {
 			stop := startProbe(b)
 			t, err := traffic.Iperf(ctx, from, to, false, 3)
@@ -109,10 +136,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			}
 			b.Logf("  probe tcp %.3g bit/s %.0f pkts: %s", t.Rate, t.Packets, stop())
 			stop = startProbe(b)
-			u, err := traffic.Iperf(ctx, from, to, true, 3)
-			if err != nil {
-				b.Fatal(err)
-			}
+			u := udp()
 			b.Logf("  probe udp %.3g pps %.0f pkts: %s", u.Rate, u.Packets, stop())
 			return t.Rate, u.Rate, t.CPU / t.Packets * 1e9, u.CPU / u.Packets * 1e9
 		}
@@ -120,10 +144,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		u, err := traffic.Iperf(ctx, from, to, true, 3)
-		if err != nil {
-			b.Fatal(err)
-		}
+		u := udp()
 		return t.Rate, u.Rate, t.CPU / t.Packets * 1e9, u.CPU / u.Packets * 1e9
 	}
 	n := len(variants) + 1 // index 0: without
@@ -134,8 +155,18 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	cpu := make([]float64, n)
 	wakeups := make([]float64, n) // the agent's timeslices while measured
 	measured := make([]float64, n)
+	// With profile: the client CPU's idle share in each variant's UDP
+	// measurements, and each program's ns per packet.
+	idle := make([][]float64, n)
+	progs := make([][]map[string]float64, n)
 	for round := range rounds {
 		var tcp, udp, tcpCost, udpCost [16]float64
+		profiled := func(k int) {
+			if profile {
+				idle[k] = append(idle[k], udpIdle)
+				progs[k] = append(progs[k], udpProgs)
+			}
+		}
 		for i := range n {
 			k := (i + round) % n
 			if probe {
@@ -147,6 +178,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			}
 			if k == 0 {
 				tcp[0], udp[0], tcpCost[0], udpCost[0] = measure()
+				profiled(0)
 				continue
 			}
 			v := variants[k-1]
@@ -171,6 +203,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 				}
 				detach := attachEmpty(b, l.Node("node1").NetNS)
 				tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
+				profiled(k)
 				detach()
 				continue
 			}
@@ -187,6 +220,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			cpu0, runs0 := procSched(b, a.cmd.Process.Pid)
 			t0 := time.Now()
 			tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
+			profiled(k)
 			cpu1, runs1 := procSched(b, a.cmd.Process.Pid)
 			cpu[k] += cpu1 - cpu0
 			wakeups[k] += runs1 - runs0
@@ -211,18 +245,33 @@ func BenchmarkDatapathVariants(b *testing.B) {
 		b.Logf("round %d cost ns/pkt: tcp %.0f udp %.0f without; %s", round, tcpCost[0], udpCost[0], costLine(variants, tcpCost[:n], udpCost[:n]))
 		b.Logf("round %d: tcp %.3g udp %.3g without; %s", round, tcp[0], udp[0], roundLine(variants, tcp[:n], udp[:n]))
 	}
+	if profile {
+		b.Logf("%-12s profile udp64: %s", "without", profileSummary(idle[0], byProgram(progs[0])))
+	}
 	for k := 1; k < n; k++ {
 		name := variants[k-1].name
-		b.Logf("%-12s tcp %.3f [%.3f-%.3f]  udp64 %.3f [%.3f-%.3f]  agent %.2f cpu-s, %.0f wake-ups/s", name,
-			traffic.Median(tcpRatios[k]), traffic.Quantile(tcpRatios[k], 0.25), traffic.Quantile(tcpRatios[k], 0.75),
-			traffic.Median(udpRatios[k]), traffic.Quantile(udpRatios[k], 0.25), traffic.Quantile(udpRatios[k], 0.75), cpu[k],
-			wakeups[k]/max(measured[k], 1e-9))
+		b.Logf("%-12s tcp %.3f [%.3f-%.3f] %s  udp64 %.3f [%.3f-%.3f] %s  agent %.2f cpu-s, %.0f wake-ups/s", name,
+			traffic.Median(tcpRatios[k]), traffic.Quantile(tcpRatios[k], 0.25), traffic.Quantile(tcpRatios[k], 0.75), ci95(tcpRatios[k]),
+			traffic.Median(udpRatios[k]), traffic.Quantile(udpRatios[k], 0.25), traffic.Quantile(udpRatios[k], 0.75), ci95(udpRatios[k]),
+			cpu[k], wakeups[k]/max(measured[k], 1e-9))
 		b.Logf("%-12s added CPU ns/packet (iperf3 client+server): tcp %.0f [%.0f-%.0f]  udp64 %.0f [%.0f-%.0f]", name,
 			traffic.Median(tcpCosts[k]), traffic.Quantile(tcpCosts[k], 0.25), traffic.Quantile(tcpCosts[k], 0.75),
 			traffic.Median(udpCosts[k]), traffic.Quantile(udpCosts[k], 0.25), traffic.Quantile(udpCosts[k], 0.75))
+		if profile {
+			b.Logf("%-12s profile udp64: %s", name, profileSummary(idle[k], byProgram(progs[k])))
+		}
 		b.ReportMetric(traffic.Median(tcpRatios[k]), name+"-tcp-ratio")
 		b.ReportMetric(traffic.Median(udpRatios[k]), name+"-udp64-ratio")
 	}
+}
+
+// ci95 is the 95 % confidence interval of xs's median, for a log line.
+func ci95(xs []float64) string {
+	lo, hi, _, ok := traffic.MedianCI(xs, 0.95)
+	if !ok {
+		return "ci95 n/a (under 6 rounds)"
+	}
+	return fmt.Sprintf("ci95 %.3f-%.3f", lo, hi)
 }
 
 func roundLine(vs []benchVariant, tcp, udp []float64) string {

@@ -91,37 +91,26 @@ func btoi(b bool) int {
 	return 0
 }
 
-// Median is the middle of xs (the mean of the two middle ones for an even count), 0 for none.
-func Median(xs []float64) float64 { return Quantile(xs, 0.5) }
-
-// Quantile is the q-quantile of xs (0 <= q <= 1), interpolated linearly between the two
-// nearest values; 0 for none. The quartiles of the pairs' ratios are their spread: a median
-// is trustworthy when the range between them is narrow next to the effect measured.
-func Quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(xs))
-	pos := q * float64(len(s)-1)
-	i := int(pos)
-	if i >= len(s)-1 {
-		return s[len(s)-1]
-	}
-	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
-}
-
 // Report prints the figures as benchmark metrics (b is a *testing.B): the ratios are the
-// medians over the rounds' pairs with their quartiles, the rates the means.
+// medians over the rounds' pairs with their quartiles and, from 6 pairs on, the 95 %
+// confidence interval of the median (MedianCI): a goal is shown met when the interval's
+// lower end clears it, missed when its upper end does not reach it. The rates are the means.
 func (f Figures) Report(b interface{ ReportMetric(float64, string) }) {
 	b.ReportMetric(f.TCP[0]/1e9, "tcp-Gbit/s-without")
 	b.ReportMetric(f.TCP[1]/1e9, "tcp-Gbit/s-with")
-	b.ReportMetric(Median(f.TCPRatios), "tcp-ratio")
-	b.ReportMetric(Quantile(f.TCPRatios, 0.25), "tcp-ratio-q1")
-	b.ReportMetric(Quantile(f.TCPRatios, 0.75), "tcp-ratio-q3")
+	reportRatios(b, "tcp-ratio", f.TCPRatios)
 	b.ReportMetric(f.UDP[0], "udp64-pps-without")
 	b.ReportMetric(f.UDP[1], "udp64-pps-with")
-	b.ReportMetric(Median(f.UDPRatios), "udp64-ratio")
-	b.ReportMetric(Quantile(f.UDPRatios, 0.25), "udp64-ratio-q1")
-	b.ReportMetric(Quantile(f.UDPRatios, 0.75), "udp64-ratio-q3")
+	reportRatios(b, "udp64-ratio", f.UDPRatios)
 	b.ReportMetric(float64(len(f.TCPRatios)), "pairs")
+}
+
+func reportRatios(b interface{ ReportMetric(float64, string) }, name string, xs []float64) {
+	b.ReportMetric(Median(xs), name)
+	b.ReportMetric(Quantile(xs, 0.25), name+"-q1")
+	b.ReportMetric(Quantile(xs, 0.75), name+"-q3")
+	if lo, hi, _, ok := MedianCI(xs, 0.95); ok {
+		b.ReportMetric(lo, name+"-ci95-lo")
+		b.ReportMetric(hi, name+"-ci95-hi")
+	}
 }

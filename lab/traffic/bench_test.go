@@ -1,39 +1,40 @@
 package traffic
 
-import "testing"
+import (
+	"testing"
 
-func TestMedian(t *testing.T) {
+	"github.com/stretchr/testify/assert"
+)
+
+type metrics map[string]float64
+
+func (m metrics) ReportMetric(v float64, unit string) { m[unit] = v }
+
+func TestReportConfidenceInterval(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		in   []float64
-		want float64
+		name   string
+		ratios []float64
+		want   bool // the interval is reported
+		lo, hi float64
 	}{
-		{"none", nil, 0},
-		{"one", []float64{0.9}, 0.9},
-		{"odd, unsorted", []float64{0.99, 0.5, 0.97}, 0.97},
-		{"even: mean of the middle two", []float64{1.0, 0.9, 0.5, 0.96}, 0.93},
+		{"five pairs: too few for 95 %", []float64{0.97, 0.99, 0.95, 0.98, 0.96}, false, 0, 0},
+		{"six pairs: the extremes", []float64{0.97, 0.99, 0.95, 0.98, 0.96, 1.01}, true, 0.95, 1.01},
+		{"nine pairs: the 2nd and 8th", []float64{0.90, 0.97, 0.99, 0.95, 0.98, 0.96, 1.01, 0.94, 1.05}, true, 0.94, 1.01},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Median(tc.in); got < tc.want-1e-9 || got > tc.want+1e-9 {
-				t.Fatalf("Median(%v) = %v, want %v", tc.in, got, tc.want)
+			m := metrics{}
+			Figures{TCPRatios: tc.ratios, UDPRatios: tc.ratios}.Report(m)
+			for _, p := range []string{"tcp-ratio", "udp64-ratio"} {
+				lo, okLo := m[p+"-ci95-lo"]
+				hi, okHi := m[p+"-ci95-hi"]
+				assert.Equal(t, tc.want, okLo && okHi, p)
+				if tc.want {
+					assert.InDelta(t, tc.lo, lo, 1e-9, p)
+					assert.InDelta(t, tc.hi, hi, 1e-9, p)
+				}
+				assert.InDelta(t, Median(tc.ratios), m[p], 1e-9, p)
 			}
+			assert.InDelta(t, float64(len(tc.ratios)), m["pairs"], 1e-9)
 		})
-	}
-}
-
-func TestQuantile(t *testing.T) {
-	xs := []float64{0.97, 1.01, 0.90, 0.99, 1.05}
-	for _, tc := range []struct {
-		q, want float64
-	}{
-		{0, 0.90}, {0.25, 0.97}, {0.5, 0.99}, {0.75, 1.01}, {1, 1.05},
-		{0.125, 0.935}, // halfway between 0.90 and 0.97
-	} {
-		if got := Quantile(xs, tc.q); got < tc.want-1e-9 || got > tc.want+1e-9 {
-			t.Errorf("Quantile(%v, %v) = %v, want %v", xs, tc.q, got, tc.want)
-		}
-	}
-	if got := Quantile(nil, 0.5); got != 0 {
-		t.Errorf("Quantile(nil) = %v, want 0", got)
 	}
 }
