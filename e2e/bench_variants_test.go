@@ -113,7 +113,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 	// What the last UDP measurement's profile gave (profile).
 	var udpIdle float64
 	var udpProgs map[string]float64
-	udp := func() traffic.Run {
+	runUDP := func() traffic.Run {
 		var stop func() cpuProfile
 		if profile {
 			stop = profileCPU(b, from.CPUs)
@@ -127,7 +127,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 		}
 		return u
 	}
-	measure := func() (tcp, udpRate, tcpCost, udpCost float64) {
+	measure := func() (tcp, udp, tcpCost, udpCost float64) {
 		if probe {
 			stop := startProbe(b)
 			t, err := traffic.Iperf(ctx, from, to, false, 3)
@@ -136,7 +136,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			}
 			b.Logf("  probe tcp %.3g bit/s %.0f pkts: %s", t.Rate, t.Packets, stop())
 			stop = startProbe(b)
-			u := udp()
+			u := runUDP()
 			b.Logf("  probe udp %.3g pps %.0f pkts: %s", u.Rate, u.Packets, stop())
 			return t.Rate, u.Rate, t.CPU / t.Packets * 1e9, u.CPU / u.Packets * 1e9
 		}
@@ -144,7 +144,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		u := udp()
+		u := runUDP()
 		return t.Rate, u.Rate, t.CPU / t.Packets * 1e9, u.CPU / u.Packets * 1e9
 	}
 	n := len(variants) + 1 // index 0: without
