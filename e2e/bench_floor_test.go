@@ -23,6 +23,10 @@ const (
 	// benchFreezeEnv=1: the agent stopped (SIGSTOP) once attached, so its
 	// programs run and its user space does not: the two costs apart.
 	benchFreezeEnv = "FLOWLENS_BENCH_FREEZE"
+	// benchNoneEnv=1: nothing at all, measured as a variant: its ratios to the
+	// round's without are the harness's own (an A/A control), which any
+	// variant's difference must exceed to mean something.
+	benchNoneEnv = "FLOWLENS_BENCH_NONE"
 )
 
 // attachEmpty attaches benchEmptyEnv's programs in netns ns and returns what

@@ -76,7 +76,8 @@ const benchAgentEnv = "FLOWLENS_BENCH_AGENT"
 // variant, each BPF program's ns per packet on the real path and that CPU's
 // idle share. A variant's FLOWLENS_BENCH_EMPTY=1 and
 // FLOWLENS_BENCH_FREEZE=1 (bench_floor_test.go) price the tc hooks alone and
-// the agent without its user space; make bench prices the agent as deployed
+// the agent without its user space, and FLOWLENS_BENCH_NONE=1 measures nothing
+// against nothing, the harness's own spread; make bench prices the agent as deployed
 // and the empty hooks, the floor any tc observer of the veths pays.
 func BenchmarkDatapathVariants(b *testing.B) {
 	requireRoot(b)
@@ -183,7 +184,7 @@ func BenchmarkDatapathVariants(b *testing.B) {
 			}
 			v := variants[k-1]
 			agentBin := bins.agent
-			var empty, freeze bool
+			var empty, freeze, none bool
 			for _, kv := range v.env {
 				key, val, _ := strings.Cut(kv, "=")
 				switch key {
@@ -193,9 +194,19 @@ func BenchmarkDatapathVariants(b *testing.B) {
 					empty = val == "1"
 				case benchFreezeEnv:
 					freeze = val == "1"
+				case benchNoneEnv:
+					none = val == "1"
 				default:
 					b.Setenv(key, val)
 				}
+			}
+			if none {
+				if len(v.args) > 0 || len(v.env) > 1 {
+					b.Fatalf("variant %s: %s=1 runs nothing, so takes nothing else", v.name, benchNoneEnv)
+				}
+				tcp[k], udp[k], tcpCost[k], udpCost[k] = measure()
+				profiled(k)
+				continue
 			}
 			if empty {
 				if len(v.args) > 0 || len(v.env) > 1 {
