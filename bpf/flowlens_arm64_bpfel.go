@@ -85,10 +85,12 @@ type flowlensHotSlot struct {
 		Pad        uint8
 		Gen        uint32
 	}
+	Jiffies uint64
+	Coarse  uint64
 	Mru     uint8
 	Armed   uint8
 	TimerOk uint8
-	Pad     [45]uint8
+	Pad     [29]uint8
 }
 
 type flowlensLpmKey struct {

@@ -20,6 +20,26 @@ static __always_inline struct hot_slot *hot_slot(void)
 	return bpf_map_lookup_elem(&hot, &cpu);
 }
 
+/* coarse_now is bpf_ktime_get_coarse_ns, read once per tick on this CPU.
+ * The coarse clock only moves when the tick advances jiffies (both in
+ * tick_do_update_jiffies64), and the verifier inlines bpf_jiffies64 into
+ * one load, so the packets after a tick's first take a load and a
+ * comparison instead of a helper call and a seqcount read: the helper was
+ * a tenth of tc_from_pod's time on the real path. A packet between the
+ * jiffies increment and the clock's update caches the tick before: the
+ * time is a tick late at most, the coarse clock's own resolution, and
+ * never goes backwards. */
+static __always_inline __u64 coarse_now(struct hot_slot *hs)
+{
+	__u64 j = bpf_jiffies64();
+	if (hs->jiffies == j && hs->coarse)
+		return hs->coarse;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	hs->jiffies = j;
+	hs->coarse = now;
+	return now;
+}
+
 /* flush_pending adds the packets waiting in a hot slot's entry to their
  * flow. Not inlined: it runs once per run of a flow's packets. */
 static __noinline int flush_pending(struct hot_entry *he)

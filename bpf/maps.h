@@ -126,6 +126,7 @@ struct hot_entry {
  *   every packet once, at most that much later. Only tc_from_pod, the
  *   timer and kfree_skb's attempt folding (softirqs of this CPU, which
  *   never interleave) touch the keys and the pending counts.
+ * - jiffies, coarse: coarse_now's cache of the coarse clock (hotslot.h).
  * Internal to the programs (not in types.h: user space never reads it). */
 struct hot_slot {
 	struct bpf_timer timer;
@@ -133,10 +134,12 @@ struct hot_slot {
 	__u32 ifindex;
 	__u32 len;
 	struct hot_entry e[2];
+	__u64 jiffies;  /* coarse_now: the tick coarse was read in */
+	__u64 coarse;   /* coarse_now: the coarse clock read then */
 	__u8 mru;       /* the index of the entry counted into last */
 	__u8 armed;     /* the timer is set to flush */
 	__u8 timer_ok;  /* the timer is initialised; 2: it cannot be (flush at once) */
-	__u8 pad[45];   /* 256 bytes a slot: CPUs share few cache lines */
+	__u8 pad[29];   /* 256 bytes a slot: CPUs share few cache lines */
 };
 _Static_assert(sizeof(struct hot_slot) == 256, "a hot slot is 256 bytes");
 

@@ -53,9 +53,9 @@ int tc_from_pod(struct __sk_buff *skb)
 	if (parse_tc(skb, &pi) < 0)
 		return TC_ACT_UNSPEC;
 
-	/* The coarse clock (a tick's resolution) is a plain read, the precise
-	 * one a clocksource read on every packet; flow times need no better. */
-	__u64 now = bpf_ktime_get_coarse_ns();
+	/* The coarse clock (a tick's resolution): the precise one is a
+	 * clocksource read on every packet, and flow times need no better. */
+	__u64 now = coarse_now(hs);
 	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
 	bool nf_hot;
 	struct hot_entry *he = hot_find(hs, &pi.key);
@@ -112,7 +112,7 @@ int tc_to_pod(struct __sk_buff *skb)
 
 	/* A flow counted here in this epoch: what the lookups below decided
 	 * for it still holds, so this one lookup is all. */
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = hs ? coarse_now(hs) : bpf_ktime_get_coarse_ns();
 	__u64 len = tc_l3_len(skb), segs = tc_segs(skb);
 	struct flow_stats *st = bpf_map_lookup_elem(&flows, &pi.key);
 	if (st && st->to_epoch == nf_epoch(now) && st->obs == OBS_TO_POD && st->ifindex == skb->ifindex) {
