@@ -28,11 +28,12 @@ static __always_inline struct hot_slot *hot_slot(void)
  * a tenth of tc_from_pod's time on the real path. A packet between the
  * jiffies increment and the clock's update caches the tick before: the
  * time is a tick late at most, the coarse clock's own resolution, and
- * never goes backwards. */
+ * never goes backwards. A fresh slot's jiffies (0) never matches: jiffies
+ * starts at INITIAL_JIFFIES and 64 bits do not wrap. */
 static __always_inline __u64 coarse_now(struct hot_slot *hs)
 {
 	__u64 j = bpf_jiffies64();
-	if (hs->jiffies == j && hs->coarse)
+	if (hs->jiffies == j)
 		return hs->coarse;
 	__u64 now = bpf_ktime_get_coarse_ns();
 	hs->jiffies = j;
